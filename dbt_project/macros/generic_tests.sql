@@ -1,0 +1,19 @@
+{# Generic data tests used in the YAML files (the project downloads no packages). #}
+
+{% test unique_combination(model, columns) %}
+select {{ columns | join(', ') }}, count(*) as n_rows
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+{% endtest %}
+
+{% test value_between(model, column_name, min_value, max_value) %}
+select *
+from {{ model }}
+where {{ column_name }} is not null
+  and ({{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }})
+{% endtest %}
+
+{% test expression_is_true(model, expression) %}
+select * from {{ model }} where not ({{ expression }})
+{% endtest %}

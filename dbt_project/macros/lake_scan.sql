@@ -1,0 +1,43 @@
+{#
+  Read one lake table with the column types declared for it in models/staging/_sources.yml.
+  The lake folder comes from LCE_LAKE (default $LCE_HOME/lake). A table with no Parquet files yet
+  is an empty, typed relation, not an error: a study may lack tallies or benchmarks.
+#}
+{% macro lake_dir() -%}
+  {{ return(env_var('LCE_LAKE', env_var('LCE_HOME', 'lce-data') ~ '/lake')) }}
+{%- endmacro %}
+
+{% macro lake_scan(table, partition_key=none) -%}
+  {#- Calling source() registers lineage and docs; the read itself goes through read_parquet. -#}
+  {%- set _relation = source('lake', table) -%}
+  {%- set node = graph.sources['source.lce.lake.' ~ table] if execute else none -%}
+  {%- set pattern = (lake_dir() ~ '/' ~ table ~ '/**/*.parquet') | replace("'", "''") -%}
+  {%- set has_files = false -%}
+  {%- if execute -%}
+    {%- set found = run_query("select count(*) from glob('" ~ pattern ~ "')") -%}
+    {%- set has_files = found.columns[0].values()[0] > 0 -%}
+  {%- endif -%}
+  {%- if node is none -%}
+    select 1 as placeholder where false
+  {%- elif has_files -%}
+    select
+    {%- for name, column in node.columns.items() %}
+      cast({{ adapter.quote(name) }} as {{ column.data_type }}) as {{ adapter.quote(name) }},
+    {%- endfor %}
+    {%- if partition_key %}
+      regexp_extract(filename, '{{ partition_key }}=([^/]+)', 1) as {{ partition_key }},
+    {%- endif %}
+      filename as lake_file
+    from read_parquet('{{ pattern }}', union_by_name = true, hive_partitioning = false, filename = true)
+  {%- else -%}
+    select
+    {%- for name, column in node.columns.items() %}
+      cast(null as {{ column.data_type }}) as {{ adapter.quote(name) }},
+    {%- endfor %}
+    {%- if partition_key %}
+      cast(null as varchar) as {{ partition_key }},
+    {%- endif %}
+      cast(null as varchar) as lake_file
+    where false
+  {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,2 @@
+select model, reason, source
+from ({{ lake_scan('model_exclusions', partition_key='source') }})

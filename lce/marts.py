@@ -1,0 +1,181 @@
+"""The warehouse's computed marts as functions of plain frames.
+
+dbt's Python models hand their refs to these functions; tests call the same functions, so
+nothing is computed in two places. Outputs are Arrow tables with fixed schemas, so an empty
+result still has typed columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lce import embedding
+
+
+@dataclass(frozen=True)
+class MartInputs:
+    profiles: pd.DataFrame  # fct_concept_profiles: model, concept, category, n_units, weight
+    models: pd.DataFrame  # dim_models
+    benchmarks: pd.DataFrame | None = None  # fct_task_benchmarks
+    n_components: int = 3
+    n_categories: int | str = 3
+
+
+def parse_count(value: Any, name: str, allow_auto: bool = False) -> int | str:
+    """dbt hands vars to Python models as text; accept an integer (or 'auto' where allowed)."""
+    text = str(value).strip().strip("'\"")
+    if allow_auto and text == "auto":
+        return "auto"
+    try:
+        number = int(text)
+    except ValueError:
+        expected = "a positive integer or 'auto'" if allow_auto else "a positive integer"
+        raise ValueError(f"dbt var {name}: got {value!r}, expected {expected}") from None
+    if number < 1:
+        raise ValueError(f"dbt var {name}: got {value!r}, expected a positive integer")
+    return number
+
+
+def embedding_profiles(inputs: MartInputs) -> embedding.Profiles:
+    """Profiles of the models in the embedding; columns are every concept seen in any model."""
+    keep = set(inputs.models.loc[inputs.models["in_embedding"].astype(bool), "model"])
+    rows = inputs.profiles[inputs.profiles["model"].isin(keep)]
+    return embedding.profile_matrix(rows, concepts=inputs.profiles[["concept", "category"]])
+
+
+def _fit(inputs: MartInputs) -> tuple[embedding.Profiles, embedding.PcaFit]:
+    profiles = embedding_profiles(inputs)
+    return profiles, embedding.fit_pca(profiles.matrix, int(inputs.n_components))
+
+
+def fct_lce(inputs: MartInputs) -> pa.Table:
+    profiles, fit = _fit(inputs)
+    rows = [
+        (model, component + 1, float(fit.scores[i, component]))
+        for i, model in enumerate(profiles.models)
+        for component in range(fit.scores.shape[1])
+    ]
+    return _table(
+        rows, [("model", pa.string()), ("component", pa.int32()), ("value", pa.float64())]
+    )
+
+
+def fct_lce_components(inputs: MartInputs) -> pa.Table:
+    _, fit = _fit(inputs)
+    ratios = fit.explained_variance_ratio
+    rows = [(i + 1, float(r), float(ratios[: i + 1].sum())) for i, r in enumerate(ratios.tolist())]
+    return _table(
+        rows,
+        [
+            ("component", pa.int32()),
+            ("explained_variance_ratio", pa.float64()),
+            ("cumulative_explained_variance_ratio", pa.float64()),
+        ],
+    )
+
+
+def fct_component_loadings(inputs: MartInputs) -> pa.Table:
+    profiles, fit = _fit(inputs)
+    rows = [
+        (c + 1, concept, category, float(fit.components[c, j]))
+        for c in range(fit.components.shape[0])
+        for j, (concept, category) in enumerate(
+            zip(profiles.concepts, profiles.categories, strict=True)
+        )
+    ]
+    return _table(
+        rows,
+        [
+            ("component", pa.int32()),
+            ("concept", pa.string()),
+            ("category", pa.string()),
+            ("loading", pa.float64()),
+        ],
+    )
+
+
+def dim_model_categories(inputs: MartInputs) -> pa.Table:
+    """k-means on the profiles; ids 1..k ordered by the category's mean first-component score."""
+    profiles, fit = _fit(inputs)
+    labels = embedding.kmeans_labels(profiles.matrix, inputs.n_categories)
+    ids = embedding.order_by_score(labels, fit.scores)
+    k = len(set(ids.tolist()))
+    rows = [
+        (m, int(i), f"C{int(i)}", k) for m, i in zip(profiles.models, ids.tolist(), strict=True)
+    ]
+    return _table(
+        rows,
+        [
+            ("model", pa.string()),
+            ("category_id", pa.int32()),
+            ("category_label", pa.string()),
+            ("n_categories", pa.int32()),
+        ],
+    )
+
+
+def fct_component_task_correlations(inputs: MartInputs) -> pa.Table:
+    """Pearson r of each component with each task result over the models that have both."""
+    profiles, fit = _fit(inputs)
+    rows = []
+    bench = inputs.benchmarks if inputs.benchmarks is not None else pd.DataFrame()
+    if fit.scores.shape[1] and not bench.empty:
+        scores = pd.DataFrame(fit.scores, index=profiles.models)
+        keys = ["task", "dataset", "metric", "higher_is_better"]
+        for key, group in bench.groupby(keys, sort=True):
+            group = group[group["model"].isin(scores.index)]
+            x_models = group["model"].tolist()
+            values = group["value"].to_numpy(dtype=float)
+            for c in range(fit.scores.shape[1]):
+                r, p = embedding.pearson(scores.loc[x_models, c].to_numpy(), values)
+                rows.append((c + 1, key[0], key[1], key[2], bool(key[3]), len(x_models), r, p))
+    return _table(
+        rows,
+        [
+            ("component", pa.int32()),
+            ("task", pa.string()),
+            ("dataset", pa.string()),
+            ("metric", pa.string()),
+            ("higher_is_better", pa.bool_()),
+            ("n", pa.int32()),
+            ("pearson_r", pa.float64()),
+            ("p_value", pa.float64()),
+        ],
+        nan_to_null=True,
+    )
+
+
+def fct_model_distances(inputs: MartInputs) -> pa.Table:
+    """Cosine distance between the profiles of every pair of profiled models (both orders)."""
+    profiled = inputs.models[inputs.models["n_interpretable_units"] > 0]["model"]
+    rows_in = inputs.profiles[inputs.profiles["model"].isin(set(profiled))]
+    profiles = embedding.profile_matrix(rows_in, concepts=inputs.profiles[["concept", "category"]])
+    distances = embedding.cosine_distances(profiles.matrix)
+    rows = [
+        (a, b, float(distances[i, j]))
+        for i, a in enumerate(profiles.models)
+        for j, b in enumerate(profiles.models)
+        if i != j
+    ]
+    return _table(
+        rows,
+        [("model_a", pa.string()), ("model_b", pa.string()), ("cosine_distance", pa.float64())],
+    )
+
+
+def _table(
+    rows: list[tuple], fields: list[tuple[str, pa.DataType]], nan_to_null: bool = False
+) -> pa.Table:
+    schema = pa.schema(fields)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
+    arrays = []
+    for values, (_, dtype) in zip(columns, fields, strict=True):
+        if nan_to_null and pa.types.is_floating(dtype):
+            values = tuple(None if v is None or np.isnan(v) else v for v in values)
+        arrays.append(pa.array(list(values), type=dtype))
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -1,0 +1,96 @@
+"""Task benchmarks: long-format results (model, task, dataset, metric, value, higher_is_better)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import polars as pl
+
+from lce.errors import LceError
+from warehouse.lake import write_partition
+
+COLUMNS = ("model", "task", "dataset", "metric", "value", "higher_is_better")
+KEY = ("model", "task", "dataset", "metric")
+_TRUE = {"true", "t", "1", "yes", "y"}
+_FALSE = {"false", "f", "0", "no", "n"}
+
+
+def _read_raw(path: Path) -> pl.DataFrame:
+    """Read every column as text so validation, not the reader, decides what is wrong."""
+    if not path.is_file():
+        raise LceError(f"{path}: no such benchmark file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            return frame.with_columns(pl.all().cast(pl.String))
+        if suffix in {".csv", ".txt"}:
+            return pl.read_csv(path, infer_schema=False)
+    except Exception as exc:  # polars raises several types for unreadable files
+        raise LceError(f"{path}: cannot read as {suffix[1:]}: {exc}".splitlines()[0]) from exc
+    raise LceError(f"{path}: expected a .csv or .parquet benchmark file")
+
+
+def validate(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """Check a raw text frame against the benchmark contract; return it typed."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise LceError(
+            f"{name}: missing column(s) {', '.join(missing)}; expected columns {', '.join(COLUMNS)}"
+        )
+    frame = frame.select(COLUMNS)
+    values: list[float] = []
+    flags: list[bool] = []
+    rows = frame.iter_rows(named=True)
+    for i, row in enumerate(rows, start=2 if name.endswith(".csv") else 1):
+        where = f"{name}: row {i}"
+        for field in KEY:
+            if row[field] is None or not str(row[field]).strip():
+                raise LceError(f"{where}: field {field!r} is empty")
+        raw = row["value"]
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise LceError(f"{where}: field 'value' is {raw!r}, expected a number") from None
+        if not math.isfinite(value):
+            raise LceError(f"{where}: field 'value' is {raw!r}, expected a finite number")
+        flag = str(row["higher_is_better"]).strip().lower()
+        if flag not in _TRUE | _FALSE:
+            raise LceError(
+                f"{where}: field 'higher_is_better' is {row['higher_is_better']!r}, "
+                "expected true or false"
+            )
+        values.append(value)
+        flags.append(flag in _TRUE)
+    typed = frame.with_columns(
+        pl.Series("value", values, dtype=pl.Float64),
+        pl.Series("higher_is_better", flags, dtype=pl.Boolean),
+        *[pl.col(c).str.strip_chars() for c in KEY],
+    )
+    dupes = typed.group_by(KEY).len().filter(pl.col("len") > 1)
+    if dupes.height:
+        first = dupes.row(0, named=True)
+        key = ", ".join(str(first[c]) for c in KEY)
+        raise LceError(
+            f"{name}: duplicate (model, task, dataset, metric) = ({key}) "
+            f"appears {first['len']} times"
+        )
+    if typed.height == 0:
+        raise LceError(f"{name}: no benchmark rows")
+    return typed
+
+
+def source_name(path: Path, source: str | None) -> str:
+    name = source or path.stem
+    if not name or "/" in name or name.startswith("."):
+        raise LceError(f"--source {name!r}: expected a plain name (no '/', not starting with '.')")
+    return name
+
+
+def add_benchmarks(path: Path, lake: Path, source: str | None = None) -> tuple[str, pl.DataFrame]:
+    """Validate a benchmark file and write it as the lake partition ``source=<name>``."""
+    name = source_name(path, source)
+    typed = validate(_read_raw(path), str(path))
+    write_partition(lake, "task_benchmarks", {"source": name}, typed.to_arrow())
+    return name, typed

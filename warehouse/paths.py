@@ -1,0 +1,36 @@
+"""Where lce keeps its files: everything lives under one LCE_HOME unless a path is overridden."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_HOME = "lce-data"
+DB_NAME = "lce.duckdb"
+
+
+def home_dir() -> Path:
+    """LCE_HOME, default ./lce-data: one home is one study (lake + published database)."""
+    return Path(os.environ.get("LCE_HOME", DEFAULT_HOME))
+
+
+def lake_dir(override: Path | None = None) -> Path:
+    if override is not None:
+        return Path(override)
+    return home_dir() / "lake"
+
+
+def db_path(override: Path | None = None) -> Path:
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("LCE_DB")
+    return Path(env) if env else home_dir() / DB_NAME
+
+
+def project_root() -> Path:
+    """The repository root (the dbt project sits beside the Python packages)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def dbt_project_dir() -> Path:
+    return project_root() / "dbt_project"
