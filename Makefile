@@ -15,8 +15,15 @@ $(BIN)/lce: pyproject.toml
 
 venv: $(BIN)/lce
 
+# Until the embedded synthetic demo lands, the main job builds the warehouse from the paper's
+# published data: read from $(REFERENCE) when present, else downloaded (sha256-checked).
+DEMO_HOME := lce-data/paper-2022
 demo: venv
-	./scripts/demo.sh
+	@echo "== lce: building the warehouse from the paper's published data into $(DEMO_HOME)"
+	LCE_HOME=$(DEMO_HOME) $(BIN)/lce reference load $(if $(wildcard $(REFERENCE)/models_dissect_profiles_raw.csv),--from $(REFERENCE),)
+	LCE_HOME=$(DEMO_HOME) $(BIN)/lce build
+	@COLUMNS=$${COLUMNS:-120} LCE_HOME=$(DEMO_HOME) $(BIN)/lce summary
+	@echo "== done: the shared file is $(DEMO_HOME)/lce.duckdb (open it with DuckDB 1.x)"
 
 lint: venv
 	$(BIN)/ruff check .

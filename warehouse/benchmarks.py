@@ -25,7 +25,7 @@ def _read_raw(path: Path) -> pl.DataFrame:
         if suffix == ".parquet":
             frame = pl.read_parquet(path)
             return frame.with_columns(pl.all().cast(pl.String))
-        if suffix in {".csv", ".txt"}:
+        if suffix == ".csv":
             return pl.read_csv(path, infer_schema=False)
     except Exception as exc:  # polars raises several types for unreadable files
         raise LceError(f"{path}: cannot read as {suffix[1:]}: {exc}".splitlines()[0]) from exc

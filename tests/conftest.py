@@ -1,0 +1,41 @@
+"""Shared fixtures: the paper's reference data (skipped where absent) and small generated lakes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lce.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(
+    os.environ.get("LCE_REFERENCE_DIR", REPO.parent / "shared" / "reference" / "paper-2022")
+)
+needs_reference = pytest.mark.skipif(
+    not (REFERENCE / "models_dissect_profiles_raw.csv").is_file(),
+    reason=f"the paper's published data is not at {REFERENCE} (set LCE_REFERENCE_DIR)",
+)
+
+
+def lce(*args: str | Path) -> tuple[int, str]:
+    """Run the real command line in-process; returns (exit code, stdout + stderr)."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="session")
+def reference_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with the reference data loaded and built once for the session."""
+    if not (REFERENCE / "models_dissect_profiles_raw.csv").is_file():
+        pytest.skip(f"the paper's published data is not at {REFERENCE}")
+    home = tmp_path_factory.mktemp("reference-home")
+    code, out = lce("reference", "load", "--from", REFERENCE, "--lake", home / "lake")
+    assert code == 0, out
+    code, out = lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")
+    assert code == 0, out
+    return home

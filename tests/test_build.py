@@ -1,0 +1,375 @@
+"""`lce build` on small generated lakes: marts against brute force, atomic publishing, vars.
+
+Each lake is written in the test with the real lake writer; dbt really runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.decomposition import PCA
+
+from tests.conftest import REPO, lce
+from warehouse.lake import write_partition
+
+CONCEPTS = {
+    1: ("red", "color"),
+    2: ("blue", "color"),
+    3: ("disc", "object"),
+    4: ("square", "object"),
+    5: ("stripes", "material"),
+    6: ("food", "object"),
+    7: ("food", "material"),
+}
+PUBLISHED_LABELS = [(n, c) for n, c in CONCEPTS.values()] + [("-", "object")]
+N_UNITS = 12
+TALLY_LAYERS = {"tA": ["l4", "l3"], "tB": ["l4"]}
+
+
+def make_toy_lake(lake: Path, seed: int = 0) -> dict[str, list[tuple]]:
+    """A study with full tallies for two models and published labels for three."""
+    rng = np.random.default_rng(seed)
+    tallies: dict[str, list[tuple]] = {}
+    write_partition(
+        lake,
+        "concepts",
+        {"probe": "toy"},
+        pa.table(
+            {
+                "probe": ["toy"] * len(CONCEPTS),
+                "concept_id": list(CONCEPTS),
+                "concept": [n for n, _ in CONCEPTS.values()],
+                "category": [c for _, c in CONCEPTS.values()],
+                "frequency": [10] * len(CONCEPTS),
+                "coverage": [0.1] * len(CONCEPTS),
+                "label_pixels": [100] * len(CONCEPTS),
+            }
+        ),
+    )
+    for model, layers in TALLY_LAYERS.items():
+        for order, layer in enumerate(layers):
+            rows = []
+            for unit in range(N_UNITS):
+                ids = rng.choice(list(CONCEPTS), size=rng.integers(0, 4), replace=False)
+                ious = rng.choice([0.02, 0.05, 0.08, 0.11], size=len(ids))
+                if unit == 1 and len(ids) == 0:
+                    ids, ious = np.array([5, 2]), np.array([0.09, 0.09])  # a tie
+                rows += [
+                    (model, layer, unit, int(c), 7, 50, 100, float(i))
+                    for c, i in zip(ids, ious, strict=True)
+                ]
+            tallies[f"{model}/{layer}"] = rows
+            cols = ["model", "layer", "unit", "concept_id", "intersection",
+                    "activation_in_category", "label_pixels", "iou"]  # fmt: skip
+            keys = {"model": model, "layer": layer}
+            write_partition(
+                lake,
+                "unit_concept_tally",
+                keys,
+                pa.table(list(zip(*rows, strict=True)) if rows else [[]] * 8, names=cols),
+            )
+            write_partition(
+                lake,
+                "unit_thresholds",
+                keys,
+                pa.table(
+                    {
+                        "model": [model] * N_UNITS,
+                        "layer": [layer] * N_UNITS,
+                        "unit": list(range(N_UNITS)),
+                        "threshold": [1.0] * N_UNITS,
+                        "act_max": [2.0] * N_UNITS,
+                        "act_mean": [0.5] * N_UNITS,
+                    }
+                ),
+            )
+            write_partition(
+                lake,
+                "runs",
+                keys,
+                pa.table(
+                    {
+                        "run_id": [f"run-{model}"],
+                        "model": [model],
+                        "layer": [layer],
+                        "layer_order": [order],
+                        "probe": ["broden:toy"],
+                        "probe_fingerprint": ["f"],
+                        "quantile": [0.005],
+                        "basis": ["raw"],
+                        "n_images": [10],
+                        "n_units": [N_UNITS],
+                        "device": ["cpu"],
+                        "torch_version": ["x"],
+                        "lce_version": ["0"],
+                        "started_at": [datetime(2026, 1, 1, tzinfo=UTC)],
+                        "seconds": [1.0],
+                    }  # fmt: skip
+                ),
+            )
+    published = []
+    for model in ["p1", "p2", "p3"]:
+        for unit in range(N_UNITS):
+            name, category = PUBLISHED_LABELS[rng.integers(len(PUBLISHED_LABELS))]
+            published.append(
+                (model, "layer4", unit, name, category, float(rng.choice([0.03, 0.06, 0.1])))
+            )
+    write_partition(
+        lake,
+        "unit_labels",
+        {"source": "pub"},
+        pa.table(
+            list(zip(*published, strict=True)),
+            names=["model", "layer", "unit", "concept", "category", "iou"],
+        ),
+    )
+    tallies["published"] = published
+    bench = []
+    for model in ["tA", "tB", "p1", "p2", "ghost"]:
+        bench.append((model, "probe", "shapes", "accuracy", float(rng.random()), True))
+        bench.append((model, "probe", "colours", "accuracy", float(rng.random()), True))
+    write_partition(
+        lake,
+        "task_benchmarks",
+        {"source": "toy"},
+        pa.table(
+            list(zip(*bench, strict=True)),
+            names=["model", "task", "dataset", "metric", "value", "higher_is_better"],
+        ),
+    )
+    return tallies
+
+
+def brute_force_labels(inputs: dict[str, list[tuple]]) -> dict[tuple[str, str, int], tuple]:
+    """Best concept per unit by plain loops: highest IoU, ties to the lowest concept id."""
+    best: dict[tuple[str, str, int], tuple] = {}
+    for model, layers in TALLY_LAYERS.items():
+        for layer in layers:
+            for unit in range(N_UNITS):
+                best[(model, layer, unit)] = (None, None, 0.0)
+            chosen: dict[int, tuple[float, int]] = {}
+            for _, _, unit, cid, *_, iou in inputs[f"{model}/{layer}"]:
+                cur = chosen.get(unit)
+                if cur is None or iou > cur[0] or (iou == cur[0] and cid < cur[1]):
+                    chosen[unit] = (iou, cid)
+            for unit, (iou, cid) in chosen.items():
+                best[(model, layer, unit)] = (*CONCEPTS[cid], iou)
+    for model, layer, unit, name, category, iou in inputs["published"]:
+        best[(model, layer, unit)] = (None, None, iou) if name == "-" else (name, category, iou)
+    return best
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[tuple]], str]:
+    home = tmp_path_factory.mktemp("toy")
+    inputs = make_toy_lake(home / "lake")
+    code, out = lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")
+    assert code == 0, out
+    return home, inputs, out
+
+
+def test_unit_labels_match_brute_force(toy: tuple[Path, dict, str]) -> None:
+    home, inputs, _ = toy
+    expected = brute_force_labels(inputs)
+    with duckdb.connect(str(home / "lce.duckdb"), read_only=True) as c:
+        rows = c.execute(
+            "select model, layer, unit, concept, category, iou from fct_unit_labels"
+        ).fetchall()
+    got = {(m, layer, u): (n, cat, iou) for m, layer, u, n, cat, iou in rows}
+    assert set(got) == set(expected)
+    for key, (name, category, iou) in expected.items():
+        assert got[key][:2] == (name, category), key
+        if iou is not None:
+            assert got[key][2] == pytest.approx(iou), key
+
+
+def test_profiles_and_lce_match_brute_force(toy: tuple[Path, dict, str]) -> None:
+    home, inputs, _ = toy
+    labels = brute_force_labels(inputs)
+    # primary layers: l4 for the tallied models (layer_order 0), layer4 for published ones
+    counts: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
+    for (model, layer, _), (name, category, iou) in labels.items():
+        if layer in {"l4", "layer4"} and name is not None and iou > 0.04:
+            counts[model][(category, name)] += 1
+    vocab: dict[str, set[str]] = defaultdict(set)
+    for per in counts.values():
+        for category, name in per:
+            vocab[category].add(name)
+    with duckdb.connect(str(home / "lce.duckdb"), read_only=True) as c:
+        got = {
+            (m, cat, n): (k, w)
+            for m, n, cat, k, w in c.execute("select * from fct_concept_profiles").fetchall()
+        }
+        lce_rows = c.execute("select model, component, value from fct_lce").fetchall()
+        in_embedding = {
+            m for (m,) in c.execute("select model from dim_models where in_embedding").fetchall()
+        }
+    expected = {
+        (m, cat, n): (k, k / len(vocab[cat]))
+        for m, per in counts.items()
+        for (cat, n), k in per.items()
+    }
+    assert set(got) == set(expected)
+    for key, (k, w) in expected.items():
+        assert got[key][0] == k and got[key][1] == pytest.approx(w)
+
+    models = sorted(in_embedding)
+    columns = sorted({key for per in counts.values() for key in per})
+    x = np.array([[expected.get((m, cat, n), (0, 0.0))[1] for cat, n in columns] for m in models])
+    ref = PCA(n_components=3).fit_transform(x)
+    scores = np.zeros_like(ref)
+    for m, comp, value in lce_rows:
+        scores[models.index(m), comp - 1] = value
+    for comp in range(3):
+        sign = np.sign(scores[:, comp] @ ref[:, comp])
+        np.testing.assert_allclose(scores[:, comp], sign * ref[:, comp], atol=1e-9)
+
+
+def test_models_without_profile_or_benchmarks_are_reported(toy: tuple[Path, dict, str]) -> None:
+    home, _, out = toy
+    with duckdb.connect(str(home / "lce.duckdb"), read_only=True) as c:
+        rows = dict(c.execute("select model, excluded_reason from dim_models").fetchall())
+        primary = dict(c.execute("select model, primary_layer from dim_models").fetchall())
+    assert rows["ghost"] == "no dissection profile"
+    assert primary["tA"] == "l4"
+    assert "ghost" in out and "warning" in out
+    assert "p3" in out  # profile but no benchmarks
+
+
+def copy_home(src: Path, dst: Path) -> Path:
+    shutil.copytree(src / "lake", dst / "lake")
+    shutil.copy(src / "lce.duckdb", dst / "lce.duckdb")
+    return dst
+
+
+def test_failed_build_leaves_published_file(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
+    home = copy_home(toy[0], tmp_path)
+    before = sha(home / "lce.duckdb")
+    dup = [("tA", "probe", "shapes", "accuracy", 0.5, True)]
+    write_partition(
+        home / "lake",
+        "task_benchmarks",
+        {"source": "clash"},
+        pa.table(
+            list(zip(*dup, strict=True)),
+            names=["model", "task", "dataset", "metric", "value", "higher_is_better"],
+        ),
+    )
+    code, out = lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")
+    assert code != 0
+    assert "dbt build failed" in out and "fct_task_benchmarks" in out
+    assert sha(home / "lce.duckdb") == before
+    assert sorted(p.name for p in home.iterdir() if "build-" in p.name) == []
+
+
+def test_reader_keeps_snapshot_during_rebuild(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
+    home = copy_home(toy[0], tmp_path)
+    reader = duckdb.connect(str(home / "lce.duckdb"), read_only=True)
+    try:
+        assert reader.execute("select count(*) from fct_lce_components").fetchone()[0] == 3
+        code, out = lce(
+            "build", "--lake", home / "lake", "--db", home / "lce.duckdb", "--var", "n_components=2"
+        )
+        assert code == 0, out
+        assert reader.execute("select count(*) from fct_lce_components").fetchone()[0] == 3
+    finally:
+        reader.close()
+    with duckdb.connect(str(home / "lce.duckdb"), read_only=True) as fresh:
+        assert fresh.execute("select count(*) from fct_lce_components").fetchone()[0] == 2
+
+
+def test_vars_exclude_and_auto_categories(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
+    home = copy_home(toy[0], tmp_path)
+    code, out = lce(
+        "build", "--lake", home / "lake", "--db", home / "lce.duckdb",
+        "--var", "exclude_models=[p1, tB]", "--var", "n_categories=auto", "--var", "min_iou=0.07",
+    )  # fmt: skip
+    assert code == 0, out
+    with duckdb.connect(str(home / "lce.duckdb"), read_only=True) as c:
+        reasons = dict(c.execute("select model, excluded_reason from dim_models").fetchall())
+        k = c.execute("select count(distinct category_id) from dim_model_categories").fetchone()[0]
+        low = c.execute(
+            "select count(*) from fct_unit_labels where is_interpretable and iou <= 0.07"
+        ).fetchone()[0]
+    assert reasons["p1"] == reasons["tB"] == "excluded by var exclude_models"
+    assert reasons["p2"] is None
+    assert k >= 1 and low == 0
+
+
+@pytest.mark.parametrize(
+    "pair",
+    ["n_components=0", "min_iou=abc", "n_categories=many", "colour=3", "exclude_models={a: 1}"],
+)
+def test_bad_vars_are_refused(toy: tuple[Path, dict, str], tmp_path: Path, pair: str) -> None:
+    code, out = lce(
+        "build", "--lake", toy[0] / "lake", "--db", tmp_path / "x.duckdb", "--var", pair
+    )
+    assert code != 0
+    assert "--var" in out and pair.split("=")[0] in out
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_empty_lake_is_a_clear_error(tmp_path: Path) -> None:
+    code, out = lce("build", "--lake", tmp_path / "lake", "--db", tmp_path / "lce.duckdb")
+    assert code != 0 and "holds no data" in out
+    assert not (tmp_path / "lce.duckdb").exists()
+
+
+def test_benchmarks_only_lake_builds_empty_embedding(tmp_path: Path) -> None:
+    rows = [("m1", "t", "d", "acc", 1.0, True), ("m2", "t", "d", "acc", 2.0, True)]
+    write_partition(
+        tmp_path / "lake",
+        "task_benchmarks",
+        {"source": "s"},
+        pa.table(
+            list(zip(*rows, strict=True)),
+            names=["model", "task", "dataset", "metric", "value", "higher_is_better"],
+        ),
+    )
+    code, out = lce("build", "--lake", tmp_path / "lake", "--db", tmp_path / "lce.duckdb")
+    assert code == 0, out
+    with duckdb.connect(str(tmp_path / "lce.duckdb"), read_only=True) as c:
+        assert c.execute("select count(*) from fct_lce").fetchone()[0] == 0
+        reasons = {r for (r,) in c.execute("select excluded_reason from dim_models").fetchall()}
+    assert reasons == {"no dissection profile"}
+
+
+def test_dbt_build_runs_directly(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
+    """The README's direct command: dbt build --project-dir dbt_project (no lce involved)."""
+    shutil.copytree(toy[0] / "lake", tmp_path / "lake")
+    dbt = Path(sys.executable).parent / "dbt"
+    env = dict(os.environ, LCE_HOME=str(tmp_path))
+    env.pop("LCE_DB_PATH", None)
+    env.pop("LCE_LAKE", None)
+    proc = subprocess.run(
+        [str(dbt), "build", "--project-dir", "dbt_project", "--profiles-dir", "dbt_project",
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        cwd=REPO, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with duckdb.connect(str(tmp_path / "lce.duckdb"), read_only=True) as c:
+        assert c.execute("select count(*) from fct_lce").fetchone()[0] > 0
+
+
+def test_duckdb_major_version_is_pinned() -> None:
+    """The shared file is written by DuckDB 1.x (2.x files cannot be read by 1.x)."""
+    from importlib.metadata import version
+
+    assert duckdb.__version__.startswith("1.")
+    assert version("dbt-duckdb").startswith("1.11")
+    assert version("dbt-core").startswith("1.11")
