@@ -108,13 +108,17 @@ def make_toy_lake(lake: Path, seed: int = 0) -> dict[str, list[tuple]]:
                         "probe_fingerprint": ["f"],
                         "quantile": [0.005],
                         "basis": ["raw"],
+                        "normalize": ["imagenet"],
                         "n_images": [10],
+                        "n_skipped_images": [0],
                         "n_units": [N_UNITS],
+                        "non_strict": [False],
                         "device": ["cpu"],
                         "torch_version": ["x"],
                         "lce_version": ["0"],
                         "started_at": [datetime(2026, 1, 1, tzinfo=UTC)],
                         "seconds": [1.0],
+                        "settings": ["{}"],
                     }  # fmt: skip
                 ),
             )

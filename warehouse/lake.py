@@ -27,7 +27,8 @@ def _schema(fields: list[tuple[str, Any]]) -> pa.Schema:
 
 
 # The lake contract (DESIGN.md "The lake"), plus the repo's additions documented in
-# docs/NOTES.md: runs.layer_order and the model_exclusions table.
+# docs/NOTES.md: runs.layer_order / normalize / n_skipped_images / non_strict / settings,
+# and the model_exclusions table.
 SCHEMAS: dict[str, pa.Schema] = {
     "runs": _schema(
         [
@@ -39,13 +40,17 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("probe_fingerprint", pa.string()),
             ("quantile", pa.float64()),
             ("basis", pa.string()),
+            ("normalize", pa.string()),
             ("n_images", pa.int64()),
+            ("n_skipped_images", pa.int64()),
             ("n_units", pa.int64()),
+            ("non_strict", pa.bool_()),
             ("device", pa.string()),
             ("torch_version", pa.string()),
             ("lce_version", pa.string()),
             ("started_at", pa.timestamp("us", tz="UTC")),
             ("seconds", pa.float64()),
+            ("settings", pa.string()),
         ]
     ),
     "unit_thresholds": _schema(

@@ -1,0 +1,267 @@
+"""Reader for probe sets in the Broden layout of NetDissect (and lce's synthetic probe sets).
+
+index.csv (image, split, ih, iw, sh, sw, one column per category: ';'-separated PNG paths or
+integer image-level labels), label.csv, category.csv, c_<category>.csv, images under images/.
+Label PNGs encode the global label number as R + 256 * G.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lce.errors import LceError
+
+FIXED_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
+
+
+@dataclass(frozen=True)
+class Concept:
+    number: int
+    name: str
+    category: str  # primary category: the largest coverage among the c_<category>.csv files
+    frequency: int
+    coverage: float
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row of index.csv."""
+
+    image: str
+    ih: int
+    iw: int
+    sh: int
+    sw: int
+    cells: dict[str, str]  # category -> raw cell ('' when the image does not annotate it)
+
+
+@dataclass
+class Probe:
+    root: Path
+    categories: list[str]
+    concepts: list[Concept]
+    records: list[Record]
+    fingerprint: str
+    number_to_index: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.number_to_index = {c.number: i for i, c in enumerate(self.concepts)}
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def concept_category_index(self) -> np.ndarray:
+        """For each concept (dense index), the index of its primary category."""
+        position = {c: i for i, c in enumerate(self.categories)}
+        return np.array([position[c.category] for c in self.concepts], dtype=np.int64)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise LceError(f"{path}: probe set file not found")
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _int(value: str, path: Path, row: int, column: str) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        raise LceError(f"{path}: row {row}: {column} is {value!r}, expected an integer") from None
+
+
+def open_probe(root: Path) -> Probe:
+    """Read the probe set's tables (not its images) and check them against each other."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LceError(f"{root}: probe set folder not found")
+    digest = hashlib.sha256()
+    category_rows = _read_csv(root / "category.csv")
+    categories = [r["name"] for r in category_rows]
+    label_rows = _read_csv(root / "label.csv")
+    index_path = root / "index.csv"
+    index_rows = _read_csv(index_path)
+    for name in ["category.csv", "label.csv", "index.csv"] + [f"c_{c}.csv" for c in categories]:
+        if (root / name).is_file():
+            digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+
+    coverage: dict[int, dict[str, float]] = {}
+    for category in categories:
+        path = root / f"c_{category}.csv"
+        if not path.is_file():
+            continue
+        for i, row in enumerate(_read_csv(path), start=2):
+            number = _int(row["number"], path, i, "number")
+            coverage.setdefault(number, {})[category] = float(row.get("coverage") or 0)
+
+    concepts = []
+    for i, row in enumerate(label_rows, start=2):
+        number = _int(row["number"], root / "label.csv", i, "number")
+        if number == 0:
+            continue  # 0 is "no label" in the PNGs
+        primary = _primary_category(number, row.get("category", ""), coverage, categories)
+        if primary is None:
+            continue  # a label no category uses cannot be a concept
+        concepts.append(
+            Concept(
+                number=number,
+                name=row["name"],
+                category=primary,
+                frequency=_int(row.get("frequency") or "0", root / "label.csv", i, "frequency"),
+                coverage=float(row.get("coverage") or 0),
+            )
+        )
+
+    records = []
+    if index_rows:
+        missing = [c for c in (*FIXED_COLUMNS, *categories) if c not in index_rows[0]]
+        if missing:
+            raise LceError(f"{index_path}: missing column(s) {', '.join(missing)}")
+    for i, row in enumerate(index_rows, start=2):
+        records.append(
+            Record(
+                image=row["image"],
+                ih=_int(row["ih"], index_path, i, "ih"),
+                iw=_int(row["iw"], index_path, i, "iw"),
+                sh=_int(row["sh"], index_path, i, "sh"),
+                sw=_int(row["sw"], index_path, i, "sw"),
+                cells={c: (row.get(c) or "").strip() for c in categories},
+            )
+        )
+    if not records:
+        raise LceError(f"{index_path}: no images")
+    return Probe(root, categories, concepts, records, digest.hexdigest()[:16])
+
+
+def _primary_category(
+    number: int, field_text: str, coverage: dict[int, dict[str, float]], categories: list[str]
+) -> str | None:
+    """Largest coverage among c_<category>.csv; ties go to the earlier category in category.csv.
+
+    Without c_ files, label.csv's 'category' field ('object(12);part(3)') decides by its counts.
+    """
+    per = coverage.get(number)
+    if per:
+        return max(per, key=lambda c: (per[c], -categories.index(c)))
+    best: tuple[float, int, str] | None = None
+    for part in filter(None, (p.strip() for p in field_text.split(";"))):
+        name, _, count = part.partition("(")
+        name = name.strip()
+        if name not in categories:
+            continue
+        value = float(count.rstrip(")") or 0)
+        key = (value, -categories.index(name), name)
+        best = key if best is None or key > best else best
+    return best[2] if best else None
+
+
+def load_image(probe: Probe, record: Record) -> np.ndarray:
+    """RGB uint8 (ih, iw, 3) as stored, or LceError naming the file."""
+    path = probe.root / "images" / record.image
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise LceError(f"{path}: image not found") from None
+    except Exception as exc:  # PIL raises many types for corrupt files
+        raise LceError(f"{path}: cannot decode image ({type(exc).__name__})") from None
+    if array.shape[:2] != (record.ih, record.iw):
+        raise LceError(
+            f"{path}: image is {array.shape[0]}x{array.shape[1]}, "
+            f"index.csv says {record.ih}x{record.iw}"
+        )
+    return array
+
+
+def load_label_map(probe: Probe, record: Record, relative: str) -> np.ndarray:
+    """Global label numbers (sh, sw) int64 from one label PNG, or LceError naming the file."""
+    path = probe.root / "images" / relative
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise LceError(f"{path}: label map not found") from None
+    except Exception as exc:
+        raise LceError(f"{path}: cannot decode label map ({type(exc).__name__})") from None
+    if rgb.shape[:2] != (record.sh, record.sw):
+        raise LceError(
+            f"{path}: label map is {rgb.shape[0]}x{rgb.shape[1]}, "
+            f"expected sh x sw = {record.sh}x{record.sw} from index.csv"
+        )
+    return rgb[:, :, 0].astype(np.int64) + 256 * rgb[:, :, 1].astype(np.int64)
+
+
+@dataclass
+class ImageLabels:
+    """One image's concept masks, reduced to what the tally needs.
+
+    pixels/concepts: unique (flat pixel, dense concept index) pairs: the union over the layers of
+    each concept's primary category. image_concepts: dense indices of image-level labels (the whole
+    image is the mask). annotated: per category, whether the image's cell is non-empty.
+    """
+
+    pixels: np.ndarray
+    concepts: np.ndarray
+    image_concepts: np.ndarray
+    annotated: np.ndarray
+    size: tuple[int, int]
+
+
+def load_labels(probe: Probe, record: Record, category_of: np.ndarray) -> ImageLabels:
+    n_concepts = len(probe.concepts)
+    keys: list[np.ndarray] = []
+    image_level: list[int] = []
+    annotated = np.zeros(len(probe.categories), dtype=bool)
+    for k, category in enumerate(probe.categories):
+        cell = record.cells[category]
+        if not cell:
+            continue
+        annotated[k] = True
+        for token in filter(None, (t.strip() for t in cell.split(";"))):
+            if token.isdigit():
+                number = int(token)
+                dense = probe.number_to_index.get(number)
+                if dense is None:
+                    raise LceError(
+                        f"{probe.root / 'index.csv'}: image {record.image}: image-level label "
+                        f"{number} in column {category} is not in label.csv"
+                    )
+                if category_of[dense] == k:
+                    image_level.append(dense)
+                continue
+            numbers = load_label_map(probe, record, token)
+            flat = numbers.reshape(-1)
+            present = np.unique(flat)
+            present = present[present != 0]
+            unknown = [int(n) for n in present if int(n) not in probe.number_to_index]
+            if unknown:
+                raise LceError(
+                    f"{probe.root / 'images' / token}: label number {unknown[0]} is not in label.csv"
+                )
+            lookup = np.full(int(present.max()) + 1 if present.size else 1, -1, dtype=np.int64)
+            for n in present:
+                lookup[n] = probe.number_to_index[int(n)]
+            dense_map = np.where(flat > 0, lookup[np.minimum(flat, lookup.size - 1)], -1)
+            keep = dense_map >= 0
+            keep[keep] = category_of[dense_map[keep]] == k
+            pix = np.nonzero(keep)[0]
+            keys.append(pix.astype(np.int64) * n_concepts + dense_map[pix])
+    if keys:
+        unique = np.unique(np.concatenate(keys))
+        pixels, concepts = unique // n_concepts, unique % n_concepts
+    else:
+        pixels = concepts = np.zeros(0, dtype=np.int64)
+    return ImageLabels(
+        pixels=pixels,
+        concepts=concepts,
+        image_concepts=np.unique(np.array(image_level, dtype=np.int64)),
+        annotated=annotated,
+        size=(record.sh, record.sw),
+    )

@@ -1,0 +1,740 @@
+"""The dissection engine: two streaming passes over a probe set, then the lake.
+
+Pass 1 runs the model once, keeps per-unit top-k buffers (exact thresholds), activation stats and
+top images, and appends the raw activations to a file cache. Pass 2 reads the cache (or runs the
+model again with --no-cache), thresholds, upsamples only the units that can fire, and tallies
+intersections against the label maps. Memory is bounded by the batch, the top-k buffers
+(q of the values) and the tallies; never by the number of images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from extract import distributed
+from extract.broden import ImageLabels, Probe, load_image, load_labels, open_probe
+from extract.models import IMAGENET_MEAN, IMAGENET_STD, LayerTaps, find_layers, load_model, to_grid
+from extract.quantile import TopK, buffer_size, quantile_from_top
+from extract.tally import ActivationStats, ConceptTally, TopImages
+from lce import __version__
+from lce.errors import LceError
+from warehouse.lake import ensure_writable, read_table, write_partition
+
+DISSECTION_TABLES = ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "concepts")
+
+
+@dataclass
+class ExtractConfig:
+    model: str
+    layers: list[str]
+    probe: Path
+    lake: Path
+    name: str | None = None
+    weights: Path | None = None
+    quantile: float = 0.005
+    basis: str = "raw"
+    batch_size: int = 16
+    device: str = "auto"
+    top_images: int = 5
+    normalize: str = "imagenet"
+    strict: bool = True
+    skip_bad: bool = False
+    cache: bool = True
+    resume: bool = False
+    new_study: bool = False
+    workers: int = 0
+    checkpoint_every: int = 20
+    progress: bool = True
+    stop_after_batches: int | None = field(default=None, repr=False)  # testing hook
+
+
+@dataclass
+class LayerResult:
+    layer: str
+    n_units: int
+    thresholds: np.ndarray
+    tally: ConceptTally
+    stats: ActivationStats
+    top: TopImages
+
+
+@dataclass
+class ExtractResult:
+    model: str
+    probe: Probe
+    layers: list[LayerResult]
+    n_images: int
+    skipped: list[str]
+    seconds: float
+    device: str
+    written: bool
+
+
+class Interrupted(Exception):
+    """Raised by the testing hook that stops a run after a number of batches."""
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class _ProbeItems(Dataset):
+    """Images and/or label masks of a probe set; errors come back as text, not exceptions.
+
+    DataLoader workers would wrap an exception in a multi-line traceback; returning the message
+    keeps the user's error to one line (or lets --skip-bad count it).
+    """
+
+    def __init__(self, probe: Probe, images: bool, labels: bool, normalize: str) -> None:
+        self.probe = probe
+        self.images = images
+        self.labels = labels
+        self.category_of = probe.concept_category_index()
+        if normalize == "imagenet":
+            self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+            self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        else:
+            self.mean, self.std = torch.zeros(3, 1, 1), torch.ones(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.probe.records)
+
+    def __getitem__(
+        self, i: int
+    ) -> tuple[int, torch.Tensor | None, ImageLabels | None, str | None]:
+        record = self.probe.records[i]
+        try:
+            tensor = None
+            if self.images:
+                pixels = load_image(self.probe, record)
+                tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
+                tensor = (tensor - self.mean) / self.std
+            labels = load_labels(self.probe, record, self.category_of) if self.labels else None
+        except LceError as exc:
+            return i, None, None, str(exc)
+        return i, tensor, labels, None
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+def batches_for(probe: Probe, indices: list[int], batch_size: int) -> list[list[int]]:
+    """Consecutive batches of images that share (ih, iw, sh, sw), so they stack and upsample together."""
+    groups: dict[tuple[int, int, int, int], list[int]] = {}
+    for i in indices:
+        r = probe.records[i]
+        groups.setdefault((r.ih, r.iw, r.sh, r.sw), []).append(i)
+    out = []
+    for members in groups.values():
+        out += [members[s : s + batch_size] for s in range(0, len(members), batch_size)]
+    return sorted(out, key=lambda b: b[0])
+
+
+# ---------------------------------------------------------------- cache
+
+
+class ActivationCache:
+    """Raw activations in pass-1 order, appended to a file and read back sequentially.
+
+    Plain reads and writes (not a memory map) keep the data in the OS page cache rather than in
+    the process, so resident memory does not grow with the probe set.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def truncate(self, size: int) -> None:
+        with self.path.open("ab") as fh:
+            fh.truncate(size)
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def append(self, arrays: list[np.ndarray]) -> None:
+        with self.path.open("ab") as fh:
+            for a in arrays:
+                fh.write(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+
+    def read(self, shapes: list[list[tuple[int, ...]]]) -> Iterator[list[np.ndarray]]:
+        with self.path.open("rb") as fh:
+            for batch in shapes:
+                out = []
+                for shape in batch:
+                    count = int(np.prod(shape))
+                    out.append(np.fromfile(fh, dtype=np.float32, count=count).reshape(shape))
+                yield out
+
+
+# ---------------------------------------------------------------- engine
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LceError("--device cuda: no CUDA device is available")
+    if name not in {"cpu", "cuda"} and not name.startswith("cuda:"):
+        raise LceError(f"--device {name!r}: expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def check_config(cfg: ExtractConfig) -> None:
+    if not 0 < cfg.quantile < 1:
+        raise LceError(f"--quantile {cfg.quantile}: expected a number between 0 and 1")
+    if cfg.basis not in {"raw", "upsampled"}:
+        raise LceError(f"--basis {cfg.basis!r}: expected raw or upsampled")
+    if cfg.normalize not in {"imagenet", "none"}:
+        raise LceError(f"--normalize {cfg.normalize!r}: expected imagenet or none")
+    if cfg.batch_size < 1 or cfg.top_images < 0:
+        raise LceError("--batch-size must be >= 1 and --top-images >= 0")
+    if not cfg.layers:
+        raise LceError("give at least one --layer")
+    if len(set(cfg.layers)) != len(cfg.layers):
+        raise LceError(f"--layer given twice: {cfg.layers}")
+
+
+def study_conflict(lake: Path, probe: Probe, cfg: ExtractConfig) -> str | None:
+    """What differs between this run and the study already in the lake, if anything."""
+    runs = read_table(lake, "runs").to_pylist()
+    if not runs:
+        return None
+    first = runs[0]
+    wanted = {
+        "probe_fingerprint": probe.fingerprint,
+        "quantile": cfg.quantile,
+        "basis": cfg.basis,
+        "normalize": cfg.normalize,
+    }
+    diffs = [f"{k} {v!r} (lake has {first[k]!r})" for k, v in wanted.items() if first[k] != v]
+    return ", ".join(diffs) or None
+
+
+def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str:
+    weights = ""
+    if cfg.weights is not None and Path(cfg.weights).is_file():
+        st = Path(cfg.weights).stat()
+        weights = f"{Path(cfg.weights).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    parts = [cfg.model, name, weights, cfg.layers, probe.fingerprint, cfg.quantile, cfg.basis,
+             cfg.normalize, cfg.batch_size, cfg.top_images, cfg.skip_bad, cfg.cache, world]  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
+
+
+def run_extract(cfg: ExtractConfig) -> ExtractResult:
+    """Dissect the model's layers over the probe set and write the lake partitions."""
+    check_config(cfg)
+    lake = Path(cfg.lake)
+    ensure_writable(lake)
+    probe = open_probe(cfg.probe)
+    if not probe.concepts:
+        raise LceError(f"{probe.root}: label.csv defines no concepts used by any category")
+    conflict = study_conflict(lake, probe, cfg)
+    if conflict and not cfg.new_study:
+        raise LceError(
+            f"lake {lake} holds a study made with other settings: {conflict}; "
+            "use --new-study to start a new study there, or another --lake / LCE_HOME"
+        )
+    device = resolve_device(cfg.device)
+    dist = distributed.setup(device)
+    loaded = load_model(cfg.model, cfg.weights, strict=cfg.strict, name=cfg.name)
+    model = loaded.module.to(device)
+    layers = find_layers(model, cfg.layers)
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+
+    key = settings_key(cfg, probe, loaded.name, dist.world)
+    workdir = lake / ".tmp" / f"extract-{key}" / f"rank{dist.rank}"
+    if not cfg.resume and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = workdir / "checkpoint.pt"
+
+    mine = [i for i in range(len(probe.records)) if i % dist.world == dist.rank]
+    batches = batches_for(probe, mine, cfg.batch_size)
+    shapes = layer_shapes(model, layers, probe, device)
+    n_values = {
+        name: sum(
+            (s[1] * s[2] if cfg.basis == "raw" else r.sh * r.sw)
+            for r in probe.records
+            for s in [shapes[name][(r.ih, r.iw)]]
+        )
+        for name in cfg.layers
+    }
+
+    taps = LayerTaps(layers)
+    try:
+        state = _load_checkpoint(checkpoint_path, key) if cfg.resume else None
+        pass1 = _pass_one(
+            cfg, probe, model, taps, batches, shapes, n_values, device, workdir, state
+        )
+        thresholds = {}
+        for name in cfg.layers:
+            top = distributed.gather_topk(pass1["topk"][name].values, dist)
+            total = pass1["n_seen"][name] = distributed.sum_int(pass1["n_seen"][name], dist)
+            if total == 0:
+                raise LceError(f"{probe.root}: no images could be read")
+            per_unit = quantile_from_top(top.float().cpu().numpy(), total, 1 - cfg.quantile)
+            thresholds[name] = torch.from_numpy(per_unit.astype(np.float32))
+        tallies = _pass_two(
+            cfg, probe, model, taps, batches, pass1, thresholds, device, workdir, state
+        )
+    finally:
+        taps.close()
+
+    skipped = distributed.gather_lists(pass1["skipped"], dist)
+    results = []
+    for name in cfg.layers:
+        tally = tallies[name]
+        distributed.sum_tally(tally, dist)
+        stats = pass1["stats"][name]
+        distributed.sum_stats(stats, dist)
+        best = distributed.merge_top_images(pass1["top"][name], dist)
+        results.append(
+            LayerResult(name, len(thresholds[name]), thresholds[name].numpy(), tally, stats, best)
+        )
+    n_images = len(probe.records) - len(skipped)
+    seconds = time.perf_counter() - clock
+    result = ExtractResult(
+        loaded.name, probe, results, n_images, sorted(skipped), seconds, str(device), False
+    )
+    if dist.rank == 0:
+        if conflict and cfg.new_study:
+            for table in DISSECTION_TABLES:
+                shutil.rmtree(lake / table, ignore_errors=True)
+        write_results(lake, cfg, result, loaded, started)
+        result.written = True
+    distributed.barrier(dist)
+    shutil.rmtree(workdir.parent if dist.world == 1 else workdir, ignore_errors=True)
+    return result
+
+
+def layer_shapes(
+    model: torch.nn.Module, layers: dict[str, torch.nn.Module], probe: Probe, device: torch.device
+) -> dict[str, dict[tuple[int, int], tuple[int, int, int]]]:
+    """(C, h, w) of each layer for each distinct image size, from one blank forward pass each.
+
+    This also rejects layers with unusable outputs before any real work starts.
+    """
+    sizes = sorted({(r.ih, r.iw) for r in probe.records})
+    out: dict[str, dict[tuple[int, int], tuple[int, int, int]]] = {n: {} for n in layers}
+    taps = LayerTaps(layers)
+    try:
+        for ih, iw in sizes:
+            with torch.no_grad():
+                model(torch.zeros((1, 3, ih, iw), device=device))
+            for name in layers:
+                if name not in taps.outputs:
+                    raise LceError(f"layer {name!r} was not called in the model's forward pass")
+                grid = to_grid(taps.outputs[name], name, (ih, iw))
+                out[name][(ih, iw)] = tuple(grid.shape[1:])  # type: ignore[assignment]
+    finally:
+        taps.close()
+    return out
+
+
+def _loader(
+    cfg: ExtractConfig, probe: Probe, batches: list[list[int]], images: bool, labels: bool
+) -> DataLoader:
+    dataset = _ProbeItems(probe, images=images, labels=labels, normalize=cfg.normalize)
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=cfg.workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+    )
+
+
+def _progress(cfg: ExtractConfig, total: int, description: str, done: int = 0) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not cfg.progress,
+    )
+    task = progress.add_task(description, total=total, completed=done, rate="-")
+    return progress, task
+
+
+def _forward(
+    model: torch.nn.Module,
+    taps: LayerTaps,
+    images: torch.Tensor,
+    layers: list[str],
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        model(images.to(device, non_blocking=True))
+    size = (images.shape[2], images.shape[3])
+    return {name: to_grid(taps.outputs[name], name, size).float() for name in layers}
+
+
+def _check_finite(acts: torch.Tensor, layer: str, probe: Probe, indices: list[int]) -> None:
+    finite = torch.isfinite(acts)
+    if bool(finite.all()):
+        return
+    bad = torch.nonzero(~finite)[0].tolist()
+    image = probe.records[indices[bad[0]]].image
+    raise LceError(f"layer {layer!r}: non-finite activation on image {image}, unit {bad[1]}")
+
+
+def _split(items: list, cfg: ExtractConfig, skipped: list[str], probe: Probe) -> list:
+    good = []
+    for item in items:
+        if item[3] is None:
+            good.append(item)
+        elif cfg.skip_bad:
+            if probe.records[item[0]].image not in skipped:
+                skipped.append(probe.records[item[0]].image)
+        else:
+            raise LceError(item[3])
+    return good
+
+
+def _pass_one(
+    cfg: ExtractConfig,
+    probe: Probe,
+    model: torch.nn.Module,
+    taps: LayerTaps,
+    batches: list[list[int]],
+    shapes: dict[str, dict[tuple[int, int], tuple[int, int, int]]],
+    n_values: dict[str, int],
+    device: torch.device,
+    workdir: Path,
+    state: dict | None,
+) -> dict[str, Any]:
+    n_units = {name: next(iter(shapes[name].values()))[0] for name in cfg.layers}
+    topk = {n: TopK(n_units[n], buffer_size(n_values[n], cfg.quantile), device) for n in cfg.layers}
+    stats = {n: ActivationStats(n_units[n]) for n in cfg.layers}
+    top = {n: TopImages(n_units[n], cfg.top_images) for n in cfg.layers}
+    n_seen = dict.fromkeys(cfg.layers, 0)
+    skipped: list[str] = []
+    cache_shapes: list[list[tuple[int, ...]]] = []
+    kept_batches: list[list[int]] = []
+    cache = ActivationCache(workdir / "activations.bin")
+    start = 0
+    if state is not None and state["pass"] >= 1:
+        start = state["batch"]
+        for n in cfg.layers:
+            topk[n].values = state["topk"][n].to(device)
+            stats[n].total, stats[n].count, stats[n].maximum = state["stats"][n]
+            top[n].values, top[n].images = state["top"][n]
+        n_seen, skipped = state["n_seen"], state["skipped"]
+        cache_shapes, kept_batches = state["cache_shapes"], state["kept_batches"]
+        cache.truncate(state["cache_bytes"])
+    else:
+        cache.truncate(0)
+    if state is not None and state["pass"] == 2:
+        start = len(batches)
+
+    def snapshot(batch: int) -> dict[str, Any]:
+        return {
+            "pass": 1,
+            "batch": batch,
+            "topk": {n: topk[n].values.cpu() for n in cfg.layers},
+            "stats": {n: (stats[n].total, stats[n].count, stats[n].maximum) for n in cfg.layers},
+            "top": {n: (top[n].values, top[n].images) for n in cfg.layers},
+            "n_seen": dict(n_seen),
+            "skipped": list(skipped),
+            "cache_shapes": list(cache_shapes),
+            "kept_batches": list(kept_batches),
+            "cache_bytes": cache.size(),
+        }
+
+    progress, task = _progress(cfg, len(probe.records), "pass 1/2 activations")
+    images_done = sum(len(b) for b in batches[:start])
+    progress.update(task, completed=images_done)
+    tic = time.perf_counter()
+    with progress:
+        # labels are read (and checked) here too, so a bad file is found, or skipped, before
+        # any threshold depends on its image
+        loader = _loader(cfg, probe, batches[start:], images=True, labels=True)
+        for offset, items in enumerate(loader):
+            position = start + offset
+            good = _split(items, cfg, skipped, probe)
+            if good:
+                indices = [it[0] for it in good]
+                acts = _forward(
+                    model, taps, torch.stack([it[1] for it in good]), cfg.layers, device
+                )
+                arrays = []
+                for name in cfg.layers:
+                    a = acts[name]
+                    _check_finite(a, name, probe, indices)
+                    stats[name].update(a)
+                    top[name].update(a.amax(dim=(2, 3)), torch.tensor(indices))
+                    if cfg.basis == "raw":
+                        values = a.transpose(0, 1).reshape(a.shape[1], -1)
+                    else:
+                        r = probe.records[indices[0]]
+                        up = F.interpolate(
+                            a, size=(r.sh, r.sw), mode="bilinear", align_corners=False
+                        )
+                        values = up.transpose(0, 1).reshape(a.shape[1], -1)
+                    n_seen[name] += values.shape[1]
+                    topk[name].update(values)
+                    if cfg.cache:
+                        arrays.append(a.cpu().numpy())
+                if cfg.cache:
+                    cache.append(arrays)
+                    cache_shapes.append([x.shape for x in arrays])
+                kept_batches.append(indices)
+            images_done += len(items)
+            rate = images_done / max(time.perf_counter() - tic, 1e-9)
+            progress.update(task, completed=images_done, rate=f"{rate:.1f}")
+            if (offset + 1) % cfg.checkpoint_every == 0 or position + 1 == len(batches):
+                _save_checkpoint(workdir / "checkpoint.pt", snapshot(position + 1), cfg, probe)
+            if cfg.stop_after_batches is not None and position + 1 >= cfg.stop_after_batches:
+                _save_checkpoint(workdir / "checkpoint.pt", snapshot(position + 1), cfg, probe)
+                raise Interrupted(f"stopped after {position + 1} batches (testing hook)")
+    return {
+        "topk": topk,
+        "stats": stats,
+        "top": top,
+        "n_seen": n_seen,
+        "skipped": skipped,
+        "cache": cache,
+        "cache_shapes": cache_shapes,
+        "kept_batches": kept_batches,
+        "pass1_state": snapshot(len(batches)),
+    }
+
+
+def _pass_two(
+    cfg: ExtractConfig,
+    probe: Probe,
+    model: torch.nn.Module,
+    taps: LayerTaps,
+    batches: list[list[int]],
+    pass1: dict[str, Any],
+    thresholds: dict[str, torch.Tensor],
+    device: torch.device,
+    workdir: Path,
+    state: dict | None,
+) -> dict[str, ConceptTally]:
+    n_concepts, n_categories = len(probe.concepts), len(probe.categories)
+    tallies = {
+        n: ConceptTally(len(thresholds[n]), n_concepts, n_categories, device) for n in cfg.layers
+    }
+    kept: list[list[int]] = pass1["kept_batches"]
+    start = 0
+    if state is not None and state["pass"] == 2:
+        start = state["batch"]
+        for n in cfg.layers:
+            tallies[n].load(state["tally"][n])
+    dev_thresholds = {n: t.to(device) for n, t in thresholds.items()}
+    progress, task = _progress(cfg, sum(len(b) for b in kept), "pass 2/2 concept tally")
+    done = sum(len(b) for b in kept[:start])
+    progress.update(task, completed=done)
+    tic = time.perf_counter()
+    cached = pass1["cache"].read(pass1["cache_shapes"]) if cfg.cache else None
+    if cached is not None:
+        for _ in range(start):
+            next(cached)
+    # with the cache, pass 2 only needs the label maps; without it, images too
+    loader = _loader(cfg, probe, kept[start:], images=not cfg.cache, labels=True)
+    with progress:
+        for offset, items in enumerate(loader):
+            position = start + offset
+            errors = [it[3] for it in items if it[3] is not None]
+            if errors:  # a file that read fine in pass 1 but not now
+                raise LceError(errors[0])
+            if cached is not None:
+                acts = {
+                    n: torch.from_numpy(a) for n, a in zip(cfg.layers, next(cached), strict=True)
+                }
+            else:
+                acts = _forward(
+                    model, taps, torch.stack([it[1] for it in items]), cfg.layers, device
+                )
+            for name in cfg.layers:
+                a = acts[name].to(device)
+                for j, item in enumerate(items):
+                    tallies[name].update(a[j], dev_thresholds[name], item[2])
+            done += len(items)
+            rate = done / max(time.perf_counter() - tic, 1e-9)
+            progress.update(task, completed=done, rate=f"{rate:.1f}")
+            last = position + 1 == len(kept)
+            stopping = (
+                cfg.stop_after_batches is not None
+                and len(batches) + position + 1 >= cfg.stop_after_batches
+            )
+            if (offset + 1) % cfg.checkpoint_every == 0 or last or stopping:
+                snap = dict(pass1["pass1_state"], **{
+                    "pass": 2,
+                    "batch": position + 1,
+                    "tally": {n: {k: v.cpu() for k, v in tallies[n].state().items()} for n in cfg.layers},
+                })  # fmt: skip
+                _save_checkpoint(workdir / "checkpoint.pt", snap, cfg, probe)
+            if (
+                cfg.stop_after_batches is not None
+                and len(batches) + position + 1 >= cfg.stop_after_batches
+            ):
+                raise Interrupted(
+                    f"stopped after {len(batches) + position + 1} batches (testing hook)"
+                )
+    return tallies
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any], cfg: ExtractConfig, probe: Probe) -> None:
+    state = dict(state, key=path.parent.parent.name)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, key: str) -> dict | None:
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("key") != f"extract-{key}":
+        return None
+    return state
+
+
+# ---------------------------------------------------------------- output
+
+
+def write_results(
+    lake: Path, cfg: ExtractConfig, result: ExtractResult, loaded: Any, started: datetime
+) -> None:
+    probe = result.probe
+    category_of = probe.concept_category_index()
+    numbers = np.array([c.number for c in probe.concepts], dtype=np.int64)
+    first = result.layers[0].tally
+    write_partition(
+        lake,
+        "concepts",
+        {"probe": probe.name},
+        pa.table(
+            {
+                "probe": [probe.name] * len(probe.concepts),
+                "concept_id": numbers,
+                "concept": [c.name for c in probe.concepts],
+                "category": [c.category for c in probe.concepts],
+                "frequency": [c.frequency for c in probe.concepts],
+                "coverage": [c.coverage for c in probe.concepts],
+                "label_pixels": first.label_pixels.cpu().numpy(),
+            }
+        ),
+    )
+    run_id = uuid.uuid4().hex
+    for order, layer in enumerate(result.layers):
+        keys = {"model": result.model, "layer": layer.layer}
+        units = np.arange(layer.n_units)
+        stats = layer.stats
+        write_partition(
+            lake,
+            "unit_thresholds",
+            keys,
+            pa.table(
+                {
+                    "model": [result.model] * layer.n_units,
+                    "layer": [layer.layer] * layer.n_units,
+                    "unit": units,
+                    "threshold": layer.thresholds.astype(np.float64),
+                    "act_max": stats.maximum.numpy(),
+                    "act_mean": (stats.total / max(stats.count, 1)).numpy(),
+                }
+            ),
+        )
+        inter = layer.tally.intersection.cpu().numpy()
+        iou = layer.tally.iou(category_of)
+        act = layer.tally.activation.cpu().numpy()[:, category_of]
+        label_pixels = layer.tally.label_pixels.cpu().numpy()
+        u, c = np.nonzero(inter)
+        write_partition(
+            lake,
+            "unit_concept_tally",
+            keys,
+            pa.table(
+                {
+                    "model": [result.model] * len(u),
+                    "layer": [layer.layer] * len(u),
+                    "unit": u,
+                    "concept_id": numbers[c],
+                    "intersection": inter[u, c],
+                    "activation_in_category": act[u, c],
+                    "label_pixels": label_pixels[c],
+                    "iou": iou[u, c],
+                }
+            ),
+        )
+        tv, ti = layer.top.values.numpy(), layer.top.images.numpy()
+        rows_u, rows_r = np.nonzero(np.isfinite(tv) & (ti >= 0))
+        write_partition(
+            lake,
+            "unit_top_images",
+            keys,
+            pa.table(
+                {
+                    "model": [result.model] * len(rows_u),
+                    "layer": [layer.layer] * len(rows_u),
+                    "unit": rows_u,
+                    "rank": rows_r + 1,
+                    "image": [probe.records[i].image for i in ti[rows_u, rows_r]],
+                    "max_activation": tv[rows_u, rows_r].astype(np.float64),
+                }
+            ),
+        )
+        write_partition(
+            lake,
+            "runs",
+            keys,
+            pa.table(
+                {
+                    "run_id": [run_id],
+                    "model": [result.model],
+                    "layer": [layer.layer],
+                    "layer_order": [order],
+                    "probe": [f"broden:{probe.root.resolve()}"],
+                    "probe_fingerprint": [probe.fingerprint],
+                    "quantile": [cfg.quantile],
+                    "basis": [cfg.basis],
+                    "normalize": [cfg.normalize],
+                    "n_images": [result.n_images],
+                    "n_skipped_images": [len(result.skipped)],
+                    "n_units": [layer.n_units],
+                    "non_strict": [not cfg.strict],
+                    "device": [result.device],
+                    "torch_version": [torch.__version__],
+                    "lce_version": [__version__],
+                    "started_at": [started],
+                    "seconds": [result.seconds],
+                    "settings": [json.dumps(_settings(cfg), default=str)],
+                }
+            ),
+        )
+
+
+def _settings(cfg: ExtractConfig) -> dict[str, Any]:
+    keep = ("model", "layers", "weights", "batch_size", "top_images", "cache", "skip_bad", "strict")
+    return {k: v for k, v in asdict(cfg).items() if k in keep}

@@ -1,0 +1,231 @@
+"""The dissection engine against a brute-force reference written here from DESIGN.md.
+
+The reference runs the model one image at a time, keeps every activation, and loops over units,
+concepts and images in numpy, using the generator's own label arrays (not the probe reader).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+
+from extract.engine import ExtractConfig, Interrupted, run_extract
+from tests.probe_factory import (
+    CATEGORIES,
+    LABELS,
+    ProbeSet,
+    make_probe,
+    primary_category,
+    small_cnn,
+)
+from warehouse.lake import read_table
+
+MODEL = "probe_factory:small_cnn"
+LAYERS = ["block1", "block2"]
+MEAN = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1)
+STD = np.array([0.229, 0.224, 0.225]).reshape(3, 1, 1)
+
+
+@pytest.fixture(autouse=True)
+def _importable_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """module:function specs name tests/probe_factory.py, so it must be importable."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> ProbeSet:
+    return make_probe(tmp_path_factory.mktemp("probe") / "broden", n_images=9)
+
+
+def brute_force(probe: ProbeSet, layer: str, q: float, basis: str) -> dict[str, object]:
+    model = small_cnn().eval()
+    captured: dict[str, torch.Tensor] = {}
+    module = dict(model.named_modules())[layer]
+    module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
+    raw, ups = [], []
+    for img in probe.images:
+        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
+        with torch.no_grad():
+            model(torch.tensor(x, dtype=torch.float32)[None])
+        a = captured["a"].float()
+        s = F.interpolate(
+            a, size=(probe.label_size, probe.label_size), mode="bilinear", align_corners=False
+        )
+        raw.append(a[0].numpy())
+        ups.append(s[0].numpy())
+    n_units = raw[0].shape[0]
+    basis_maps = raw if basis == "raw" else ups
+    thresholds = np.array(
+        [
+            np.quantile(np.concatenate([m[u].ravel() for m in basis_maps]), 1 - q)
+            for u in range(n_units)
+        ]
+    )
+    numbers = sorted(n for n in LABELS if n != 0)
+    inter = np.zeros((n_units, len(numbers)), dtype=np.int64)
+    act_cat = np.zeros((n_units, len(CATEGORIES)), dtype=np.int64)
+    label_pixels = np.zeros(len(numbers), dtype=np.int64)
+    shape = (probe.label_size, probe.label_size)
+    for img, s in zip(probe.images, ups, strict=True):
+        annotated = [k for k, c in enumerate(CATEGORIES) if c in img.maps or c in img.image_labels]
+        masks_l = []
+        for number in numbers:
+            cat = primary_category(number)
+            mask = np.zeros(shape, dtype=bool)
+            for arr in img.maps.get(cat, []):
+                mask |= arr == number
+            if number in img.image_labels.get(cat, []):
+                mask[:] = True
+            masks_l.append(mask)
+            label_pixels[numbers.index(number)] += int(mask.sum())
+        for u in range(n_units):
+            m = s[u] > thresholds[u]
+            for k in annotated:
+                act_cat[u, k] += int(m.sum())
+            for j in range(len(numbers)):
+                inter[u, j] += int((m & masks_l[j]).sum())
+    cat_index = [CATEGORIES.index(primary_category(n)) for n in numbers]
+    iou = np.zeros_like(inter, dtype=np.float64)
+    for u in range(n_units):
+        for j in range(len(numbers)):
+            denom = act_cat[u, cat_index[j]] + label_pixels[j] - inter[u, j]
+            iou[u, j] = inter[u, j] / denom if denom > 0 else 0.0
+    return {
+        "thresholds": thresholds,
+        "numbers": numbers,
+        "intersection": inter,
+        "activation": act_cat[:, cat_index],
+        "label_pixels": label_pixels,
+        "iou": iou,
+        "act_max": np.array([max(m[u].max() for m in raw) for u in range(n_units)]),
+        "raw_max_per_image": np.array([[m[u].max() for m in raw] for u in range(n_units)]),
+    }
+
+
+def lake_layer(lake: Path, table: str, model: str, layer: str) -> dict[str, np.ndarray]:
+    rows = read_table(lake, table).to_pydict()
+    keep = [
+        i
+        for i, (m, la) in enumerate(zip(rows["model"], rows["layer"], strict=True))
+        if m == model and la == layer
+    ]
+    return {k: np.array([v[i] for i in keep]) for k, v in rows.items()}
+
+
+def assert_matches(lake: Path, model: str, layer: str, ref: dict[str, object]) -> None:
+    thr = lake_layer(lake, "unit_thresholds", model, layer)
+    order = np.argsort(thr["unit"])
+    np.testing.assert_allclose(thr["threshold"][order], ref["thresholds"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(thr["act_max"][order], ref["act_max"], rtol=1e-6)
+    tally = lake_layer(lake, "unit_concept_tally", model, layer)
+    numbers: list[int] = ref["numbers"]  # type: ignore[assignment]
+    inter = np.zeros_like(ref["intersection"])  # type: ignore[arg-type]
+    for u, c, i, a, g, iou in zip(
+        tally["unit"], tally["concept_id"], tally["intersection"], tally["activation_in_category"],
+        tally["label_pixels"], tally["iou"], strict=True,
+    ):  # fmt: skip
+        j = numbers.index(int(c))
+        inter[u, j] = i
+        assert a == ref["activation"][u, j]  # type: ignore[index]
+        assert g == ref["label_pixels"][j]  # type: ignore[index]
+        assert iou == pytest.approx(ref["iou"][u, j], abs=1e-9)  # type: ignore[index]
+    np.testing.assert_array_equal(inter, ref["intersection"])
+    assert (np.asarray(ref["intersection"]) > 0).sum() == len(tally["unit"])
+
+
+@pytest.mark.parametrize("basis", ["raw", "upsampled"])
+@pytest.mark.parametrize("q", [0.005, 0.08])
+def test_matches_brute_force(probe: ProbeSet, tmp_path: Path, basis: str, q: float) -> None:
+    lake = tmp_path / "lake"
+    cfg = ExtractConfig(
+        model=MODEL, layers=LAYERS, probe=probe.root, lake=lake, name="cnn",
+        quantile=q, basis=basis, batch_size=4, progress=False, top_images=3,
+    )  # fmt: skip
+    run_extract(cfg)
+    for layer in LAYERS:
+        ref = brute_force(probe, layer, q, basis)
+        assert_matches(lake, "cnn", layer, ref)
+        assert np.asarray(ref["intersection"]).sum() > 0  # the test exercises real overlaps
+
+
+def test_top_images_and_runs(probe: ProbeSet, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    run_extract(
+        ExtractConfig(
+            model=MODEL,
+            layers=LAYERS,
+            probe=probe.root,
+            lake=lake,
+            name="cnn",
+            batch_size=4,
+            progress=False,
+            top_images=3,
+        )  # fmt: skip
+    )
+    ref = brute_force(probe, "block1", 0.005, "raw")
+    top = lake_layer(lake, "unit_top_images", "cnn", "block1")
+    per_image = ref["raw_max_per_image"]
+    for u in range(per_image.shape[0]):  # type: ignore[union-attr]
+        expected = sorted(range(len(probe.images)), key=lambda i: (-per_image[u, i], i))[:3]  # type: ignore[index]
+        got = [top["image"][j] for j in np.argsort(top["rank"]) if top["unit"][j] == u]
+        assert got == [probe.images[i].name for i in expected]
+    runs = read_table(lake, "runs").to_pylist()
+    assert {r["layer"]: r["layer_order"] for r in runs} == {"block1": 0, "block2": 1}
+    assert all(r["n_images"] == 9 and r["quantile"] == 0.005 and r["basis"] == "raw" for r in runs)
+    assert runs[0]["probe_fingerprint"] and runs[0]["seconds"] > 0
+    concepts = read_table(lake, "concepts").to_pydict()
+    assert dict(zip(concepts["concept_id"], concepts["category"], strict=True))[5] == "object"
+
+
+def test_no_cache_and_merge_equal_cached(probe: ProbeSet, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = dict(model=MODEL, layers=["block1"], probe=probe.root, name="cnn", progress=False)
+    run_extract(ExtractConfig(lake=a, batch_size=4, **common))  # type: ignore[arg-type]
+    run_extract(ExtractConfig(lake=b, batch_size=4, cache=False, **common))  # type: ignore[arg-type]
+    for table in ["unit_thresholds", "unit_concept_tally"]:
+        ta = pq.read_table(next((a / table).glob("**/*.parquet")))
+        tb = pq.read_table(next((b / table).glob("**/*.parquet")))
+        assert ta.equals(tb), table
+
+
+def test_resume_after_interruption(probe: ProbeSet, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    base = dict(model=MODEL, layers=LAYERS, probe=probe.root, lake=lake, name="cnn",
+                batch_size=2, progress=False, checkpoint_every=1, basis="upsampled")  # fmt: skip
+    for stop in (2, 7):  # once in pass 1, once in pass 2 (5 batches per pass)
+        with pytest.raises(Interrupted):
+            run_extract(ExtractConfig(stop_after_batches=stop, **base))  # type: ignore[arg-type]
+        assert not (lake / "unit_thresholds").exists()  # nothing half-written
+        with pytest.raises(Interrupted):
+            run_extract(ExtractConfig(stop_after_batches=stop + 1, resume=True, **base))  # type: ignore[arg-type]
+    run_extract(ExtractConfig(resume=True, **base))  # type: ignore[arg-type]
+    for layer in LAYERS:
+        assert_matches(lake, "cnn", layer, brute_force(probe, layer, 0.005, "upsampled"))
+    assert not list((lake / ".tmp").glob("extract-*"))
+
+
+def test_torchrun_two_processes_equal_brute_force(probe: ProbeSet, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cli = Path(sys.executable).parent / "lce"
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(cli), "extract", MODEL,
+         "--layer", "block1", "--layer", "block2", "--probe", f"broden:{probe.root}",
+         "--lake", str(lake), "--name", "cnn", "--batch-size", "2", "--quantile", "0.08",
+         "--device", "cpu", "--workers", "0"],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for layer in LAYERS:
+        assert_matches(lake, "cnn", layer, brute_force(probe, layer, 0.08, "raw"))
+    runs = read_table(lake, "runs").to_pylist()
+    assert len(runs) == 2 and all(r["n_images"] == 9 for r in runs)
