@@ -212,6 +212,21 @@ class ImageLabels:
     image_concepts: np.ndarray
     annotated: np.ndarray
     size: tuple[int, int]
+    present: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    onehot: np.ndarray | None = None
+
+    def with_onehot(self) -> ImageLabels:
+        """Add the dense (pixels, concepts present + 1) float32 matrix the tally multiplies by.
+
+        The last column is all ones, so the same product also gives each unit's mask size.
+        Built here, in the loader's worker, so the main process only multiplies.
+        """
+        self.present, local = np.unique(self.concepts, return_inverse=True)
+        onehot = np.zeros((self.size[0] * self.size[1], self.present.size + 1), dtype=np.float32)
+        onehot[self.pixels, local] = 1.0
+        onehot[:, -1] = 1.0
+        self.onehot = onehot
+        return self
 
 
 def load_labels(probe: Probe, record: Record, category_of: np.ndarray) -> ImageLabels:
@@ -264,4 +279,4 @@ def load_labels(probe: Probe, record: Record, category_of: np.ndarray) -> ImageL
         image_concepts=np.unique(np.array(image_level, dtype=np.int64)),
         annotated=annotated,
         size=(record.sh, record.sw),
-    )
+    ).with_onehot()

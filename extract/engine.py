@@ -474,9 +474,10 @@ def _pass_one(
     progress.update(task, completed=images_done)
     tic = time.perf_counter()
     with progress:
-        # labels are read (and checked) here too, so a bad file is found, or skipped, before
-        # any threshold depends on its image
-        loader = _loader(cfg, probe, batches[start:], images=True, labels=True)
+        # Under --skip-bad the labels are read here too, so an image with a bad label file is
+        # skipped before any threshold depends on it; otherwise pass 2 finds bad labels, still
+        # before anything is written.
+        loader = _loader(cfg, probe, batches[start:], images=True, labels=cfg.skip_bad)
         for offset, items in enumerate(loader):
             position = start + offset
             good = _split(items, cfg, skipped, probe)

@@ -65,25 +65,34 @@ class ConceptTally:
         upsampled = F.interpolate(
             act[active].unsqueeze(0), size=(sh, sw), mode="bilinear", align_corners=False
         )[0]
-        masks = (upsampled > thresholds[active].view(-1, 1, 1)).reshape(active.numel(), -1)
-        mask_sums = masks.sum(dim=1)
+        # M_u = S_u > T_u, written straight into float32 (0/1) for the matrix product
+        masks = torch.empty_like(upsampled)
+        torch.gt(upsampled, thresholds[active].view(-1, 1, 1), out=masks)
+        masks = masks.reshape(active.numel(), sh * sw)
+        # One product gives the intersections with every concept present in the image and, in
+        # the last (all-ones) column, each mask's size. Sums of 0/1 below 2^24 are exact.
+        if labels.onehot is None:
+            labels.with_onehot()
+        assert labels.onehot is not None
+        product = (masks @ torch.from_numpy(labels.onehot).to(device)).round_().to(torch.int64)
+        mask_sums = product[:, -1]
         annotated = torch.from_numpy(np.nonzero(labels.annotated)[0]).to(device)
         if annotated.numel():
-            rows = active.view(-1, 1).expand(-1, annotated.numel())
-            cols = annotated.view(1, -1).expand(active.numel(), -1)
-            self.activation.index_put_((rows, cols), mask_sums.view(-1, 1).expand_as(rows), True)
-        if concepts.numel():
-            pixels = torch.from_numpy(labels.pixels).to(device)
-            hits = masks[:, pixels].to(torch.int64)
-            inter = torch.zeros(
-                (active.numel(), self.intersection.shape[1]), dtype=torch.int64, device=device
-            )
-            inter.index_add_(1, concepts, hits)
-            self.intersection.index_add_(0, active, inter)
+            self._add(self.activation, active, annotated, mask_sums.view(-1, 1))
+        if labels.present.size:
+            present = torch.from_numpy(labels.present).to(device)
+            self._add(self.intersection, active, present, product[:, :-1])
         if image_concepts.numel():
-            rows = active.view(-1, 1).expand(-1, image_concepts.numel())
-            cols = image_concepts.view(1, -1).expand(active.numel(), -1)
-            self.intersection.index_put_((rows, cols), mask_sums.view(-1, 1).expand_as(rows), True)
+            self._add(self.intersection, active, image_concepts, mask_sums.view(-1, 1))
+
+    @staticmethod
+    def _add(
+        target: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor
+    ) -> None:
+        """target[rows x cols] += values (broadcast), rows and cols each without repeats."""
+        r = rows.view(-1, 1).expand(-1, cols.numel())
+        c = cols.view(1, -1).expand(rows.numel(), -1)
+        target.index_put_((r, c), values.expand(rows.numel(), cols.numel()), True)
 
     def iou(self, category_of: np.ndarray) -> np.ndarray:
         """IoU[u, c] = I / (A[u, cat(c)] + G[c] - I), 0 where the denominator is 0."""
@@ -131,6 +140,6 @@ class ActivationStats:
     def update(self, act: torch.Tensor) -> None:
         """``act``: (batch, units, h, w)."""
         flat = act.transpose(0, 1).reshape(act.shape[1], -1)
-        self.total += flat.double().sum(dim=1).cpu()
+        self.total += flat.sum(dim=1, dtype=torch.float64).cpu()
         self.count += flat.shape[1]
         self.maximum = torch.maximum(self.maximum, flat.amax(dim=1).double().cpu())

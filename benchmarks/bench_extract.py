@@ -1,0 +1,128 @@
+"""Extraction speed and memory against a forward-only pass, in the same run (not a test).
+
+For ResNet-18 and ResNet-50 layer4 on a generated Broden-format probe set of 224 px images with
+112 px label maps, it prints: extraction wall time, forward-only wall time over the same images
+(same loader, same batch size), their ratio, and the peak RSS of extraction at N and 4N images.
+Each measurement runs in a fresh subprocess so peak RSS is its own.
+
+    .venv/bin/python benchmarks/bench_extract.py [--n 200] [--models resnet18,resnet50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+
+def child(kind: str, arch: str, probe: str, n: int, lake: str, basis: str, device: str, batch: int) -> None:
+    """Runs inside the subprocess; prints one JSON line."""
+    import resource
+
+    import torch
+
+    from extract.broden import open_probe
+    from extract.engine import ExtractConfig, _loader, batches_for, resolve_device, run_extract
+    from extract.models import load_model
+
+    dev = resolve_device(device)
+    tic = time.perf_counter()
+    if kind == "forward":
+        model = load_model(f"torchvision:{arch}", None).module.to(dev)
+        p = open_probe(Path(probe))
+        p.records = p.records[:n]
+        cfg = ExtractConfig(model="", layers=["layer4"], probe=Path(probe), lake=Path(lake), workers=1)
+        with torch.no_grad():
+            for items in _loader(cfg, p, batches_for(p, list(range(n)), batch), True, False):
+                model(torch.stack([it[1] for it in items]).to(dev))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    else:
+        sub = Path(probe).parent / f"n{n}"
+        run_extract(
+            ExtractConfig(model=f"torchvision:{arch}", layers=["layer4"], probe=sub, lake=Path(lake),
+                          name=arch, basis=basis, device=device, batch_size=batch, workers=1,
+                          progress=False)  # fmt: skip
+        )
+    seconds = time.perf_counter() - tic
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss_mb": rss_mb}))
+
+
+def subset(probe: Path, n: int) -> Path:
+    """A probe folder with the first n images (index.csv cut, files shared by symlink)."""
+    out = probe.parent / f"n{n}"
+    if out.exists():
+        return out
+    out.mkdir()
+    for f in probe.iterdir():
+        if f.name == "index.csv":
+            lines = f.read_text().splitlines()
+            (out / f.name).write_text("\n".join(lines[: n + 1]) + "\n")
+        else:
+            (out / f.name).symlink_to(f)
+    return out
+
+
+def measure(kind: str, arch: str, probe: Path, n: int, basis: str, device: str, batch: int) -> dict:
+    if kind == "extract":
+        subset(probe, n)
+    with tempfile.TemporaryDirectory() as lake:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--models", default="resnet18,resnet50")
+    parser.add_argument("--basis", default="raw")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--no-4n", action="store_true", help="skip the 4N memory run")
+    parser.add_argument("--child", nargs=8)
+    args = parser.parse_args()
+    if args.child:
+        kind, arch, probe, n, lake, basis, device, batch = args.child
+        child(kind, arch, probe, int(n), lake, basis, device, int(batch))
+        return
+    from probe_factory import make_probe
+
+    n4 = args.n * 4
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe"
+        tic = time.perf_counter()
+        make_probe(probe, n_images=args.n if args.no_4n else n4, size=224, label_size=112)
+        print(f"probe set: {n4} images 224 px, label maps 112 px ({time.perf_counter() - tic:.0f} s)")
+        rows = []
+        for arch in args.models.split(","):
+            fwd = measure("forward", arch, probe, args.n, args.basis, args.device, args.batch)
+            ext = measure("extract", arch, probe, args.n, args.basis, args.device, args.batch)
+            big = None if args.no_4n else measure("extract", arch, probe, n4, args.basis, args.device, args.batch)
+            rows.append((arch, fwd, ext, big))
+    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, device={args.device}, "
+          f"basis={args.basis}, batch={args.batch}, N={args.n}")  # fmt: skip
+    print("| model | layer | forward-only s (N) | extraction s (N) | ratio | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for arch, fwd, ext, big in rows:
+        ratio = ext["seconds"] / fwd["seconds"]
+        rss4 = f"{big['rss_mb']:.0f}" if big else "-"
+        growth = f"{big['rss_mb'] / ext['rss_mb']:.2f}" if big else "-"
+        print(f"| {arch} | layer4 | {fwd['seconds']:.1f} | {ext['seconds']:.1f} | {ratio:.2f} | "
+              f"{args.n / ext['seconds']:.1f} | {ext['rss_mb']:.0f} | {rss4} | {growth} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
