@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REFERENCE ?= ../shared/reference/paper-2022
 
-.PHONY: demo test venv lint clean
+.PHONY: demo test venv lint browser clean
 
 $(BIN)/lce: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,14 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: venv lint
+# The explorer's browser test drives Debian's chromium through chromium-driver; install them when
+# missing (root with apt). Where that is impossible the test skips and says why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver) || \
+		echo "warning: could not install chromium chromium-driver; the browser test will skip"
+
+test: venv lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -10,6 +10,9 @@ from typer.testing import CliRunner
 
 from lce.cli import app
 
+# The explorer's warehouses (app_db, toy_home), shared by tests/test_app*.py.
+pytest_plugins = ["tests.app_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(
     os.environ.get("LCE_REFERENCE_DIR", REPO.parent / "shared" / "reference" / "paper-2022")

@@ -1,0 +1,78 @@
+"""Compare: two models side by side, by concepts and by task results."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lce import explore, ui
+
+db = ui.require_db()
+st.title("Compare two models")
+models = ui.load(explore.profiled_models, db)
+if len(models) < 2:
+    ui.stop("Comparing needs at least two dissected models.")
+
+left, right = st.columns(2)
+a = left.selectbox("Model A", models, index=0, key="cmp_a")
+b = right.selectbox("Model B", models, index=1, key="cmp_b")
+if a == b:
+    ui.stop("Choose two different models.")
+
+profiles = ui.load(explore.compare_profiles, db, a, b)
+distance = ui.load(explore.model_distance, db, a, b)
+status = profiles["status"].to_list()
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("cosine distance", "n/a" if distance is None else f"{distance:.3f}")
+m2.metric("shared concepts", status.count("shared"))
+m3.metric(f"only in {a}", status.count("only A"))
+m4.metric(f"only in {b}", status.count("only B"))
+if distance is None:
+    st.caption("No distance: a model without interpretable units has no concept profile.")
+
+if profiles.is_empty():
+    st.info("Neither model has interpretable units, so there are no concepts to compare.")
+else:
+    top = profiles.height
+    if profiles.height > 5:
+        top = st.slider(
+            "Concepts shown (largest difference first)", 5, profiles.height,
+            min(30, profiles.height), key="cmp_top",
+        )  # fmt: skip
+    st.plotly_chart(explore.profile_difference_figure(profiles, a, b, int(top)))
+    names = {"shared": "shared", "only A": f"only in {a}", "only B": f"only in {b}"}
+    for tab, key in zip(st.tabs(list(names.values())), names, strict=True):
+        with tab:
+            part = profiles.filter(profiles["status"] == key).drop("status")
+            st.dataframe(
+                part.rename(
+                    {
+                        "units_a": f"units {a}",
+                        "units_b": f"units {b}",
+                        "weight_a": f"weight {a}",
+                        "weight_b": f"weight {b}",
+                    }
+                ),
+                hide_index=True,
+            )
+
+st.subheader("Task results")
+tasks = ui.load(explore.compare_tasks, db, a, b)
+if tasks.is_empty():
+    st.info(
+        f"No task results for {a} or {b}. Add results with `lce benchmarks add FILE`, then "
+        "`lce build`."
+    )
+else:
+    both = tasks.filter(tasks["better"] != "")
+    wins_a = both.filter(both["better"] == "A").height
+    wins_b = both.filter(both["better"] == "B").height
+    st.caption(
+        f"Of the {both.height} results both have, {a} is better on {wins_a} and {b} on "
+        f"{wins_b} (higher_is_better respected)."
+    )
+    st.dataframe(
+        tasks.rename({"value_a": a, "value_b": b}).with_columns(
+            tasks["better"].replace({"A": a, "B": b})
+        ),
+        hide_index=True,
+    )

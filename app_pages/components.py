@@ -1,0 +1,44 @@
+"""Components: what each LCE component is made of, and how it relates to concept counts."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lce import explore, ui
+
+db = ui.require_db()
+st.title("Components")
+evr = ui.evr_by_component(db)
+if not evr:
+    ui.stop("The warehouse has no LCE components (no model is in the embedding).")
+components = sorted(evr)
+
+left, right = st.columns([1, 2])
+component = left.selectbox(
+    "Component", components, key="comp_component",
+    format_func=lambda c: explore.component_label(c, evr.get(c)),
+)  # fmt: skip
+total = ui.load(explore.loadings, db, component, None).height
+if total == 0:
+    ui.stop(f"PC{component} has no loadings.")
+top = total
+if total > 10:
+    top = right.slider(
+        "Concepts shown (largest |loading| first)", 10, total, min(40, total), key="comp_top"
+    )
+frame = ui.load(explore.loadings, db, component, int(top))
+st.plotly_chart(explore.loadings_figure(frame, component, evr.get(component)))
+
+st.subheader("Components and concept counts")
+st.caption(
+    "Pearson r, over the embedded models, between each component's scores and the number of "
+    "interpretable units (all) or distinct concepts (unique) of each concept category. "
+    "Stars: p < .05 / .01 / .001."
+)
+correlations = ui.load(explore.category_count_correlations, db)
+if correlations.is_empty():
+    st.info("No concept counts to correlate.")
+else:
+    st.plotly_chart(explore.category_correlation_figure(correlations))
+    with st.expander("As a table"):
+        st.dataframe(correlations, hide_index=True)

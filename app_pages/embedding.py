@@ -1,0 +1,59 @@
+"""Embedding: the models in the Learned Concepts Embedding, their categories and neighbours."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lce import explore, ui
+
+db = ui.require_db()
+st.title("Embedding")
+emb = ui.load(explore.embedding, db)
+if emb.is_empty():
+    ui.stop("No model is in the embedding (the Overview page says why each one is left out). "
+            "It needs at least two dissected models with interpretable units.")  # fmt: skip
+evr = ui.evr_by_component(db)
+components = sorted(evr) or [int(c[2:]) for c in emb.columns if c.startswith("pc")]
+if len(components) < 2:
+    ui.stop("The embedding has a single component, so there is no plane to draw; "
+            "build with more models or `--var n_components=3`.")  # fmt: skip
+
+st.caption(
+    "Each point is a model's concept profile projected on the principal components "
+    "(centred PCA); colours are the k-means model categories."
+)
+models = emb["model"].to_list()
+left, middle, right = st.columns(3)
+x = left.selectbox(
+    "x axis", components, index=0, key="emb_x",
+    format_func=lambda c: explore.component_label(c, evr.get(c)),
+)  # fmt: skip
+y = middle.selectbox(
+    "y axis", components, index=1, key="emb_y",
+    format_func=lambda c: explore.component_label(c, evr.get(c)),
+)  # fmt: skip
+highlight = right.selectbox(
+    "Highlight a model", [None, *models], key="emb_highlight",
+    format_func=lambda m: "(none)" if m is None else m,
+)  # fmt: skip
+
+st.plotly_chart(explore.embedding_figure(emb, x, y, evr, highlight), width="content")
+
+if highlight is not None:
+    st.subheader(f"Nearest models to {highlight}")
+    k = st.number_input("How many", min_value=1, max_value=50, value=5, key="emb_k")
+    nearest = ui.load(explore.nearest_models, db, highlight, int(k))
+    st.caption("Cosine distance between concept profiles (every dissected model, embedded or not).")
+    st.dataframe(
+        nearest,
+        hide_index=True,
+        column_config={"cosine_distance": st.column_config.NumberColumn(format="%.3f")},
+    )
+
+if len(components) >= 3:
+    st.subheader("3-D view")
+    st.plotly_chart(explore.embedding_figure_3d(emb, evr, highlight))
+
+with st.expander("Scores and explained variance"):
+    st.dataframe(emb, hide_index=True)
+    st.dataframe(ui.load(explore.explained_variance, db), hide_index=True)

@@ -1,0 +1,60 @@
+"""Overview: the models, why some are not in the embedding, and their concept counts."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lce import explore, ui
+
+db = ui.require_db()
+st.title("Overview")
+st.caption(f"Warehouse `{db}`")
+
+counts = ui.load(explore.overview_counts, db)
+for column, (label, key) in zip(
+    st.columns(6),
+    [
+        ("models", "models"),
+        ("dissected", "dissected"),
+        ("in the embedding", "embedded"),
+        ("model categories", "categories"),
+        ("concepts", "concepts"),
+        ("task results", "task_results"),
+    ],
+    strict=True,
+):
+    column.metric(label, counts[key])
+
+models = ui.load(explore.models_overview, db)
+if models.is_empty():
+    ui.stop("The warehouse has no models yet: dissect some with `lce extract`, or load the "
+            "paper's data with `lce reference load`, then `lce build`.")  # fmt: skip
+
+st.subheader("Models")
+st.dataframe(
+    models,
+    hide_index=True,
+    column_config={
+        "interpretable_pct": st.column_config.NumberColumn("interpretable %", format="%.1f"),
+        "interpretable_units": "interpretable units",
+        "in_embedding": "in embedding",
+        "excluded_reason": "why not in the embedding",
+        "task_results": "task results",
+        "primary_layer": "primary layer",
+    },
+)
+
+st.subheader("Concepts per model")
+st.caption(
+    "Interpretable units of each model's primary layer, by concept category (the paper's "
+    "concept-count figure): all units, or the distinct concepts they cover."
+)
+measure = st.radio(
+    "Count", ["interpretable units", "unique concepts"], horizontal=True, key="overview_measure"
+)
+category_counts = ui.load(explore.category_counts, db)
+if category_counts.is_empty():
+    st.info("No model has interpretable units, so there are no concept counts to draw.")
+else:
+    measure_column = "n_units" if measure == "interpretable units" else "n_unique_concepts"
+    st.plotly_chart(explore.concept_count_figure(category_counts, measure_column))

@@ -1,0 +1,51 @@
+"""SQL: a read-only query box over the warehouse (no file access, no writes, capped rows)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lce import explore, ui
+from lce.explore import EXAMPLE_QUERIES, MAX_ROWS, SqlRefused
+
+db = ui.require_db()
+st.title("SQL")
+st.caption(
+    f"One SELECT at a time over the warehouse, at most {MAX_ROWS} rows back. The file is opened "
+    "read-only with external access disabled: no file reads, writes, ATTACH, COPY or INSTALL."
+)
+
+if "sql_text" not in st.session_state:
+    st.session_state["sql_text"] = next(iter(EXAMPLE_QUERIES.values()))
+
+
+def use_example() -> None:
+    """Put the chosen example in the query box."""
+    name = st.session_state.get("sql_example")
+    if name in EXAMPLE_QUERIES:
+        st.session_state["sql_text"] = EXAMPLE_QUERIES[name]
+
+
+st.selectbox(
+    "Example queries", list(EXAMPLE_QUERIES), index=None, placeholder="Pick an example ...",
+    key="sql_example", on_change=use_example,
+)  # fmt: skip
+text = st.text_area("Query (Ctrl+Enter runs it)", key="sql_text", height=180)
+
+if text and text.strip():
+    try:
+        result = explore.run_sql(db, text)
+    except SqlRefused as exc:
+        st.error(str(exc))
+    else:
+        note = (
+            f" (capped at {MAX_ROWS}; add a LIMIT or narrow the query)" if result.truncated else ""
+        )
+        st.caption(f"{result.frame.height} rows in {result.seconds:.2f} s{note}")
+        st.dataframe(result.frame, hide_index=True)
+        st.download_button(
+            "Download CSV", explore.to_csv(result.frame), file_name="lce-query.csv",
+            mime="text/csv",
+        )  # fmt: skip
+
+with st.expander("Tables and columns"):
+    st.dataframe(ui.load(explore.table_descriptions, db), hide_index=True)

@@ -1,0 +1,93 @@
+"""Tasks: how the LCE components relate to downstream task performance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import streamlit as st
+
+from lce import explore, ui
+from lce.embedding import pearson
+
+db = ui.require_db()
+st.title("Tasks")
+families = ui.load(explore.task_families, db)
+if not families:
+    ui.stop(
+        "No task results in this warehouse. Add long-format results with "
+        "`lce benchmarks add FILE` (or `lce reference load` for the paper's), then `lce build`."
+    )
+evr = ui.evr_by_component(db)
+if not evr:
+    ui.stop("No model is in the embedding, so there is nothing to relate the tasks to.")
+components = sorted(evr)
+
+task = st.selectbox("Task family", families, key="task_family")
+correlations = ui.load(explore.task_correlations, db, task)
+st.subheader("Component / task correlations")
+st.caption(
+    "Pearson r between each component's scores and each result, over the embedded models that "
+    "have it (n on hover). Stars: p < .05 / .01 / .001. r is on the raw metric: for a "
+    "lower-is-better metric a negative r goes with better results."
+)
+if correlations.is_empty():
+    st.info(f"No correlations for {task}: no embedded model has these results.")
+else:
+    st.plotly_chart(explore.task_correlation_figure(correlations, task))
+    with st.expander("As a table"):
+        st.dataframe(
+            correlations.drop("result"),
+            hide_index=True,
+            column_config={
+                "pearson_r": st.column_config.NumberColumn("r", format="%.3f"),
+                "p_value": st.column_config.NumberColumn("p", format="%.4f"),
+            },
+        )
+
+st.subheader("One result against one component")
+results = ui.load(explore.task_results, db, task)
+labels = results["result"].to_list()
+left, right = st.columns(2)
+result = left.selectbox("Result", labels, key="task_result")
+component = right.selectbox(
+    "Component", components, key="task_component",
+    format_func=lambda c: explore.component_label(c, evr.get(c)),
+)  # fmt: skip
+row = results.row(labels.index(result), named=True)
+points = ui.load(explore.task_points, db, task, row["dataset"], row["metric"])
+if points.height < 2:
+    ui.stop(f"Fewer than two embedded models have {result}; nothing to draw.")
+r, p = pearson(np.array(points[f"pc{component}"].to_list()), np.array(points["value"].to_list()))
+a, b, c = st.columns(3)
+a.metric("Pearson r", "n/a" if math.isnan(r) else f"{r:.3f}")
+b.metric("p-value", "n/a" if math.isnan(p) else f"{p:.3g}")
+c.metric("models", points.height)
+st.plotly_chart(
+    explore.task_scatter_figure(points, component, evr.get(component), result, row["metric"]),
+    width="content",
+)
+
+st.subheader("Performance map")
+st.caption(
+    "The result interpolated over two components by distance-weighted k-nearest neighbours "
+    "(as the paper draws it); brighter is better whatever the metric's direction."
+)
+mx, my, mk = st.columns(3)
+map_x = mx.selectbox(
+    "x axis", components, index=0, key="task_map_x",
+    format_func=lambda c: explore.component_label(c, evr.get(c)),
+)  # fmt: skip
+map_y = my.selectbox(
+    "y axis", components, index=min(1, len(components) - 1), key="task_map_y",
+    format_func=lambda c: explore.component_label(c, evr.get(c)),
+)  # fmt: skip
+k = mk.slider("k (neighbours)", 1, points.height, min(3, points.height), key="task_map_k")
+pmap = explore.performance_map(points, map_x, map_y, int(k))
+st.plotly_chart(
+    explore.performance_map_figure(
+        points, pmap, map_x, map_y, evr, result, row["metric"], bool(row["higher_is_better"]),
+        int(k),
+    ),
+    width="content",
+)  # fmt: skip

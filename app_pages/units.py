@@ -1,0 +1,110 @@
+"""Units: one model and layer, unit by unit, with top images where the lake has them."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from lce import explore, ui
+
+db = ui.require_db()
+st.title("Units")
+layers = ui.load(explore.unit_layers, db)
+if layers.is_empty():
+    ui.stop("No dissected units in this warehouse: run `lce extract`, then `lce build`.")
+
+models = sorted(set(layers["model"].to_list()))
+left, right = st.columns(2)
+model = left.selectbox("Model", models, key="units_model")
+model_layers = layers.filter(layers["model"] == model)["layer"].to_list()
+layer = right.selectbox("Layer", model_layers, key="units_layer")
+
+categories = ui.load(explore.unit_categories, db, model, layer)
+f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
+chosen = f1.multiselect(
+    "Concept categories", categories, default=categories, key="units_categories"
+)
+min_iou = f2.slider("Minimum IoU", 0.0, 0.5, 0.0, step=0.01, key="units_min_iou")
+search = f3.text_input("Concept contains", key="units_search")
+interpretable_only = f4.checkbox("Interpretable only", key="units_interpretable")
+
+# All categories selected means no category filter (units without a concept stay in view).
+category_filter = None if set(chosen) == set(categories) else tuple(chosen)
+frame = ui.load(
+    explore.units, db, model, layer, category_filter, float(min_iou), interpretable_only, search
+)
+total = layers.filter((layers["model"] == model) & (layers["layer"] == layer)).row(0, named=True)
+st.caption(
+    f"{frame.height} of {total['units']} units shown; {total['interpretable']} are interpretable "
+    "(best IoU above the build's min_iou)."
+)
+st.dataframe(
+    frame,
+    hide_index=True,
+    column_config={
+        "iou": st.column_config.ProgressColumn("IoU", format="%.3f", min_value=0, max_value=0.5),
+        "is_interpretable": "interpretable",
+    },
+)
+
+st.subheader("Top images")
+with_images = ui.load(explore.top_image_layers, db)
+if with_images.is_empty():
+    ui.stop(
+        "This warehouse has no top images. The dissection engine stores each unit's "
+        "best-activating probe images (`lce extract ... --top-images K`); precomputed labels "
+        "such as the paper's published data carry none."
+    )
+image_units = set(ui.load(explore.top_image_units, db, model, layer))
+if not image_units:
+    where = ", ".join(f"{m} / {lay}" for m, lay in with_images.select("model", "layer").iter_rows())
+    ui.stop(f"No top images are stored for {model} / {layer}; the lake has them for: {where}.")
+choices = [u for u in frame["unit"].to_list() if u in image_units]
+if not choices:
+    ui.stop("None of the units shown has top images; widen the filters.")
+unit = st.selectbox(
+    "Unit", choices, key="units_unit",
+    format_func=lambda u: f"{u}: {explore.unit_caption(frame, u)}",
+)  # fmt: skip
+probe = st.text_input(
+    "Probe folder", value=os.environ.get("LCE_PROBE_DIR", ""), key="units_probe",
+    help="The probe set the models were dissected on (its images/ folder). "
+    "Default: the LCE_PROBE_DIR environment variable.",
+)  # fmt: skip
+images = ui.load(explore.top_images, db, model, layer, int(unit))
+if images.is_empty():
+    ui.stop(f"No top images are stored for unit {unit} of {model} / {layer}.")
+threshold = ui.load(explore.unit_threshold, db, model, layer, int(unit))
+problem = explore.probe_dir_problem(probe)
+if problem:
+    st.info(problem + " The stored image names:")
+    st.dataframe(images, hide_index=True)
+else:
+    found = [
+        (row, explore.resolve_probe_image(probe, row["image"]))
+        for row in images.iter_rows(named=True)
+    ]
+    shown = [(row, path) for row, path in found if path is not None]
+    missing = [row["image"] for row, path in found if path is None]
+    if shown:
+        st.image(
+            [str(path) for _, path in shown],
+            caption=[
+                f"#{row['rank']}  max activation {row['max_activation']:.3g}" for row, _ in shown
+            ],
+            width=180,
+        )
+    if missing:
+        st.info(
+            f"{len(missing)} of the unit's top images are not in `{probe}`: "
+            + ", ".join(missing[:10])
+            + (" ..." if len(missing) > 10 else "")
+            + ". Is this the probe set the model was dissected on?"
+        )
+st.caption(
+    "The thresholded mask is not outlined: it needs the unit's activation map on each image, "
+    "which the lake does not store"
+    + ("" if threshold is None else f" (only the unit's threshold T = {threshold:.4g})")
+    + ". Re-run the model on these images to draw it."
+)

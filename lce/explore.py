@@ -1,0 +1,1433 @@
+"""What the Streamlit explorer shows, as plain functions: queries (polars frames out) and figures.
+
+The pages in ``app_pages/`` only lay out widgets and call these, so pytest can check every number
+the app shows against a direct SQL query without starting Streamlit. Every query goes through
+``warehouse.query`` (read-only, external access off), so the app never holds the file that
+``lce build`` writes and cannot read any other file.
+
+Colours are fixed per model category (C1, C2, ...) and per concept category (object, part, ...),
+so a category looks the same on every page.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+from plotly.subplots import make_subplots
+
+from lce.embedding import pearson
+from lce.errors import LceError
+from warehouse.query import MARTS, connect, query
+
+# --------------------------------------------------------------------------------------------
+# Colours and labels
+# --------------------------------------------------------------------------------------------
+
+# Okabe-Ito (colour-blind safe) for model categories; Tableau 10 for concept categories, so the
+# two kinds of category never share a colour on one page.
+MODEL_CATEGORY_PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#F0E442",
+    "#000000",
+)
+NOT_EMBEDDED_COLOUR = "#9E9E9E"
+CONCEPT_CATEGORY_COLOURS = {
+    "object": "#4C78A8",
+    "part": "#F58518",
+    "material": "#54A24B",
+    "color": "#E45756",
+    "scene": "#72B7B2",
+    "texture": "#B279A2",
+}
+EXTRA_CONCEPT_COLOURS = ("#9D755D", "#FF9DA6", "#EECA3B", "#BAB0AC")
+COMPONENT_COLOURS = ("#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#A6761D")
+CONCEPT_CATEGORY_ORDER = tuple(CONCEPT_CATEGORY_COLOURS)
+TASK_ORDER = (
+    "many_shot_linear",
+    "few_shot",
+    "detection_frozen",
+    "detection_finetuned",
+    "surface_normals",
+)
+FONT_PX = 12
+COLORBAR_PX = 110  # what a heatmap's colour bar takes from the plot's width
+SCATTER_WIDTH = 760
+SCATTER_HEIGHT = 540
+SCATTER_MARGIN = {"l": 70, "r": 30, "t": 70, "b": 60}
+# Horizontal legend above the plot, in trace order (plotly reverses it for stacked bars).
+LEGEND: dict[str, Any] = {
+    "orientation": "h",
+    "y": 1.0,
+    "yanchor": "bottom",
+    "x": 0,
+    "title": None,
+    "traceorder": "normal",
+}
+
+
+def model_category_colour(label: str | None) -> str:
+    """C<k> -> the k-th palette colour (ids are stable across builds, so colours are too)."""
+    if not label:
+        return NOT_EMBEDDED_COLOUR
+    digits = "".join(ch for ch in label if ch.isdigit())
+    index = int(digits) - 1 if digits else sum(map(ord, label))
+    return MODEL_CATEGORY_PALETTE[index % len(MODEL_CATEGORY_PALETTE)]
+
+
+def concept_category_colour(category: str | None) -> str:
+    """Fixed colours for Broden's six categories; other names get a stable extra colour."""
+    if category in CONCEPT_CATEGORY_COLOURS:
+        return CONCEPT_CATEGORY_COLOURS[category]
+    if not category:
+        return NOT_EMBEDDED_COLOUR
+    return EXTRA_CONCEPT_COLOURS[sum(map(ord, category)) % len(EXTRA_CONCEPT_COLOURS)]
+
+
+def component_colour(component: int) -> str:
+    return COMPONENT_COLOURS[(component - 1) % len(COMPONENT_COLOURS)]
+
+
+def concept_category_sort_key(category: str | None) -> tuple[int, str]:
+    """Broden's order (object, part, material, color, scene, texture), then alphabetical."""
+    if category in CONCEPT_CATEGORY_ORDER:
+        return (CONCEPT_CATEGORY_ORDER.index(category), "")
+    return (len(CONCEPT_CATEGORY_ORDER), category or "")
+
+
+def task_sort_key(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task), "") if task in TASK_ORDER else (len(TASK_ORDER), task)
+
+
+def component_label(component: int, evr: float | None = None) -> str:
+    """'PC1 (60.7% of variance)': the explained variance goes on every axis that shows a PC."""
+    if evr is None or (isinstance(evr, float) and math.isnan(evr)):
+        return f"PC{component}"
+    return f"PC{component} ({100 * evr:.1f}% of variance)"
+
+
+def concept_labels(concepts: Sequence[str], categories: Sequence[str | None]) -> list[str]:
+    """Concept names, with the category appended where one name has two (Broden's food)."""
+    seen: dict[str, set[str | None]] = {}
+    for concept, category in zip(concepts, categories, strict=True):
+        seen.setdefault(concept, set()).add(category)
+    return [
+        f"{concept} ({category})" if len(seen[concept]) > 1 else concept
+        for concept, category in zip(concepts, categories, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Which database, and is it usable
+# --------------------------------------------------------------------------------------------
+
+
+def db_stamp(db: Path) -> tuple[str, int, int]:
+    """Cache key of a database file: a rebuilt (atomically replaced) file gets a new key."""
+    path = Path(db).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def check_db(db: Path) -> str | None:
+    """None when the file is a usable warehouse, else a sentence saying what is wrong and what
+    to do: every page shows it instead of a traceback."""
+    path = Path(db).expanduser()
+    hint = (
+        "Build one with `lce build` (or `make demo`), "
+        "or open another file with `lce app --db FILE`."
+    )
+    if not path.exists():
+        return f"No warehouse at `{path}`. {hint}"
+    if not path.is_file():
+        return f"`{path}` is not a file. {hint}"
+    try:
+        tables = set(query(path, "select table_name from duckdb_tables()")["table_name"].to_list())
+    except Exception as exc:  # duckdb raises several types for a foreign or newer file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return (
+            f"`{path}` could not be opened as a DuckDB 1.x warehouse ({first}). "
+            "A file written by DuckDB 2.0 cannot be read by 1.x."
+        )
+    missing = [name for name in MARTS if name not in tables]
+    if missing:
+        return (
+            f"`{path}` is not an lce warehouse: it lacks {', '.join(missing)}. "
+            "Rebuild it with `lce build`."
+        )
+    return None
+
+
+def table_exists(db: Path, table: str) -> bool:
+    """Older or partial warehouses may lack a staging table the app reads (e.g. top images)."""
+    frame = query(db, "select count(*) as n from duckdb_tables() where table_name = ?", [table])
+    return bool(frame["n"][0])
+
+
+# --------------------------------------------------------------------------------------------
+# Overview
+# --------------------------------------------------------------------------------------------
+
+
+def overview_counts(db: Path) -> dict[str, int]:
+    """Headline numbers of the warehouse, one query."""
+    row = query(
+        db,
+        """
+        select
+            (select count(*) from dim_models) as models,
+            (select count(*) from dim_models where has_profile) as dissected,
+            (select count(*) from dim_models where in_embedding) as embedded,
+            (select count(distinct category_id) from dim_model_categories) as categories,
+            (select count(*) from (select distinct category, concept from fct_concept_profiles))
+                as concepts,
+            (select count(*) from fct_task_benchmarks) as task_results
+        """,
+    ).row(0, named=True)
+    return {key: int(value) for key, value in row.items()}
+
+
+def models_overview(db: Path) -> pl.DataFrame:
+    """One row per model: units, interpretable units, category, in the embedding and why not."""
+    return query(
+        db,
+        """
+        select
+            m.model,
+            c.category_label as category,
+            m.n_units as units,
+            m.n_interpretable_units as interpretable_units,
+            round(100.0 * m.n_interpretable_units / nullif(m.n_units, 0), 1)
+                as interpretable_pct,
+            m.primary_layer,
+            m.in_embedding,
+            coalesce(m.excluded_reason, '') as excluded_reason,
+            m.n_benchmarks as task_results
+        from dim_models m left join dim_model_categories c using (model)
+        order by m.in_embedding desc, c.category_id nulls last, m.model
+        """,
+    )
+
+
+def category_counts(db: Path) -> pl.DataFrame:
+    """Interpretable units and unique concepts per (model, concept category), with the model's
+    embedding category: the data of the paper's concept-count figure."""
+    return query(
+        db,
+        """
+        select p.model, c.category_label as model_category, p.category, p.n_units,
+               p.n_unique_concepts
+        from fct_category_profiles p
+        left join dim_model_categories c using (model)
+        order by p.model, p.category
+        """,
+    )
+
+
+def concept_count_figure(counts: pl.DataFrame, measure: str) -> go.Figure:
+    """Horizontal stacked bars (one per model, so 20 names stay readable), one colour per
+    concept category; models sorted by total so the ranking reads top to bottom."""
+    if measure not in ("n_units", "n_unique_concepts"):
+        raise ValueError(f"measure must be n_units or n_unique_concepts, not {measure!r}")
+    title = {
+        "n_units": "Interpretable units per concept category",
+        "n_unique_concepts": "Unique concepts per concept category",
+    }[measure]
+    totals = counts.group_by("model").agg(pl.col(measure).sum().alias("total"))
+    order = totals.sort(["total", "model"], descending=[False, True])["model"].to_list()
+    fig = go.Figure()
+    categories = sorted(set(counts["category"].to_list()), key=concept_category_sort_key)
+    for category in categories:
+        part = counts.filter(pl.col("category") == category)
+        by_model = dict(zip(part["model"].to_list(), part[measure].to_list(), strict=True))
+        fig.add_bar(
+            name=category,
+            y=order,
+            x=[by_model.get(model, 0) for model in order],
+            orientation="h",
+            marker_color=concept_category_colour(category),
+            hovertemplate="%{y}<br>" + category + ": %{x}<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="stack",
+        title=title,
+        height=max(320, 28 * len(order) + 140),
+        margin={"l": 10, "r": 10, "t": 60, "b": 50},
+        legend=LEGEND,
+        xaxis_title="interpretable units" if measure == "n_units" else "unique concepts",
+        yaxis={"automargin": True, "tickfont": {"size": FONT_PX}},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding
+# --------------------------------------------------------------------------------------------
+
+
+def explained_variance(db: Path) -> pl.DataFrame:
+    return query(db, "select * from fct_lce_components order by component")
+
+
+def embedding(db: Path) -> pl.DataFrame:
+    """One row per embedded model: its category and its score on each component (pc1, pc2...)."""
+    long = query(
+        db,
+        """
+        select l.model, c.category_id, c.category_label, l.component, l.value
+        from fct_lce l left join dim_model_categories c using (model)
+        order by l.model, l.component
+        """,
+    )
+    if long.is_empty():
+        return pl.DataFrame(
+            schema={"model": pl.String, "category_id": pl.Int64, "category_label": pl.String}
+        )
+    wide = long.pivot(
+        on="component", index=["model", "category_id", "category_label"], values="value"
+    )
+    wide = wide.rename({name: f"pc{name}" for name in wide.columns[3:]})
+    return wide.sort(["category_id", "model"], nulls_last=True)
+
+
+def nearest_models(db: Path, model: str, k: int = 5) -> pl.DataFrame:
+    """The k models whose concept profiles are closest (cosine) to ``model``."""
+    return query(
+        db,
+        """
+        select d.model_b as model, d.cosine_distance, c.category_label as category,
+               m.in_embedding
+        from fct_model_distances d
+        left join dim_model_categories c on c.model = d.model_b
+        left join dim_models m on m.model = d.model_b
+        where d.model_a = ?
+        order by d.cosine_distance, d.model_b
+        limit ?
+        """,
+        [model, k],
+    )
+
+
+def padded_range(values: Sequence[float], pad: float = 0.12) -> tuple[float, float]:
+    """An axis range with room for the labels around the outermost points."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return (-1.0, 1.0)
+    low, high = min(finite), max(finite)
+    span = high - low if high > low else max(abs(high), 1.0)
+    return (low - pad * span, high + pad * span)
+
+
+_POSITIONS = (
+    ("top center", 0, 1),
+    ("bottom center", 0, -1),
+    ("middle right", 1, 0),
+    ("middle left", -1, 0),
+    ("top right", 1, 1),
+    ("top left", -1, 1),
+    ("bottom right", 1, -1),
+    ("bottom left", -1, -1),
+)
+_MARKER_PX = 6.0
+
+
+def _label_box(
+    px: float, py: float, text: str, position: str, font_px: int = FONT_PX
+) -> tuple[float, float, float, float]:
+    """The label's pixel box (x0, y0, x1, y1; y up) for a plotly textposition."""
+    width = 0.62 * font_px * max(len(text), 1)
+    height = 1.25 * font_px
+    dx, dy = next((dx, dy) for name, dx, dy in _POSITIONS if name == position)
+    gap = _MARKER_PX + 2
+    if dx > 0:
+        x0 = px + gap
+    elif dx < 0:
+        x0 = px - gap - width
+    else:
+        x0 = px - width / 2
+    if dy > 0:
+        y0 = py + gap
+    elif dy < 0:
+        y0 = py - gap - height
+    else:
+        y0 = py - height / 2
+    return (x0, y0, x0 + width, y0 + height)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _to_pixels(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int,
+    height: int,
+) -> list[tuple[float, float]]:
+    plot_w = width - SCATTER_MARGIN["l"] - SCATTER_MARGIN["r"]
+    plot_h = height - SCATTER_MARGIN["t"] - SCATTER_MARGIN["b"]
+    return [
+        (
+            (x - x_range[0]) / (x_range[1] - x_range[0]) * plot_w,
+            (y - y_range[0]) / (y_range[1] - y_range[0]) * plot_h,
+        )
+        for x, y in zip(xs, ys, strict=True)
+    ]
+
+
+def label_positions(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int = SCATTER_WIDTH,
+    height: int = SCATTER_HEIGHT,
+) -> list[str]:
+    """A plotly textposition per point, chosen greedily so labels overlap neither each other
+    nor the markers (crowded points choose first). Scatter labels are what people read; 13-20
+    model names around a cluster overlap with one fixed position."""
+    pixels = _to_pixels(xs, ys, x_range, y_range, width, height)
+    plot_w = width - SCATTER_MARGIN["l"] - SCATTER_MARGIN["r"]
+    plot_h = height - SCATTER_MARGIN["t"] - SCATTER_MARGIN["b"]
+    markers = [(x - _MARKER_PX, y - _MARKER_PX, x + _MARKER_PX, y + _MARKER_PX) for x, y in pixels]
+
+    def crowding(i: int) -> int:
+        return sum(
+            1 for j, (x, y) in enumerate(pixels) if j != i and math.dist(pixels[i], (x, y)) < 80
+        )
+
+    def cost(i: int, name: str, others: list[tuple[float, float, float, float]]) -> float:
+        box = _label_box(*pixels[i], labels[i], name)
+        total = sum(_overlap(box, other) for other in others)
+        total += sum(_overlap(box, m) for j, m in enumerate(markers) if j != i)
+        outside = (
+            max(0.0, -box[0]) + max(0.0, box[2] - plot_w) + max(0.0, -box[1])
+            + max(0.0, box[3] - plot_h)
+        )  # fmt: skip
+        return total + outside * 20
+
+    names = [name for name, _, _ in _POSITIONS]
+    # Greedy first pass (crowded points choose first), then a few passes where each label
+    # moves to its best position given all the others, until nothing moves.
+    order = sorted(range(len(pixels)), key=lambda i: (-crowding(i), i))
+    positions = ["top center"] * len(pixels)
+    boxes: dict[int, tuple[float, float, float, float]] = {}
+    for i in order:
+        positions[i] = min(names, key=lambda n: (cost(i, n, list(boxes.values())), names.index(n)))
+        boxes[i] = _label_box(*pixels[i], labels[i], positions[i])
+    for _ in range(10):
+        moved = False
+        for i in order:
+            others = [box for j, box in boxes.items() if j != i]
+            best = min(names, key=lambda n: (cost(i, n, others), names.index(n)))
+            if cost(i, best, others) < cost(i, positions[i], others):
+                positions[i] = best
+                boxes[i] = _label_box(*pixels[i], labels[i], best)
+                moved = True
+        if not moved:
+            break
+    return positions
+
+
+def label_overlaps(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    positions: Sequence[str],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int = SCATTER_WIDTH,
+    height: int = SCATTER_HEIGHT,
+) -> int:
+    """How many pairs of labels overlap (the measure ``label_positions`` minimises)."""
+    pixels = _to_pixels(xs, ys, x_range, y_range, width, height)
+    boxes = [
+        _label_box(px, py, text, pos)
+        for (px, py), text, pos in zip(pixels, labels, positions, strict=True)
+    ]
+    return sum(
+        1
+        for i in range(len(boxes))
+        for j in range(i + 1, len(boxes))
+        if _overlap(boxes[i], boxes[j])
+    )
+
+
+def _scatter_layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> None:
+    fig.update_layout(
+        title=title,
+        width=SCATTER_WIDTH,
+        height=SCATTER_HEIGHT,
+        margin=SCATTER_MARGIN,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        legend=LEGEND,
+        font={"size": FONT_PX},
+    )
+
+
+def _add_labelled_points(
+    fig: go.Figure,
+    frame: pl.DataFrame,
+    x: str,
+    y: str,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    hover_extra: str = "",
+    width: int = SCATTER_WIDTH,
+) -> None:
+    """One trace per model category (the legend), each point labelled with its model name.
+    ``width`` is the figure width the labels are placed for (less where a colour bar takes
+    room)."""
+    positions = label_positions(
+        frame[x].to_list(), frame[y].to_list(), frame["model"].to_list(), x_range, y_range, width
+    )
+    frame = frame.with_columns(pl.Series("_pos", positions))
+    labels = frame["category_label"].fill_null("not embedded")
+    for label in sorted(set(labels.to_list()), key=lambda s: (s == "not embedded", s)):
+        part = frame.filter(labels == label)
+        fig.add_scatter(
+            x=part[x].to_list(),
+            y=part[y].to_list(),
+            mode="markers+text",
+            name=label,
+            text=part["model"].to_list(),
+            textposition=part["_pos"].to_list(),
+            textfont={"size": FONT_PX},
+            marker={
+                "size": 2 * _MARKER_PX,
+                "color": model_category_colour(None if label == "not embedded" else label),
+                "line": {"width": 1, "color": "white"},
+            },
+            hovertemplate="<b>%{text}</b><br>" + x + "=%{x:.3f}<br>" + y + "=%{y:.3f}"
+            + hover_extra + "<extra>" + label + "</extra>",
+        )  # fmt: skip
+
+
+def embedding_figure(
+    emb: pl.DataFrame,
+    x: int,
+    y: int,
+    evr: dict[int, float],
+    highlight: str | None = None,
+) -> go.Figure:
+    """The LCE in 2-D: any two components, coloured by model category, every model labelled."""
+    xc, yc = f"pc{x}", f"pc{y}"
+    x_range, y_range = padded_range(emb[xc].to_list()), padded_range(emb[yc].to_list())
+    fig = go.Figure()
+    _add_labelled_points(fig, emb, xc, yc, x_range, y_range)
+    if highlight is not None and highlight in emb["model"].to_list():
+        row = emb.filter(pl.col("model") == highlight).row(0, named=True)
+        fig.add_scatter(
+            x=[row[xc]],
+            y=[row[yc]],
+            mode="markers",
+            name=f"{highlight} (highlighted)",
+            marker={"size": 26, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "red"}},
+            hoverinfo="skip",
+        )
+    _scatter_layout(
+        fig,
+        "Learned Concepts Embedding",
+        component_label(x, evr.get(x)),
+        component_label(y, evr.get(y)),
+    )
+    fig.update_xaxes(range=list(x_range), zeroline=True, zerolinecolor="#DDDDDD")
+    fig.update_yaxes(range=list(y_range), zeroline=True, zerolinecolor="#DDDDDD")
+    return fig
+
+
+def embedding_figure_3d(
+    emb: pl.DataFrame, evr: dict[int, float], highlight: str | None = None
+) -> go.Figure:
+    """The first three components in 3-D (names on hover; only the highlighted model is labelled,
+    since 3-D labels cannot be kept apart as the view turns)."""
+    fig = go.Figure()
+    labels = emb["category_label"].fill_null("not embedded")
+    for label in sorted(set(labels.to_list())):
+        part = emb.filter(labels == label)
+        fig.add_scatter3d(
+            x=part["pc1"].to_list(),
+            y=part["pc2"].to_list(),
+            z=part["pc3"].to_list(),
+            mode="markers",
+            name=label,
+            text=part["model"].to_list(),
+            marker={"size": 6, "color": model_category_colour(label)},
+            hovertemplate="<b>%{text}</b><extra>" + label + "</extra>",
+        )
+    if highlight is not None and highlight in emb["model"].to_list():
+        row = emb.filter(pl.col("model") == highlight).row(0, named=True)
+        fig.add_scatter3d(
+            x=[row["pc1"]],
+            y=[row["pc2"]],
+            z=[row["pc3"]],
+            mode="markers+text",
+            name=f"{highlight} (highlighted)",
+            text=[highlight],
+            marker={"size": 12, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "red"}},
+        )
+    fig.update_layout(
+        title="The first three components",
+        height=SCATTER_HEIGHT,
+        margin={"l": 0, "r": 0, "t": 60, "b": 0},
+        legend=LEGEND,
+        scene={
+            "xaxis_title": component_label(1, evr.get(1)),
+            "yaxis_title": component_label(2, evr.get(2)),
+            "zaxis_title": component_label(3, evr.get(3)),
+        },
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Components
+# --------------------------------------------------------------------------------------------
+
+
+def loadings(db: Path, component: int, top: int | None = None) -> pl.DataFrame:
+    """Concept loadings of one component; ``top`` keeps the largest absolute ones. Sorted by
+    concept category (Broden's order), then loading, so the chart reads category by category."""
+    frame = query(
+        db,
+        """
+        select concept, category, loading from fct_component_loadings
+        where component = ?
+        order by abs(loading) desc, category, concept
+        """,
+        [component],
+    )
+    if top is not None:
+        frame = frame.head(top)
+    keys = [concept_category_sort_key(c) for c in frame["category"].to_list()]
+    return (
+        frame.with_columns(
+            pl.Series("_k0", [k[0] for k in keys]), pl.Series("_k1", [k[1] for k in keys])
+        )
+        .sort(["_k0", "_k1", "loading", "concept"], descending=[False, False, True, False])
+        .drop("_k0", "_k1")
+    )
+
+
+def loadings_figure(frame: pl.DataFrame, component: int, evr: float | None) -> go.Figure:
+    """Horizontal bars (concept names stay readable), grouped and coloured by concept category."""
+    labels = concept_labels(frame["concept"].to_list(), frame["category"].to_list())
+    frame = frame.with_columns(pl.Series("label", labels))
+    fig = go.Figure()
+    for category in sorted(set(frame["category"].to_list()), key=concept_category_sort_key):
+        part = frame.filter(pl.col("category") == category)
+        fig.add_bar(
+            name=category,
+            y=part["label"].to_list(),
+            x=part["loading"].to_list(),
+            orientation="h",
+            marker_color=concept_category_colour(category),
+            hovertemplate="%{y}<br>loading %{x:.3f}<extra>" + category + "</extra>",
+        )
+    fig.update_layout(
+        title=f"Loadings of {component_label(component, evr)}",
+        barmode="relative",  # one bar per concept: full width, not a slot per category
+        height=max(360, 18 * frame.height + 140),
+        margin={"l": 10, "r": 10, "t": 60, "b": 50},
+        legend=LEGEND,
+        xaxis_title="loading",
+        yaxis={
+            "automargin": True,
+            "categoryorder": "array",
+            "categoryarray": list(reversed(labels)),
+            "tickfont": {"size": 11},
+        },
+    )
+    return fig
+
+
+def category_count_correlations(db: Path) -> pl.DataFrame:
+    """Pearson r of each component's scores with each concept category's count, over the embedded
+    models: all interpretable units and unique concepts (0 where a model has none)."""
+    scores = query(db, "select model, component, value from fct_lce")
+    counts = query(
+        db,
+        """
+        select model, category, n_units, n_unique_concepts from fct_category_profiles
+        where model in (select model from fct_lce)
+        """,
+    )
+    rows: list[dict[str, Any]] = []
+    models = sorted(set(scores["model"].to_list()))
+    categories = sorted(set(counts["category"].to_list()), key=concept_category_sort_key)
+    for component in sorted(set(scores["component"].to_list())):
+        comp = scores.filter(pl.col("component") == component)
+        score_of = dict(zip(comp["model"].to_list(), comp["value"].to_list(), strict=True))
+        x = np.array([score_of[m] for m in models], dtype=float)
+        for category in categories:
+            part = counts.filter(pl.col("category") == category)
+            for kind, column in (
+                ("all units", "n_units"),
+                ("unique concepts", "n_unique_concepts"),
+            ):
+                count_of = dict(zip(part["model"].to_list(), part[column].to_list(), strict=True))
+                y = np.array([count_of.get(m, 0) for m in models], dtype=float)
+                r, p = pearson(x, y)
+                rows.append(
+                    {
+                        "component": component,
+                        "category": category,
+                        "kind": kind,
+                        "n": len(models),
+                        "pearson_r": None if math.isnan(r) else r,
+                        "p_value": None if math.isnan(p) else p,
+                    }
+                )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "component": pl.Int64,
+            "category": pl.String,
+            "kind": pl.String,
+            "n": pl.Int64,
+            "pearson_r": pl.Float64,
+            "p_value": pl.Float64,
+        },
+    )
+
+
+def significance(p: float | None) -> str:
+    """The usual stars, shown above bars instead of numbers that would collide."""
+    if p is None or math.isnan(p):
+        return ""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
+    """Two panels (all units, unique concepts): bars per component, one per concept category."""
+    kinds = ["all units", "unique concepts"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=kinds, shared_yaxes=True)
+    for col, kind in enumerate(kinds, start=1):
+        part = frame.filter(pl.col("kind") == kind)
+        for category in sorted(set(part["category"].to_list()), key=concept_category_sort_key):
+            cat = part.filter(pl.col("category") == category).sort("component")
+            fig.add_bar(
+                name=category,
+                legendgroup=category,
+                showlegend=col == 1,
+                x=[f"PC{c}" for c in cat["component"].to_list()],
+                y=cat["pearson_r"].to_list(),
+                text=[significance(p) for p in cat["p_value"].to_list()],
+                textposition="outside",
+                customdata=cat["p_value"].to_list(),
+                marker_color=concept_category_colour(category),
+                hovertemplate="%{x} vs " + category + "<br>r=%{y:.3f}, p=%{customdata:.3g}"
+                "<extra>" + kind + "</extra>",
+                row=1,
+                col=col,
+            )
+    fig.update_layout(
+        barmode="group",
+        title={"text": "Correlation of each component with the per-category counts", "y": 0.98},
+        height=440,
+        margin={"l": 10, "r": 10, "t": 80, "b": 80},
+        legend={"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0, "title": None},
+    )
+    fig.update_yaxes(range=[-1.15, 1.15], title_text="Pearson r", row=1, col=1)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks
+# --------------------------------------------------------------------------------------------
+
+
+def task_families(db: Path) -> list[str]:
+    tasks = query(db, "select distinct task from fct_task_benchmarks")["task"].to_list()
+    return sorted(tasks, key=task_sort_key)
+
+
+def result_label(dataset: str, metric: str, datasets: int, metrics: int) -> str:
+    """Name a task result by what varies within its family (dataset, metric or both)."""
+    if metrics == 1:
+        return dataset
+    if datasets == 1:
+        return metric
+    return f"{dataset} · {metric}"
+
+
+def task_correlations(db: Path, task: str) -> pl.DataFrame:
+    """Component x result correlations of one task family, with a readable label per result."""
+    frame = query(
+        db,
+        """
+        select component, dataset, metric, higher_is_better, n, pearson_r, p_value
+        from fct_component_task_correlations where task = ?
+        order by dataset = 'Avg.', dataset, metric, component
+        """,
+        [task],
+    )
+    datasets = frame["dataset"].n_unique()
+    metrics = frame["metric"].n_unique()
+    return frame.with_columns(
+        pl.Series(
+            "result",
+            [
+                result_label(d, m, datasets, metrics)
+                for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(), strict=True)
+            ],
+            dtype=pl.String,
+        )
+    )
+
+
+def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
+    """Grouped bars of r per result and component; stars mark p < .05/.01/.001, p on hover."""
+    fig = go.Figure()
+    order = list(dict.fromkeys(frame["result"].to_list()))
+    for component in sorted(set(frame["component"].to_list())):
+        part = frame.filter(pl.col("component") == component)
+        fig.add_bar(
+            name=f"PC{component}",
+            x=part["result"].to_list(),
+            y=part["pearson_r"].to_list(),
+            text=[significance(p) for p in part["p_value"].to_list()],
+            textposition="outside",
+            customdata=np.column_stack(
+                [part["p_value"].fill_null(float("nan")).to_numpy(), part["n"].to_numpy()]
+            ),
+            marker_color=component_colour(component),
+            hovertemplate="%{x}<br>r=%{y:.3f}, p=%{customdata[0]:.3g}, n=%{customdata[1]}"
+            "<extra>PC" + str(component) + "</extra>",
+        )
+    lower = frame.filter(~pl.col("higher_is_better"))["result"].unique().to_list()
+    subtitle = f"<br><sup>lower is better for: {', '.join(sorted(lower))}</sup>" if lower else ""
+    fig.update_layout(
+        barmode="group",
+        title=f"Component / task correlations: {task}{subtitle}",
+        height=460,
+        margin={"l": 10, "r": 10, "t": 90, "b": 40},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+        yaxis={"range": [-1.15, 1.15], "title": "Pearson r"},
+        xaxis={"categoryorder": "array", "categoryarray": order, "tickangle": -30},
+    )
+    return fig
+
+
+def task_results(db: Path, task: str) -> pl.DataFrame:
+    """The (dataset, metric) results of one family, with their label."""
+    frame = query(
+        db,
+        """
+        select distinct dataset, metric, higher_is_better from fct_task_benchmarks
+        where task = ? order by dataset = 'Avg.', dataset, metric
+        """,
+        [task],
+    )
+    datasets, metrics = frame["dataset"].n_unique(), frame["metric"].n_unique()
+    return frame.with_columns(
+        pl.Series(
+            "result",
+            [
+                result_label(d, m, datasets, metrics)
+                for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(), strict=True)
+            ],
+            dtype=pl.String,
+        )
+    )
+
+
+def task_points(db: Path, task: str, dataset: str, metric: str) -> pl.DataFrame:
+    """Embedded models with the result: category, every component score (pc1...) and the value."""
+    emb = embedding(db)
+    values = query(
+        db,
+        """
+        select model, value from fct_task_benchmarks
+        where task = ? and dataset = ? and metric = ?
+        """,
+        [task, dataset, metric],
+    )
+    return emb.join(values, on="model", how="inner").sort("model")
+
+
+def fit_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float] | None:
+    """Least-squares slope and intercept, None when x is constant or has < 2 points."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xa.size < 2 or np.ptp(xa) == 0:
+        return None
+    slope, intercept = np.polyfit(xa, ya, 1)
+    return float(slope), float(intercept)
+
+
+def task_scatter_figure(
+    points: pl.DataFrame, component: int, evr: float | None, result: str, metric: str
+) -> go.Figure:
+    """One result against one component: models coloured by category, fit line, r in the title."""
+    xc = f"pc{component}"
+    xs, ys = points[xc].to_list(), points["value"].to_list()
+    x_range, y_range = padded_range(xs), padded_range(ys)
+    fig = go.Figure()
+    _add_labelled_points(fig, points, xc, "value", x_range, y_range)
+    line = fit_line(xs, ys)
+    r, p = pearson(np.array(xs), np.array(ys))
+    if line is not None:
+        fig.add_scatter(
+            x=list(x_range),
+            y=[line[0] * v + line[1] for v in x_range],
+            mode="lines",
+            name="least-squares fit",
+            line={"color": "#555555", "dash": "dash"},
+            hoverinfo="skip",
+        )
+    r_text = "r undefined" if math.isnan(r) else f"r = {r:.3f}, p = {p:.3g}, n = {len(xs)}"
+    _scatter_layout(
+        fig, f"{result} against PC{component} ({r_text})", component_label(component, evr), metric
+    )
+    fig.update_xaxes(range=list(x_range))
+    fig.update_yaxes(range=list(y_range))
+    return fig
+
+
+def knn_interpolate(
+    points: np.ndarray, values: np.ndarray, queries: np.ndarray, k: int
+) -> np.ndarray:
+    """Distance-weighted k-nearest-neighbour regression (weights 1/d; a query on a point takes
+    that point's value), as scikit-learn's KNeighborsRegressor(weights='distance') computes it:
+    the paper's performance maps. Plain numpy so the Tasks page need not import scikit-learn."""
+    points = np.asarray(points, dtype=float)
+    values = np.asarray(values, dtype=float)
+    queries = np.asarray(queries, dtype=float)
+    k = max(1, min(k, len(points)))
+    dist = np.sqrt(((queries[:, None, :] - points[None, :, :]) ** 2).sum(axis=2))
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    d = np.take_along_axis(dist, nearest, axis=1)
+    v = values[nearest]
+    exact = d == 0
+    with np.errstate(divide="ignore"):
+        weights = np.where(exact.any(axis=1, keepdims=True), exact.astype(float), 1.0 / d)
+    return (weights * v).sum(axis=1) / weights.sum(axis=1)
+
+
+@dataclass(frozen=True)
+class PerformanceMap:
+    """A grid of interpolated performance over two components."""
+
+    x: np.ndarray  # grid x coordinates (component x)
+    y: np.ndarray  # grid y coordinates (component y)
+    z: np.ndarray  # len(y) x len(x)
+
+
+def performance_map(
+    points: pl.DataFrame, x: int, y: int, k: int = 3, resolution: int = 100
+) -> PerformanceMap:
+    xs, ys = points[f"pc{x}"].to_numpy(), points[f"pc{y}"].to_numpy()
+    gx = np.linspace(*padded_range(xs.tolist()), resolution)
+    gy = np.linspace(*padded_range(ys.tolist()), resolution)
+    grid = np.array([(a, b) for b in gy for a in gx])
+    z = knn_interpolate(np.column_stack([xs, ys]), points["value"].to_numpy(), grid, k)
+    return PerformanceMap(gx, gy, z.reshape(len(gy), len(gx)))
+
+
+def performance_map_figure(
+    points: pl.DataFrame,
+    pmap: PerformanceMap,
+    x: int,
+    y: int,
+    evr: dict[int, float],
+    result: str,
+    metric: str,
+    higher_is_better: bool,
+    k: int,
+) -> go.Figure:
+    """The interpolated map as a heatmap (brighter = better, whatever the metric's direction),
+    with the models on top."""
+    fig = go.Figure()
+    fig.add_heatmap(
+        x=pmap.x.tolist(),
+        y=pmap.y.tolist(),
+        z=pmap.z.tolist(),
+        colorscale="Viridis",
+        reversescale=not higher_is_better,
+        colorbar={"title": {"text": metric + ("" if higher_is_better else " (lower is better)")}},
+        hovertemplate="PC" + str(x) + "=%{x:.3f}<br>PC" + str(y) + "=%{y:.3f}<br>"
+        + metric + "≈%{z:.3f}<extra></extra>",
+        name="interpolated",
+        showlegend=False,
+    )  # fmt: skip
+    x_range = (float(pmap.x[0]), float(pmap.x[-1]))
+    y_range = (float(pmap.y[0]), float(pmap.y[-1]))
+    _add_labelled_points(
+        fig,
+        points,
+        f"pc{x}",
+        f"pc{y}",
+        x_range,
+        y_range,
+        hover_extra="<br>value=%{customdata:.3f}",
+        width=SCATTER_WIDTH - COLORBAR_PX,
+    )
+    for trace in fig.data[1:]:
+        names = list(trace.text)
+        value_of = dict(zip(points["model"].to_list(), points["value"].to_list(), strict=True))
+        trace.customdata = [value_of[n] for n in names]
+        # dark text with a light halo reads on both ends of the colour scale
+        trace.textfont = {"size": FONT_PX, "color": "#111111", "shadow": "0px 0px 3px white"}
+    _scatter_layout(
+        fig,
+        f"{result}: distance-weighted {k}-NN map",
+        component_label(x, evr.get(x)),
+        component_label(y, evr.get(y)),
+    )
+    fig.update_xaxes(range=list(x_range))
+    fig.update_yaxes(range=list(y_range))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Compare
+# --------------------------------------------------------------------------------------------
+
+
+def profiled_models(db: Path) -> list[str]:
+    """Models with a dissection profile, embedded ones first (each group alphabetical)."""
+    frame = query(
+        db, "select model from dim_models where has_profile order by not in_embedding, model"
+    )
+    return frame["model"].to_list()
+
+
+def compare_profiles(db: Path, a: str, b: str) -> pl.DataFrame:
+    """Every concept either model has: units and profile weight in each, difference, and whether
+    it is shared or unique to one of them."""
+    return query(
+        db,
+        """
+        with pa as (select concept, category, n_units, weight from fct_concept_profiles
+                    where model = $1),
+             pb as (select concept, category, n_units, weight from fct_concept_profiles
+                    where model = $2)
+        select
+            coalesce(pa.concept, pb.concept) as concept,
+            coalesce(pa.category, pb.category) as category,
+            coalesce(pa.n_units, 0) as units_a,
+            coalesce(pb.n_units, 0) as units_b,
+            coalesce(pa.weight, 0) as weight_a,
+            coalesce(pb.weight, 0) as weight_b,
+            coalesce(pa.weight, 0) - coalesce(pb.weight, 0) as difference,
+            case when pa.concept is not null and pb.concept is not null then 'shared'
+                 when pa.concept is not null then 'only A' else 'only B' end as status
+        from pa full outer join pb on pa.concept = pb.concept and pa.category = pb.category
+        order by abs(coalesce(pa.weight, 0) - coalesce(pb.weight, 0)) desc, concept, category
+        """,
+        [a, b],
+    )
+
+
+def model_distance(db: Path, a: str, b: str) -> float | None:
+    frame = query(
+        db,
+        "select cosine_distance from fct_model_distances where model_a = ? and model_b = ?",
+        [a, b],
+    )
+    return None if frame.is_empty() else float(frame["cosine_distance"][0])
+
+
+def compare_tasks(db: Path, a: str, b: str) -> pl.DataFrame:
+    """Both models' results side by side, and which is better (respecting higher_is_better)."""
+    return query(
+        db,
+        """
+        with ta as (select task, dataset, metric, higher_is_better, value
+                    from fct_task_benchmarks where model = $1),
+             tb as (select task, dataset, metric, higher_is_better, value
+                    from fct_task_benchmarks where model = $2)
+        select
+            coalesce(ta.task, tb.task) as task,
+            coalesce(ta.dataset, tb.dataset) as dataset,
+            coalesce(ta.metric, tb.metric) as metric,
+            coalesce(ta.higher_is_better, tb.higher_is_better) as higher_is_better,
+            ta.value as value_a,
+            tb.value as value_b,
+            case when ta.value is null or tb.value is null then ''
+                 when ta.value = tb.value then 'tie'
+                 when (ta.value > tb.value) = coalesce(ta.higher_is_better, tb.higher_is_better)
+                     then 'A' else 'B' end as better
+        from ta full outer join tb using (task, dataset, metric)
+        order by task, dataset = 'Avg.', dataset, metric
+        """,
+        [a, b],
+    )
+
+
+def profile_difference_figure(frame: pl.DataFrame, a: str, b: str, top: int = 30) -> go.Figure:
+    """The concepts whose profile weight differs most: right = more in A, left = more in B."""
+    part = frame.head(top)
+    labels = concept_labels(part["concept"].to_list(), part["category"].to_list())
+    part = part.with_columns(pl.Series("label", labels))
+    fig = go.Figure()
+    for category in sorted(set(part["category"].to_list()), key=concept_category_sort_key):
+        cat = part.filter(pl.col("category") == category)
+        fig.add_bar(
+            name=category,
+            y=cat["label"].to_list(),
+            x=cat["difference"].to_list(),
+            orientation="h",
+            marker_color=concept_category_colour(category),
+            customdata=np.column_stack([cat["units_a"].to_numpy(), cat["units_b"].to_numpy()]),
+            hovertemplate="%{y}<br>weight difference %{x:.3f}<br>units: "
+            + a + " %{customdata[0]}, " + b + " %{customdata[1]}<extra>" + category + "</extra>",
+        )  # fmt: skip
+    fig.update_layout(
+        title=f"Profile difference: ← more in {b} | more in {a} →",
+        barmode="relative",
+        height=max(360, 20 * part.height + 140),
+        margin={"l": 10, "r": 10, "t": 60, "b": 50},
+        legend=LEGEND,
+        xaxis_title="profile weight difference (A - B)",
+        yaxis={
+            "automargin": True,
+            "categoryorder": "array",
+            "categoryarray": list(reversed(labels)),
+        },
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Units
+# --------------------------------------------------------------------------------------------
+
+
+def unit_layers(db: Path) -> pl.DataFrame:
+    """Every dissected (model, layer), primary layers first."""
+    return query(
+        db,
+        """
+        select model, layer, bool_or(is_primary_layer) as is_primary_layer,
+               count(*) as units, count(*) filter (where is_interpretable) as interpretable
+        from fct_unit_labels group by model, layer
+        order by model, not bool_or(is_primary_layer), layer
+        """,
+    )
+
+
+def unit_categories(db: Path, model: str, layer: str) -> list[str]:
+    frame = query(
+        db,
+        """
+        select distinct category from fct_unit_labels
+        where model = ? and layer = ? and category is not null
+        """,
+        [model, layer],
+    )
+    return sorted(frame["category"].to_list(), key=concept_category_sort_key)
+
+
+def units(
+    db: Path,
+    model: str,
+    layer: str,
+    categories: Sequence[str] | None = None,
+    min_iou: float = 0.0,
+    interpretable_only: bool = False,
+    search: str = "",
+) -> pl.DataFrame:
+    """A layer's units with label, category and IoU, filtered; strongest IoU first."""
+    sql = """
+        select unit, concept, category, iou, is_interpretable from fct_unit_labels
+        where model = ? and layer = ? and coalesce(iou, 0) >= ?
+    """
+    params: list[Any] = [model, layer, float(min_iou)]
+    if interpretable_only:
+        sql += " and is_interpretable"
+    if categories is not None:
+        sql += " and list_contains(?, category)"
+        params.append(list(categories))
+    if search.strip():
+        sql += " and contains(lower(concept), lower(?))"
+        params.append(search.strip())
+    sql += " order by iou desc nulls last, unit"
+    return query(db, sql, params)
+
+
+def unit_caption(frame: pl.DataFrame, unit: int) -> str:
+    """'car (object), IoU 0.206' for a unit picker."""
+    row = frame.filter(pl.col("unit") == unit).row(0, named=True)
+    if row["concept"] is None:
+        return "no concept"
+    iou = "" if row["iou"] is None else f", IoU {row['iou']:.3f}"
+    return f"{row['concept']} ({row['category']}){iou}"
+
+
+def top_images(db: Path, model: str, layer: str, unit: int) -> pl.DataFrame:
+    """The unit's top images from the lake (empty when the engine stored none)."""
+    if not table_exists(db, "stg_unit_top_images"):
+        return pl.DataFrame(
+            schema={"rank": pl.Int32, "image": pl.String, "max_activation": pl.Float64}
+        )
+    return query(
+        db,
+        """
+        select rank, image, max_activation from stg_unit_top_images
+        where model = ? and layer = ? and unit = ? order by rank
+        """,
+        [model, layer, unit],
+    )
+
+
+def top_image_layers(db: Path) -> pl.DataFrame:
+    """The (model, layer)s the lake stored top images for, and how many of their units."""
+    if not table_exists(db, "stg_unit_top_images"):
+        return pl.DataFrame(schema={"model": pl.String, "layer": pl.String, "units": pl.Int64})
+    return query(
+        db,
+        """
+        select model, layer, count(distinct unit) as units from stg_unit_top_images
+        group by model, layer order by model, layer
+        """,
+    )
+
+
+def top_image_units(db: Path, model: str, layer: str) -> list[int]:
+    """Units of one layer that have top images."""
+    if not table_exists(db, "stg_unit_top_images"):
+        return []
+    frame = query(
+        db,
+        "select distinct unit from stg_unit_top_images where model = ? and layer = ? order by unit",
+        [model, layer],
+    )
+    return [int(u) for u in frame["unit"].to_list()]
+
+
+def unit_threshold(db: Path, model: str, layer: str, unit: int) -> float | None:
+    if not table_exists(db, "stg_unit_thresholds"):
+        return None
+    frame = query(
+        db,
+        "select threshold from stg_unit_thresholds where model = ? and layer = ? and unit = ?",
+        [model, layer, unit],
+    )
+    return None if frame.is_empty() else float(frame["threshold"][0])
+
+
+def probe_dir_problem(probe_dir: str | Path | None) -> str | None:
+    """None when the probe folder can serve images, else why not (shown as a note)."""
+    if probe_dir is None or not str(probe_dir).strip():
+        return (
+            "No probe folder given: enter the folder of the probe set the models were dissected "
+            "on (or set LCE_PROBE_DIR) to see each unit's top images."
+        )
+    path = Path(str(probe_dir).strip()).expanduser()
+    if not path.is_dir():
+        return f"The probe folder `{path}` is not reachable from this machine."
+    return None
+
+
+def resolve_probe_image(probe_dir: str | Path, image: str) -> Path | None:
+    """The image's file inside the probe folder (Broden keeps images under ``images/``), or None.
+    A path that would leave the probe folder is refused."""
+    root = Path(str(probe_dir).strip()).expanduser().resolve()
+    for base in (root / "images", root):
+        candidate = (base / image).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# SQL
+# --------------------------------------------------------------------------------------------
+
+MAX_ROWS = 1000
+SQL_TIMEOUT_S = 30.0
+EXAMPLE_QUERIES: dict[str, str] = {
+    "A model's top concepts": (
+        "select concept, category, n_units\nfrom fct_concept_profiles\n"
+        "where model = (select model from dim_models where in_embedding order by model limit 1)\n"
+        "order by n_units desc, concept\nlimit 10"
+    ),
+    "Nearest models to a model": (
+        "select model_a, model_b, round(cosine_distance, 3) as distance\n"
+        "from fct_model_distances\n"
+        "qualify row_number() over (partition by model_a order by cosine_distance) = 1\n"
+        "order by distance"
+    ),
+    "Model categories": (
+        "select category_label, string_agg(model, ', ' order by model) as models\n"
+        "from dim_model_categories\ngroup by category_label\norder by category_label"
+    ),
+    "Strongest component / task correlations": (
+        "select component, task, dataset, metric, n, round(pearson_r, 3) as r,\n"
+        "       round(p_value, 4) as p\nfrom fct_component_task_correlations\n"
+        "where pearson_r is not null\norder by abs(pearson_r) desc\nlimit 20"
+    ),
+    "Tables and their descriptions": (
+        "select table_name, comment from duckdb_tables() order by table_name"
+    ),
+}
+_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def table_descriptions(db: Path) -> pl.DataFrame:
+    """The marts with their dbt descriptions and columns, as the SQL page's cheat sheet."""
+    return query(
+        db,
+        """
+        select t.table_name as "table", t.comment as description,
+               string_agg(c.column_name, ', ' order by c.column_index) as columns
+        from duckdb_tables() t
+        join duckdb_columns() c using (database_name, schema_name, table_name)
+        where list_contains(?, t.table_name)
+        group by t.table_name, t.comment
+        order by t.table_name
+        """,
+        [list(MARTS)],
+    )
+
+
+class SqlRefused(LceError):
+    """A query the explorer will not run; the message says why in one sentence."""
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    frame: pl.DataFrame
+    truncated: bool
+    seconds: float
+
+
+def _refusal(kind: duckdb.StatementType, sql: str) -> str:
+    name = kind.name
+    if name == "COPY" or name == "COPY_DATABASE" or name == "EXPORT":
+        return (
+            "COPY/EXPORT is refused: the explorer neither writes nor reads files. "
+            "Use the download button under a result instead."
+        )
+    if name in ("ATTACH", "DETACH"):
+        return f"{name} is refused: the explorer queries this warehouse file only."
+    if name == "LOAD":
+        verb = "INSTALL" if sql.lstrip().lower().startswith(("install", "force")) else "LOAD"
+        return f"{verb} is refused: extensions cannot be installed or loaded from the explorer."
+    writes = {"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "MERGE_INTO", "VACUUM",
+              "CREATE_FUNC", "ANALYZE"}  # fmt: skip
+    if name in writes:
+        return (
+            f"{name} is refused: the warehouse is opened read-only, so the explorer runs "
+            "SELECT queries only (no writes)."
+        )
+    return f"{name} statements are refused: the explorer runs SELECT queries only."
+
+
+_PLAIN_TYPES = (
+    "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
+    "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "VARCHAR", "DATE", "TIME", "TIMESTAMP",
+)  # fmt: skip
+
+
+def _display_projection(relation: duckdb.DuckDBPyRelation) -> str:
+    """Select every column by position, as text where the type is not a plain scalar (lists,
+    structs, maps, intervals, blobs, UUIDs, huge integers ...): those break the table view or
+    the CSV download. Repeated names get a suffix, so ``select 1 as a, 2 as a`` shows both."""
+    seen: dict[str, int] = {}
+    parts = []
+    for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True), 1):
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        label = name if count == 0 else f"{name}_{count}"
+        quoted = '"' + label.replace('"', '""') + '"'
+        type_name = str(kind)
+        plain = type_name.split("(")[0] in _PLAIN_TYPES or type_name.startswith("TIMESTAMP")
+        plain = plain and "[" not in type_name and type_name != "TIME WITH TIME ZONE"
+        expression = f"#{position}" if plain else f"cast(#{position} as varchar)"
+        parts.append(f"{expression} as {quoted}")
+    return ", ".join(parts)
+
+
+def check_sql(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but one SELECT (or EXPLAIN) before DuckDB runs it."""
+    if not sql.strip():
+        raise SqlRefused("Enter a query.")
+    try:
+        statements = conn.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise SqlRefused(f"The query does not parse: {_first_line(exc)}") from None
+    if not statements:
+        raise SqlRefused("Enter a query.")
+    if len(statements) > 1:
+        raise SqlRefused("One statement at a time, please: the explorer runs a single SELECT.")
+    kind = statements[0].type
+    if kind not in _ALLOWED:
+        raise SqlRefused(_refusal(kind, sql))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def explain_duckdb_error(exc: BaseException, timeout_s: float = SQL_TIMEOUT_S) -> str:
+    """DuckDB's refusal, turned into one sentence a user can act on."""
+    detail = _first_line(exc)
+    if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in detail:
+        return (
+            "File and network access is disabled in the explorer: queries can read the "
+            f"warehouse's tables only (no read_csv, read_parquet, paths or URLs). DuckDB: {detail}"
+        )
+    if "read-only" in detail:
+        return f"The warehouse is opened read-only: writes are refused. DuckDB: {detail}"
+    if isinstance(exc, duckdb.InterruptException):
+        return f"The query was stopped after {timeout_s:g} s; narrow it down or add a limit."
+    return f"The query failed: {detail}"
+
+
+def to_csv(frame: pl.DataFrame) -> str:
+    """The result as CSV for the download button (``run_sql`` already made every column a
+    scalar, so this cannot meet nested data)."""
+    return frame.write_csv()
+
+
+def run_sql(
+    db: Path, sql: str, max_rows: int = MAX_ROWS, timeout_s: float = SQL_TIMEOUT_S
+) -> SqlResult:
+    """Run one user query read-only, external access off, at most ``max_rows`` rows back and
+    interrupted after ``timeout_s``. Raises SqlRefused with a clear message otherwise."""
+    started = time.perf_counter()
+    with connect(db) as conn:
+        check_sql(conn, sql)
+        timer = threading.Timer(timeout_s, conn.interrupt)
+        timer.start()
+        try:
+            relation = conn.sql(sql)
+            if relation is None:  # not a query after all; nothing to show
+                raise SqlRefused("The statement returned no rows.")
+            frame = relation.project(_display_projection(relation)).limit(max_rows + 1).pl()
+        except SqlRefused:
+            raise
+        except duckdb.Error as exc:
+            raise SqlRefused(explain_duckdb_error(exc, timeout_s)) from None
+        except Exception as exc:  # e.g. a type the frame conversion cannot take
+            raise SqlRefused(f"The result could not be shown: {_first_line(exc)}") from None
+        finally:
+            timer.cancel()
+    truncated = frame.height > max_rows
+    return SqlResult(frame.head(max_rows), truncated, time.perf_counter() - started)

@@ -1,0 +1,72 @@
+"""Warehouses for the explorer's tests (tests/test_app.py and tests/test_app_browser.py).
+
+A plugin module (listed in conftest's ``pytest_plugins``) so both test files share one
+session-scoped build instead of building the same warehouse twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from tests.conftest import REFERENCE, lce
+from warehouse.lake import write_partition
+
+TOP_IMAGE_MODEL, TOP_IMAGE_LAYER = "tA", "l4"
+
+
+def _build(home: Path) -> Path:
+    code, out = lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")
+    assert code == 0, out
+    return home / "lce.duckdb"
+
+
+@pytest.fixture(scope="session")
+def toy_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated study whose lake also has top images, and a probe folder holding them."""
+    home = tmp_path_factory.mktemp("toy-home")
+    lake = home / "lake"
+    from tests.test_build import make_toy_lake  # here, not at import: test_build imports conftest
+
+    make_toy_lake(lake)
+    probe = home / "probe"
+    (probe / "images" / "toy").mkdir(parents=True)
+    for i in range(5):
+        Image.new("RGB", (16, 12), (40 * i, 100, 200 - 30 * i)).save(
+            probe / "images" / "toy" / f"img_{i}.png"
+        )
+    rows = []
+    for unit in range(12):
+        for rank in (1, 2, 3):
+            rows.append((unit, rank, f"toy/img_{(unit + rank) % 5}.png", 10.0 - rank))
+    rows.append((0, 4, "toy/not_there.png", 5.0))
+    write_partition(
+        lake,
+        "unit_top_images",
+        {"model": TOP_IMAGE_MODEL, "layer": TOP_IMAGE_LAYER},
+        pa.table(
+            {
+                "model": [TOP_IMAGE_MODEL] * len(rows),
+                "layer": [TOP_IMAGE_LAYER] * len(rows),
+                "unit": [r[0] for r in rows],
+                "rank": [r[1] for r in rows],
+                "image": [r[2] for r in rows],
+                "max_activation": [r[3] for r in rows],
+            }
+        ),
+    )
+    _build(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def app_db(request: pytest.FixtureRequest) -> Path:
+    """The reference warehouse (the paper's 20 models) when its data is here, else the toy one."""
+    if (REFERENCE / "models_dissect_profiles_raw.csv").is_file():
+        home: Path = request.getfixturevalue("reference_home")
+    else:
+        home = request.getfixturevalue("toy_home")
+    return home / "lce.duckdb"

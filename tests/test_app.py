@@ -1,0 +1,879 @@
+"""The Streamlit explorer through AppTest, on warehouses built in the test.
+
+Every page renders on a real warehouse (the paper's reference data when it is here, else a
+generated lake), shows values that match a direct SQL query on the file, and changes when a
+widget changes. The SQL page refuses file access, attachment, extensions and writes, and leaves
+the file byte-for-byte unchanged. Expected values come from DuckDB (or numpy / scikit-learn),
+never from the app's own functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lce import explore
+from tests.app_fixtures import TOP_IMAGE_LAYER, TOP_IMAGE_MODEL
+from tests.conftest import REPO, lce
+
+APP = REPO / "app.py"
+PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "sql"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Warehouses
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def no_benchmarks_db(app_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same warehouse with no task results (as a study without `lce benchmarks add`)."""
+    copy = tmp_path_factory.mktemp("no-bench") / "lce.duckdb"
+    shutil.copy(app_db, copy)
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("delete from fct_task_benchmarks")
+        conn.execute("delete from fct_component_task_correlations")
+        conn.execute("update dim_models set has_benchmarks = false, n_benchmarks = 0")
+    return copy
+
+
+def sql(db: Path, text: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    """The expected values: straight from the file with DuckDB, not through the app's code."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(text, params or []).fetchall()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Driving the app
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def open_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]:
+    def _open(db: Path, page: str, probe: Path | str | None = None) -> AppTest:
+        monkeypatch.setenv("LCE_DB", str(db))
+        if probe is None:
+            monkeypatch.delenv("LCE_PROBE_DIR", raising=False)
+        else:
+            monkeypatch.setenv("LCE_PROBE_DIR", str(probe))
+        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert_clean(at)
+        return at
+
+    yield _open
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def charts(at: AppTest) -> list[dict[str, Any]]:
+    """Every plotly figure on the page, as the JSON Streamlit sends to the browser."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]  # type: ignore[attr-defined]
+
+
+def chart_with_title(at: AppTest, words: str) -> dict[str, Any]:
+    for fig in charts(at):
+        title = fig["layout"].get("title", {})
+        if words in (title.get("text", "") if isinstance(title, dict) else str(title)):
+            return fig
+    raise AssertionError(f"no chart titled with {words!r}")
+
+
+def metric(at: AppTest, label: str) -> str:
+    for m in at.metric:
+        if m.label == label:
+            return m.value
+    raise AssertionError(f"no metric {label!r}: {[m.label for m in at.metric]}")
+
+
+def table(at: AppTest, column: str) -> Any:
+    """The first table on the page with ``column`` (st.dataframe carries no key without
+    selections, so tables are found by what they hold)."""
+    for frame in at.dataframe:
+        if column in frame.value.columns:
+            return frame.value
+    raise AssertionError(f"no table with a {column!r} column")
+
+
+def has_table(at: AppTest, column: str) -> bool:
+    return any(column in frame.value.columns for frame in at.dataframe)
+
+
+def texts(elements: Any) -> str:
+    return " | ".join(str(e.value) for e in elements)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every page
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(
+    open_page: Callable[..., AppTest], app_db: Path, page: str
+) -> None:
+    at = open_page(app_db, page)
+    assert not at.error, texts(at.error)
+    assert not at.warning, texts(at.warning)
+    assert at.title, "every page has a title"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_missing_database_is_a_clear_note_on_every_page(
+    open_page: Callable[..., AppTest], tmp_path: Path, page: str
+) -> None:
+    at = open_page(tmp_path / "nowhere.duckdb", page)
+    assert "No warehouse at" in texts(at.warning)
+    assert "lce build" in texts(at.warning)
+    assert not at.get("plotly_chart") and not at.dataframe
+
+
+def test_a_file_that_is_not_a_warehouse_is_named(
+    open_page: Callable[..., AppTest], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    assert "not an lce warehouse" in texts(open_page(empty, "overview").warning)
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_bytes(b"not a database at all" * 100)
+    assert "could not be opened" in texts(open_page(garbage, "embedding").warning)
+
+
+def test_the_sidebar_box_switches_the_database(
+    open_page: Callable[..., AppTest], app_db: Path, tmp_path: Path
+) -> None:
+    at = open_page(app_db, "overview")
+    (expected,) = sql(app_db, "select count(*) from dim_models")[0]
+    assert metric(at, "models") == str(expected)
+    at.sidebar.text_input(key="lce_db_path").input(str(tmp_path / "other.duckdb")).run()
+    assert_clean(at)
+    assert "other.duckdb" in texts(at.warning)
+
+
+# ---------------------------------------------------------------------------------------------
+# Overview
+# ---------------------------------------------------------------------------------------------
+
+
+def test_overview_shows_the_models_and_concept_counts_of_the_file(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "overview")
+    frame = table(at, "interpretable_units")
+    expected = sql(
+        app_db,
+        "select model, n_units, n_interpretable_units, in_embedding, "
+        "coalesce(excluded_reason, '') from dim_models",
+    )
+    shown = {
+        r.model: (r.units, r.interpretable_units, bool(r.in_embedding), r.excluded_reason)
+        for r in frame.itertuples()
+    }
+    assert shown == {m: (u, i, e, x) for m, u, i, e, x in expected}
+    categories = dict(sql(app_db, "select model, category_label from dim_model_categories"))
+    assert {
+        r.model: r.category for r in frame.itertuples() if isinstance(r.category, str)
+    } == categories
+
+    def bars(fig: dict[str, Any]) -> dict[tuple[str, str], int]:
+        return {
+            (model, trace["name"]): value
+            for trace in fig["data"]
+            for model, value in zip(trace["y"], trace["x"], strict=True)
+            if value
+        }
+
+    units = bars(chart_with_title(at, "Interpretable units per concept category"))
+    by_units = sql(app_db, "select model, category, n_units from fct_category_profiles")
+    assert units == {(m, c): n for m, c, n in by_units if n}
+
+    at.radio(key="overview_measure").set_value("unique concepts").run()
+    assert_clean(at)
+    unique = bars(chart_with_title(at, "Unique concepts per concept category"))
+    by_unique = sql(app_db, "select model, category, n_unique_concepts from fct_category_profiles")
+    assert unique == {(m, c): n for m, c, n in by_unique if n}
+    assert unique != units
+
+
+def test_category_colours_are_the_same_on_every_page(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    def colours(at: AppTest) -> dict[str, str]:
+        return {
+            trace["name"]: trace["marker"]["color"]
+            for fig in charts(at)
+            for trace in fig["data"]
+            if trace.get("type") == "bar" and isinstance(trace.get("marker", {}).get("color"), str)
+        }
+
+    overview = colours(open_page(app_db, "overview"))
+    components = colours(open_page(app_db, "components"))
+    shared = set(overview) & set(components)
+    assert shared, "both pages colour bars by concept category"
+    assert {c: overview[c] for c in shared} == {c: components[c] for c in shared}
+    assert len(set(overview.values())) == len(overview), "one colour per concept category"
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding
+# ---------------------------------------------------------------------------------------------
+
+
+def _points(fig: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    return {
+        name: (x, y)
+        for trace in fig["data"]
+        if trace.get("mode") == "markers+text"
+        for name, x, y in zip(trace["text"], trace["x"], trace["y"], strict=True)
+    }
+
+
+def test_embedding_plots_the_scores_of_the_file_and_follows_the_axes(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "embedding")
+    scores = {(m, c): v for m, c, v in sql(app_db, "select model, component, value from fct_lce")}
+    evr = dict(sql(app_db, "select component, explained_variance_ratio from fct_lce_components"))
+    models = {m for m, _ in scores}
+    fig = chart_with_title(at, "Learned Concepts Embedding")
+    points = _points(fig)
+    assert set(points) == models
+    for model, (x, y) in points.items():
+        assert x == pytest.approx(scores[(model, 1)])
+        assert y == pytest.approx(scores[(model, 2)])
+    assert f"{100 * evr[1]:.1f}%" in fig["layout"]["xaxis"]["title"]["text"]
+    assert f"{100 * evr[2]:.1f}%" in fig["layout"]["yaxis"]["title"]["text"]
+    # Colours follow the model categories of the file.
+    categories = dict(sql(app_db, "select model, category_label from dim_model_categories"))
+    for trace in fig["data"]:
+        if trace.get("mode") == "markers+text":
+            assert {categories[m] for m in trace["text"]} == {trace["name"]}
+
+    last = max(evr)
+    at.selectbox(key="emb_x").set_value(last).run()
+    assert_clean(at)
+    moved = _points(chart_with_title(at, "Learned Concepts Embedding"))
+    for model, (x, _) in moved.items():
+        assert x == pytest.approx(scores[(model, last)])
+    assert moved != points
+
+
+def test_embedding_highlights_a_model_and_lists_its_nearest(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "embedding")
+    model = sorted(m for (m,) in sql(app_db, "select model from fct_lce group by model"))[-1]
+    at.selectbox(key="emb_highlight").set_value(model).run()
+    assert_clean(at)
+    nearest = table(at, "cosine_distance")
+    expected = sql(
+        app_db,
+        "select model_b, cosine_distance from fct_model_distances where model_a = ? "
+        "order by cosine_distance, model_b limit 5",
+        [model],
+    )
+    assert list(nearest["model"]) == [m for m, _ in expected]
+    assert list(nearest["cosine_distance"]) == pytest.approx([d for _, d in expected])
+    names = [t["name"] for t in chart_with_title(at, "Learned Concepts Embedding")["data"]]
+    assert f"{model} (highlighted)" in names
+
+    at.number_input(key="emb_k").set_value(2).run()
+    assert list(table(at, "cosine_distance")["model"]) == [m for m, _ in expected[:2]]
+
+
+def test_embedding_labels_do_not_overlap() -> None:
+    """The label placer on a crowded cloud: greedy placement beats one fixed position."""
+    rng = np.random.default_rng(3)
+    xs = rng.normal(size=20).tolist()
+    ys = rng.normal(size=20).tolist()
+    names = [f"Model{i:02d}(R)" for i in range(20)]
+    xr, yr = explore.padded_range(xs), explore.padded_range(ys)
+    placed = explore.label_positions(xs, ys, names, xr, yr)
+    fixed = explore.label_overlaps(xs, ys, names, ["top center"] * 20, xr, yr)
+    assert explore.label_overlaps(xs, ys, names, placed, xr, yr) < fixed
+
+
+def test_reference_embedding_labels_do_not_overlap(app_db: Path) -> None:
+    frame = explore.embedding(app_db)
+    comps = [c for c in frame.columns if c.startswith("pc")]
+    for a in comps:
+        for b in comps:
+            if a == b:
+                continue
+            xs, ys, names = frame[a].to_list(), frame[b].to_list(), frame["model"].to_list()
+            xr, yr = explore.padded_range(xs), explore.padded_range(ys)
+            placed = explore.label_positions(xs, ys, names, xr, yr)
+            assert explore.label_overlaps(xs, ys, names, placed, xr, yr) == 0, (a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Components
+# ---------------------------------------------------------------------------------------------
+
+
+def _bars_by_label(fig: dict[str, Any]) -> dict[str, float]:
+    return {
+        label: value
+        for trace in fig["data"]
+        for label, value in zip(trace["y"], trace["x"], strict=True)
+    }
+
+
+def _strip(label: str) -> str:
+    return label.split(" (")[0]
+
+
+def test_components_show_the_loadings_of_the_file(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "components")
+
+    def expected(component: int, top: int) -> dict[str, float]:
+        rows = sql(
+            app_db,
+            "select concept, category, loading from fct_component_loadings where component = ? "
+            "order by abs(loading) desc, category, concept limit ?",
+            [component, top],
+        )
+        return {f"{c}|{k}": v for c, k, v in rows}
+
+    def shown(at: AppTest) -> dict[str, float]:
+        fig = chart_with_title(at, "Loadings of PC")
+        return {
+            f"{_strip(label)}|{trace['name']}": value
+            for trace in fig["data"]
+            for label, value in zip(trace["y"], trace["x"], strict=True)
+        }
+
+    top = at.slider(key="comp_top").value if at.slider else None
+    first = shown(at)
+    assert first == pytest.approx(expected(1, top or 10**6))
+
+    at.selectbox(key="comp_component").set_value(2).run()
+    assert_clean(at)
+    second = shown(at)
+    assert second == pytest.approx(expected(2, top or 10**6))
+    assert second != first
+
+    if at.slider:
+        at.slider(key="comp_top").set_value(10).run()
+        assert shown(at) == pytest.approx(expected(2, 10))
+
+
+def test_components_correlate_with_category_counts_as_numpy_does(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "components")
+    fig = chart_with_title(at, "per-category counts")
+    models = [m for (m,) in sql(app_db, "select distinct model from fct_lce order by model")]
+    scores = {(m, c): v for m, c, v in sql(app_db, "select model, component, value from fct_lce")}
+    counts = {
+        (m, k): (n, u)
+        for m, k, n, u in sql(
+            app_db, "select model, category, n_units, n_unique_concepts from fct_category_profiles"
+        )
+    }
+    checked = 0
+    for trace in fig["data"]:
+        kind = 0 if trace["xaxis"] in ("x", None) else 1
+        category = trace["name"]
+        for label, r in zip(trace["x"], trace["y"], strict=True):
+            component = int(label[2:])
+            x = np.array([scores[(m, component)] for m in models])
+            y = np.array([counts.get((m, category), (0, 0))[kind] for m in models], dtype=float)
+            if r is None:
+                assert np.ptp(y) == 0 or np.ptp(x) == 0
+                continue
+            assert r == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-9)
+            checked += 1
+    assert checked
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------
+
+
+def _task_bars(fig: dict[str, Any]) -> dict[tuple[int, str], float]:
+    return {
+        (int(trace["name"][2:]), label): r
+        for trace in fig["data"]
+        for label, r in zip(trace["x"], trace["y"], strict=True)
+    }
+
+
+def test_tasks_show_the_correlations_of_the_file_per_family(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "tasks")
+    families = at.selectbox(key="task_family").options
+    assert set(families) == {
+        t for (t,) in sql(app_db, "select distinct task from fct_task_benchmarks")
+    }
+
+    def expected(task: str) -> dict[tuple[int, str], float]:
+        rows = sql(
+            app_db,
+            "select component, dataset, metric, pearson_r from fct_component_task_correlations "
+            "where task = ?",
+            [task],
+        )
+        datasets = {d for _, d, _, _ in rows}
+        metrics = {m for _, _, m, _ in rows}
+        out = {}
+        for c, d, m, r in rows:
+            label = d if len(metrics) == 1 else m if len(datasets) == 1 else f"{d} · {m}"
+            out[(c, label)] = r
+        return out
+
+    first = at.selectbox(key="task_family").value
+    shown = _task_bars(chart_with_title(at, "Component / task correlations"))
+    assert shown == pytest.approx(expected(first))
+    if len(families) > 1:
+        other = [f for f in families if f != first][-1]
+        at.selectbox(key="task_family").set_value(other).run()
+        assert_clean(at)
+        changed = _task_bars(chart_with_title(at, "Component / task correlations"))
+        assert changed == pytest.approx(expected(other))
+        assert changed != shown
+
+
+def test_task_scatter_shows_r_of_the_file_and_follows_the_component(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "tasks")
+    task = at.selectbox(key="task_family").value
+    result = at.selectbox(key="task_result").value
+    rows = sql(
+        app_db,
+        "select component, dataset, metric, pearson_r from fct_component_task_correlations "
+        "where task = ?",
+        [task],
+    )
+    match = [r for r in rows if result in (r[1], r[2], f"{r[1]} · {r[2]}")]
+
+    def r_of(component: int) -> float:
+        (value,) = {r for c, _, _, r in match if c == component}
+        return value
+
+    assert float(metric(at, "Pearson r")) == pytest.approx(r_of(1), abs=5e-4)
+    fig = chart_with_title(at, "against PC1")
+    fit = [t for t in fig["data"] if t["name"] == "least-squares fit"]
+    assert fit, "the fit line is drawn"
+    at.selectbox(key="task_component").set_value(2).run()
+    assert_clean(at)
+    assert float(metric(at, "Pearson r")) == pytest.approx(r_of(2), abs=5e-4)
+    assert chart_with_title(at, "against PC2")
+
+
+def test_performance_map_is_distance_weighted_knn(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    from sklearn.neighbors import KNeighborsRegressor
+
+    at = open_page(app_db, "tasks")
+    task = at.selectbox(key="task_family").value
+    result = at.selectbox(key="task_result").value
+    bench = sql(
+        app_db,
+        "select b.model, b.dataset, b.metric, b.value, l1.value, l2.value "
+        "from fct_task_benchmarks b join fct_lce l1 on l1.model = b.model and l1.component = 1 "
+        "join fct_lce l2 on l2.model = b.model and l2.component = 2 where b.task = ?",
+        [task],
+    )
+    rows = [r for r in bench if result in (r[1], r[2], f"{r[1]} · {r[2]}")]
+    xy = np.array([(r[4], r[5]) for r in rows])
+    values = np.array([r[3] for r in rows])
+
+    def check(k: int) -> np.ndarray:
+        fig = chart_with_title(at, "-NN map")
+        heat = next(t for t in fig["data"] if t["type"] == "heatmap")
+        gx, gy, z = np.array(heat["x"]), np.array(heat["y"]), np.array(heat["z"], dtype=float)
+        grid = np.array([(a, b) for b in gy for a in gx])
+        model = KNeighborsRegressor(n_neighbors=k, weights="distance").fit(xy, values)
+        assert z.ravel() == pytest.approx(model.predict(grid), rel=1e-9, abs=1e-9)
+        return z
+
+    k = at.slider(key="task_map_k").value
+    before = check(k)
+    at.slider(key="task_map_k").set_value(1 if k != 1 else 2).run()
+    assert_clean(at)
+    after = check(at.slider(key="task_map_k").value)
+    assert not np.allclose(before, after)
+
+
+def test_knn_interpolation_matches_scikit_learn() -> None:
+    from sklearn.neighbors import KNeighborsRegressor
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(13, 2))
+    values = rng.normal(size=13)
+    queries = np.vstack([rng.normal(size=(200, 2)), points[:3]])  # some queries hit points
+    for k in (1, 3, 5, 13):
+        expected = KNeighborsRegressor(n_neighbors=k, weights="distance").fit(points, values)
+        assert explore.knn_interpolate(points, values, queries, k) == pytest.approx(
+            expected.predict(queries)
+        )
+
+
+def test_no_task_results_is_a_clear_note(
+    open_page: Callable[..., AppTest], no_benchmarks_db: Path
+) -> None:
+    at = open_page(no_benchmarks_db, "tasks")
+    assert "No task results" in texts(at.info)
+    assert "lce benchmarks add" in texts(at.info)
+    at = open_page(no_benchmarks_db, "compare")
+    assert "No task results for" in texts(at.info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compare
+# ---------------------------------------------------------------------------------------------
+
+
+def test_compare_shows_distance_concepts_and_tasks_of_the_file(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "compare")
+
+    def check(a: str, b: str) -> tuple[str, str]:
+        (distance,) = sql(
+            app_db,
+            "select cosine_distance from fct_model_distances where model_a = ? and model_b = ?",
+            [a, b],
+        )[0]
+        assert metric(at, "cosine distance") == f"{distance:.3f}"
+        concepts = {
+            m: {(c, k) for c, k in sql(
+                app_db, "select concept, category from fct_concept_profiles where model = ?", [m]
+            )}
+            for m in (a, b)
+        }  # fmt: skip
+        assert metric(at, "shared concepts") == str(len(concepts[a] & concepts[b]))
+        assert metric(at, f"only in {a}") == str(len(concepts[a] - concepts[b]))
+        assert metric(at, f"only in {b}") == str(len(concepts[b] - concepts[a]))
+        results = sql(
+            app_db,
+            "select a.task, a.dataset, a.metric, a.value, b.value from fct_task_benchmarks a "
+            "join fct_task_benchmarks b using (task, dataset, metric) "
+            "where a.model = ? and b.model = ?",
+            [a, b],
+        )
+        if results:
+            frame = table(at, "better")
+            shown = {
+                (r["task"], r["dataset"], r["metric"]): (r[a], r[b]) for _, r in frame.iterrows()
+            }
+            for task, dataset, metric_name, va, vb in results:
+                assert shown[(task, dataset, metric_name)] == pytest.approx((va, vb))
+        return metric(at, "cosine distance"), metric(at, "shared concepts")
+
+    a = at.selectbox(key="cmp_a").value
+    b = at.selectbox(key="cmp_b").value
+    first = check(a, b)
+    others = [m for m in at.selectbox(key="cmp_b").options if m not in (a, b)]
+    with_distance = {m for (m,) in sql(app_db, "select distinct model_b from fct_model_distances")}
+    other = next(m for m in reversed(others) if m in with_distance)
+    at.selectbox(key="cmp_b").set_value(other).run()
+    assert_clean(at)
+    assert check(a, other) != first
+
+
+# ---------------------------------------------------------------------------------------------
+# Units
+# ---------------------------------------------------------------------------------------------
+
+
+def test_units_table_is_the_file_and_filters_follow_the_widgets(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "units")
+    model = at.selectbox(key="units_model").value
+    layer = at.selectbox(key="units_layer").value
+
+    def rows(where: str = "", params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        return sql(
+            app_db,
+            "select unit, concept, category, iou from fct_unit_labels where model = ? "
+            f"and layer = ? {where} order by iou desc nulls last, unit",
+            [model, layer, *(params or [])],
+        )
+
+    def shown() -> list[tuple[Any, ...]]:
+        frame = table(at, "is_interpretable")
+        return [
+            (r.unit, r.concept, r.category, r.iou)
+            for r in frame[["unit", "concept", "category", "iou"]].itertuples(index=False)
+        ]
+
+    def same(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> None:
+        def norm(v: Any) -> Any:
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+        assert [tuple(norm(v) for v in x[:3]) for x in a] == [y[:3] for y in b]
+        assert [norm(x[3]) for x in a] == pytest.approx([y[3] for y in b])
+
+    same(shown(), rows())
+    at.slider(key="units_min_iou").set_value(0.08).run()
+    assert_clean(at)
+    filtered = shown()
+    same(filtered, rows("and iou >= 0.08"))
+    assert len(filtered) < len(rows())
+
+    categories = at.multiselect(key="units_categories").options
+    at.multiselect(key="units_categories").set_value(categories[:1]).run()
+    same(shown(), rows("and iou >= 0.08 and category = ?", [categories[0]]))
+
+    at.checkbox(key="units_interpretable").check().run()
+    same(shown(), rows("and iou >= 0.08 and category = ? and is_interpretable", [categories[0]]))
+
+
+@pytest.mark.parametrize("state", ["empty", "absent"])
+def test_units_without_top_images_explain_why(
+    open_page: Callable[..., AppTest], app_db: Path, tmp_path: Path, state: str
+) -> None:
+    """The published paper data has no top images (an empty table); an older file may lack
+    the table altogether. Either way the page says so instead of failing."""
+    db = tmp_path / "lce.duckdb"
+    shutil.copy(app_db, db)
+    with duckdb.connect(str(db)) as conn:
+        if state == "empty":
+            conn.execute("delete from stg_unit_top_images")
+        else:
+            conn.execute("drop table stg_unit_top_images")
+    at = open_page(db, "units")
+    assert "no top images" in texts(at.info)
+    assert has_table(at, "is_interpretable"), "the unit table is still there"
+    assert not at.image
+
+
+def test_units_show_top_images_from_the_probe_folder(
+    open_page: Callable[..., AppTest], toy_home: Path
+) -> None:
+    db, probe = toy_home / "lce.duckdb", toy_home / "probe"
+    at = open_page(db, "units", probe=probe)
+    other = next(m for m in at.selectbox(key="units_model").options if m != TOP_IMAGE_MODEL)
+    at.selectbox(key="units_model").set_value(other).run()
+    assert f"the lake has them for: {TOP_IMAGE_MODEL} / {TOP_IMAGE_LAYER}" in texts(at.info)
+    assert not at.image
+    at.selectbox(key="units_model").set_value(TOP_IMAGE_MODEL).run()
+    at.selectbox(key="units_layer").set_value(TOP_IMAGE_LAYER).run()
+
+    def expected(unit: int) -> list[tuple[int, str]]:
+        return sql(
+            db,
+            "select rank, image from stg_unit_top_images where model = ? and layer = ? "
+            "and unit = ? order by rank",
+            [TOP_IMAGE_MODEL, TOP_IMAGE_LAYER, unit],
+        )
+
+    units = at.selectbox(key="units_unit").options
+    (with_images,) = sql(
+        db,
+        "select count(distinct unit) from stg_unit_top_images where model = ? and layer = ?",
+        [TOP_IMAGE_MODEL, TOP_IMAGE_LAYER],
+    )[0]
+    assert len(units) == with_images
+    at.selectbox(key="units_unit").set_value(0).run()
+    assert_clean(at)
+    found = [(r, i) for r, i in expected(0) if (probe / "images" / i).is_file()]
+    missing = [i for _, i in expected(0) if not (probe / "images" / i).is_file()]
+    (images,) = at.image
+    assert [c.split()[0] for c in images.captions] == [f"#{r}" for r, _ in found]
+    assert missing and all(m in texts(at.info) for m in missing)
+    assert "activation map" in texts(at.caption)
+
+    at.selectbox(key="units_unit").set_value(5).run()
+    assert [c.split()[0] for c in at.image[0].captions] == [f"#{r}" for r, _ in expected(5)]
+
+    at.text_input(key="units_probe").input(str(probe / "nowhere")).run()
+    assert_clean(at)
+    assert "not reachable" in texts(at.info)
+    assert not at.image
+    names = list(table(at, "max_activation")["image"])
+    assert names == [i for _, i in expected(5)]
+
+
+def test_units_layer_choice_follows_the_file(
+    open_page: Callable[..., AppTest], toy_home: Path
+) -> None:
+    db = toy_home / "lce.duckdb"
+    at = open_page(db, "units")
+    at.selectbox(key="units_model").set_value(TOP_IMAGE_MODEL).run()
+    layers = at.selectbox(key="units_layer").options
+    assert set(layers) == {
+        layer
+        for (layer,) in sql(
+            db, "select distinct layer from fct_unit_labels where model = ?", [TOP_IMAGE_MODEL]
+        )
+    }
+    assert len(layers) > 1
+    before = table(at, "is_interpretable")
+    at.selectbox(key="units_layer").set_value(layers[-1]).run()
+    after = table(at, "is_interpretable")
+    (n,) = sql(
+        db,
+        "select count(*) from fct_unit_labels where model = ? and layer = ?",
+        [TOP_IMAGE_MODEL, layers[-1]],
+    )[0]
+    assert len(after) == n
+    assert not before.equals(after)
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sql_page_runs_examples_and_caps_rows(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "sql")
+    first_example = at.text_area(key="sql_text").value
+    result = at.dataframe[0].value
+    expected = sql(app_db, first_example)
+    assert [tuple(r) for r in result.itertuples(index=False)] == expected
+
+    name = list(explore.EXAMPLE_QUERIES)[2]
+    at.selectbox(key="sql_example").set_value(name).run()
+    assert_clean(at)
+    assert at.text_area(key="sql_text").value == explore.EXAMPLE_QUERIES[name]
+    changed = at.dataframe[0].value
+    assert [tuple(r) for r in changed.itertuples(index=False)] == sql(
+        app_db, explore.EXAMPLE_QUERIES[name]
+    )
+
+    at.text_area(key="sql_text").input("select * from range(5000) t(i)").run()
+    assert len(at.dataframe[0].value) == explore.MAX_ROWS
+    assert "capped at 1000" in texts(at.caption)
+
+
+def test_sql_page_shows_nested_and_odd_types_as_text(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "sql")
+    query = (
+        "select [1, 2] as l, {'a': 1} as s, map {'k': 1} as m, interval 1 day as i, "
+        "'x'::blob as b, 1::hugeint as h, 1 as dup, 2 as dup"
+    )
+    at.text_area(key="sql_text").input(query).run()
+    assert_clean(at)
+    assert not at.error
+    (row,) = at.dataframe[0].value.itertuples(index=False)
+    expected = sql(
+        app_db, f"select {', '.join(f'#{i}::varchar' for i in range(1, 7))} from ({query})"
+    )
+    assert tuple(row)[:6] == expected[0]
+    assert tuple(row)[6:] == (1, 2)
+    assert list(at.dataframe[0].value.columns)[-2:] == ["dup", "dup_1"]
+
+
+def test_a_runaway_query_is_stopped(app_db: Path) -> None:
+    with pytest.raises(explore.SqlRefused, match="stopped after 0.5 s"):
+        explore.run_sql(app_db, "select sum(i) from range(100000000000) t(i)", timeout_s=0.5)
+
+
+REFUSED = [
+    ("copy dim_models to '{tmp}/out.csv'", "COPY"),
+    ("COPY (select 1) TO '{tmp}/out.parquet' (format parquet)", "COPY"),
+    ("export database '{tmp}/export'", "COPY/EXPORT"),
+    ("attach '{tmp}/other.duckdb' as other", "ATTACH"),
+    ("select * from read_csv('/etc/passwd')", "File and network access is disabled"),
+    ("select * from read_text('/etc/passwd')", "File and network access is disabled"),
+    ("select * from read_parquet('{tmp}/*.parquet')", "File and network access is disabled"),
+    ("install httpfs", "INSTALL is refused"),
+    ("load httpfs", "LOAD is refused"),
+    ("insert into dim_models (model) values ('evil')", "INSERT is refused"),
+    ("update dim_models set n_units = 0", "UPDATE is refused"),
+    ("delete from fct_lce", "DELETE is refused"),
+    ("create table evil as select 1", "CREATE is refused"),
+    ("drop table fct_lce", "DROP is refused"),
+    ("set enable_external_access = true", "SET statements are refused"),
+    ("select 1; drop table fct_lce", "One statement at a time"),
+    ("checkpoint", "CALL statements are refused"),
+]
+
+
+def test_sql_page_refuses_files_extensions_and_writes(
+    open_page: Callable[..., AppTest], app_db: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "x.parquet").write_bytes(b"")
+    before = sha256(app_db)
+    at = open_page(app_db, "sql")
+    for statement, message in REFUSED:
+        at.text_area(key="sql_text").input(statement.format(tmp=tmp_path)).run()
+        assert_clean(at)
+        assert len(at.error) == 1, statement
+        assert message in at.error[0].value, (statement, at.error[0].value)
+        assert len(at.dataframe) == 1, "only the table list, no result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet"], "nothing was written"
+    assert sha256(app_db) == before
+    assert not app_db.with_name(app_db.name + ".wal").exists()
+    (count,) = sql(app_db, "select count(*) from dim_models where model = 'evil'")[0]
+    assert count == 0
+
+
+def test_sql_refusals_are_checked_before_duckdb_runs_them(app_db: Path) -> None:
+    """The pre-check names the statement type even where DuckDB would also refuse."""
+    for statement, expected in [
+        ("COPY fct_lce TO 'x.csv'", "COPY"),
+        ("ATTACH 'x.duckdb'", "ATTACH"),
+        ("INSTALL spatial", "INSTALL"),
+        ("DELETE FROM fct_lce", "DELETE"),
+    ]:
+        with duckdb.connect(":memory:") as conn, pytest.raises(explore.SqlRefused) as refused:
+            explore.check_sql(conn, statement)
+        assert str(refused.value).startswith(expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------
+
+
+def test_lce_app_runs_streamlit_on_the_given_database(
+    monkeypatch: pytest.MonkeyPatch, app_db: Path
+) -> None:
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+
+    def fake_execve(path: str, command: list[str], env: dict[str, str]) -> None:
+        calls.append((path, command, env))
+
+    monkeypatch.setattr(os, "execve", fake_execve)
+    code, out = lce("app", "--db", app_db, "--", "--server.port", "8599")
+    assert code == 0, out
+    ((path, command, env),) = calls
+    assert path == sys.executable
+    assert command[1:4] == ["-m", "streamlit", "run"]
+    assert Path(command[4]) == APP
+    assert command[-2:] == ["--server.port", "8599"]
+    assert "--browser.gatherUsageStats=false" in command
+    assert env["LCE_DB"] == str(app_db.resolve())
+    assert str(app_db.resolve()) in out
+
+
+def test_lce_app_warns_when_there_is_no_warehouse_yet(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "execve", lambda *args: None)
+    code, out = lce("app", "--db", tmp_path / "none.duckdb")
+    assert code == 0
+    assert "no published warehouse yet" in out

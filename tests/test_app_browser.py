@@ -1,0 +1,116 @@
+"""One real browser: `streamlit run` on 127.0.0.1, loaded in headless Chromium.
+
+AppTest runs the scripts but not the frontend; this checks that the page a user opens really
+draws the embedding chart (plotly's SVG with every embedded model's label).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="/usr/bin/chromium is absent: apt-get install chromium chromium-driver "
+    "(`make test` does this)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served_app(app_db: Path, tmp_path: Path) -> Iterator[str]:
+    """The app served by `streamlit run` (headless, no usage stats) until the test ends."""
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+        "--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}",
+        "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, "LCE_DB": str(app_db)}, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer within 60 s:\n{log.read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_embedding_page_draws_the_chart_in_chromium(
+    served_app: str, app_db: Path, tmp_path: Path
+) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1600",
+    ]:  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        driver.get(f"{served_app}/embedding")
+        wait = WebDriverWait(driver, 90)
+        chart = wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"]')
+        )[0]
+        # plotly has drawn when the SVG carries the title and the point labels.
+        wait.until(lambda d: chart.find_elements(By.CSS_SELECTOR, ".gtitle"))
+        wait.until(lambda d: chart.find_elements(By.CSS_SELECTOR, ".scatterlayer .textpoint"))
+        time.sleep(1)  # let the remaining traces paint before the screenshot
+        screenshot = tmp_path / "embedding.png"
+        assert driver.save_screenshot(str(screenshot))
+        assert screenshot.stat().st_size > 10_000
+        title = chart.find_element(By.CSS_SELECTOR, ".gtitle").text
+        assert title == "Learned Concepts Embedding"
+        labels = {e.text for e in chart.find_elements(By.CSS_SELECTOR, ".textpoint")}
+        with duckdb.connect(str(app_db), read_only=True) as conn:
+            models = {m for (m,) in conn.execute("select distinct model from fct_lce").fetchall()}
+        assert models <= labels, f"missing labels: {models - labels}"
+        assert "Embedding" in driver.find_element(By.TAG_NAME, "h1").text
+    finally:
+        driver.quit()
