@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REFERENCE ?= ../shared/reference/paper-2022
 
-.PHONY: demo test venv lint browser clean
+.PHONY: demo reference test venv lint browser clean
 
 $(BIN)/lce: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,15 +15,16 @@ $(BIN)/lce: pyproject.toml
 
 venv: $(BIN)/lce
 
-# Until the embedded synthetic demo lands, the main job builds the warehouse from the paper's
-# published data: read from $(REFERENCE) when present, else downloaded (sha256-checked).
-DEMO_HOME := lce-data/paper-2022
+# The main job: the embedded default (a synthetic concept world, a zoo of seven small models,
+# dissected, benchmarked and compared) end to end; work and results in lce-data/demo.
 demo: venv
-	@echo "== lce: building the warehouse from the paper's published data into $(DEMO_HOME)"
-	LCE_HOME=$(DEMO_HOME) $(BIN)/lce reference load $(if $(wildcard $(REFERENCE)/models_dissect_profiles_raw.csv),--from $(REFERENCE),)
-	LCE_HOME=$(DEMO_HOME) $(BIN)/lce build
-	@COLUMNS=$${COLUMNS:-120} LCE_HOME=$(DEMO_HOME) $(BIN)/lce summary
-	@echo "== done: the shared file is $(DEMO_HOME)/lce.duckdb (open it with DuckDB 1.x)"
+	@COLUMNS=$${COLUMNS:-120} $(BIN)/lce demo --workdir lce-data/demo
+
+# Not a set-up command: the warehouse of the paper's published data, in lce-data/paper-2022.
+reference: venv
+	LCE_HOME=lce-data/paper-2022 $(BIN)/lce reference load $(if $(wildcard $(REFERENCE)/models_dissect_profiles_raw.csv),--from $(REFERENCE),)
+	LCE_HOME=lce-data/paper-2022 $(BIN)/lce build
+	@COLUMNS=$${COLUMNS:-120} LCE_HOME=lce-data/paper-2022 $(BIN)/lce summary
 
 lint: venv
 	$(BIN)/ruff check .

@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 
-def child(kind: str, arch: str, probe: str, n: int, lake: str, basis: str, device: str, batch: int) -> None:
+def child(
+    kind: str, arch: str, probe: str, n: int, lake: str, basis: str, device: str, batch: int
+) -> None:
     """Runs inside the subprocess; prints one JSON line."""
     import resource
 
@@ -40,7 +42,9 @@ def child(kind: str, arch: str, probe: str, n: int, lake: str, basis: str, devic
         model = load_model(f"torchvision:{arch}", None).module.to(dev)
         p = open_probe(Path(probe))
         p.records = p.records[:n]
-        cfg = ExtractConfig(model="", layers=["layer4"], probe=Path(probe), lake=Path(lake), workers=1)
+        cfg = ExtractConfig(
+            model="", layers=["layer4"], probe=Path(probe), lake=Path(lake), workers=1
+        )
         with torch.no_grad():
             for items in _loader(cfg, p, batches_for(p, list(range(n)), batch), True, False):
                 model(torch.stack([it[1] for it in items]).to(dev))
@@ -49,9 +53,18 @@ def child(kind: str, arch: str, probe: str, n: int, lake: str, basis: str, devic
     else:
         sub = Path(probe).parent / f"n{n}"
         run_extract(
-            ExtractConfig(model=f"torchvision:{arch}", layers=["layer4"], probe=sub, lake=Path(lake),
-                          name=arch, basis=basis, device=device, batch_size=batch, workers=1,
-                          progress=False)  # fmt: skip
+            ExtractConfig(
+                model=f"torchvision:{arch}",
+                layers=["layer4"],
+                probe=sub,
+                lake=Path(lake),
+                name=arch,
+                basis=basis,
+                device=device,
+                batch_size=batch,
+                workers=1,
+                progress=False,
+            )  # fmt: skip
         )
     seconds = time.perf_counter() - tic
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -105,16 +118,24 @@ def main() -> None:
         probe = Path(tmp) / "probe"
         tic = time.perf_counter()
         make_probe(probe, n_images=args.n if args.no_4n else n4, size=224, label_size=112)
-        print(f"probe set: {n4} images 224 px, label maps 112 px ({time.perf_counter() - tic:.0f} s)")
+        print(
+            f"probe set: {n4} images 224 px, label maps 112 px ({time.perf_counter() - tic:.0f} s)"
+        )
         rows = []
         for arch in args.models.split(","):
             fwd = measure("forward", arch, probe, args.n, args.basis, args.device, args.batch)
             ext = measure("extract", arch, probe, args.n, args.basis, args.device, args.batch)
-            big = None if args.no_4n else measure("extract", arch, probe, n4, args.basis, args.device, args.batch)
+            big = (
+                None
+                if args.no_4n
+                else measure("extract", arch, probe, n4, args.basis, args.device, args.batch)
+            )
             rows.append((arch, fwd, ext, big))
     print(f"\n{platform.node()} {platform.processor() or platform.machine()}, device={args.device}, "
           f"basis={args.basis}, batch={args.batch}, N={args.n}")  # fmt: skip
-    print("| model | layer | forward-only s (N) | extraction s (N) | ratio | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |")
+    print(
+        "| model | layer | forward-only s (N) | extraction s (N) | ratio | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for arch, fwd, ext, big in rows:
         ratio = ext["seconds"] / fwd["seconds"]

@@ -16,7 +16,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from extract import distributed
 from extract.broden import ImageLabels, Probe, load_image, load_labels, open_probe
-from extract.models import IMAGENET_MEAN, IMAGENET_STD, LayerTaps, find_layers, load_model, to_grid
+from extract.models import (
+    NORMALIZATIONS,
+    LayerTaps,
+    find_layers,
+    infer_patch_size,
+    load_model,
+    resolve_normalize,
+)
 from extract.quantile import TopK, buffer_size, quantile_from_top
 from extract.tally import ActivationStats, ConceptTally, TopImages
 from lce import __version__
@@ -52,7 +59,7 @@ class ExtractConfig:
     batch_size: int = 16
     device: str = "auto"
     top_images: int = 5
-    normalize: str = "imagenet"
+    normalize: str = "auto"  # the model's own (registry, timm), else imagenet
     strict: bool = True
     skip_bad: bool = False
     cache: bool = True
@@ -105,11 +112,9 @@ class _ProbeItems(Dataset):
         self.images = images
         self.labels = labels
         self.category_of = probe.concept_category_index()
-        if normalize == "imagenet":
-            self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-            self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        else:
-            self.mean, self.std = torch.zeros(3, 1, 1), torch.ones(3, 1, 1)
+        mean, std = NORMALIZATIONS[normalize]
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.probe.records)
@@ -200,8 +205,8 @@ def check_config(cfg: ExtractConfig) -> None:
         raise LceError(f"--quantile {cfg.quantile}: expected a number between 0 and 1")
     if cfg.basis not in {"raw", "upsampled"}:
         raise LceError(f"--basis {cfg.basis!r}: expected raw or upsampled")
-    if cfg.normalize not in {"imagenet", "none"}:
-        raise LceError(f"--normalize {cfg.normalize!r}: expected imagenet or none")
+    if cfg.normalize not in {"auto", *NORMALIZATIONS}:
+        raise LceError(f"--normalize {cfg.normalize!r}: expected auto, {', '.join(NORMALIZATIONS)}")
     if cfg.batch_size < 1 or cfg.top_images < 0:
         raise LceError("--batch-size must be >= 1 and --top-images >= 0")
     if not cfg.layers:
@@ -211,7 +216,11 @@ def check_config(cfg: ExtractConfig) -> None:
 
 
 def study_conflict(lake: Path, probe: Probe, cfg: ExtractConfig) -> str | None:
-    """What differs between this run and the study already in the lake, if anything."""
+    """What differs between this run and the study already in the lake, if anything.
+
+    The input normalisation is not compared: it belongs to the model (each is fed the pixels it
+    was trained on, e.g. SimCLR raw [0, 1], MoCo ImageNet-normalised), so one study mixes them;
+    each run records its own in ``runs.normalize``."""
     runs = read_table(lake, "runs").to_pylist()
     if not runs:
         return None
@@ -220,7 +229,6 @@ def study_conflict(lake: Path, probe: Probe, cfg: ExtractConfig) -> str | None:
         "probe_fingerprint": probe.fingerprint,
         "quantile": cfg.quantile,
         "basis": cfg.basis,
-        "normalize": cfg.normalize,
     }
     diffs = [f"{k} {v!r} (lake has {first[k]!r})" for k, v in wanted.items() if first[k] != v]
     return ", ".join(diffs) or None
@@ -239,6 +247,7 @@ def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str
 def run_extract(cfg: ExtractConfig) -> ExtractResult:
     """Dissect the model's layers over the probe set and write the lake partitions."""
     check_config(cfg)
+    cfg = replace(cfg, normalize=resolve_normalize(cfg.model, cfg.normalize))
     lake = Path(cfg.lake)
     ensure_writable(lake)
     probe = open_probe(cfg.probe)
@@ -255,6 +264,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     loaded = load_model(cfg.model, cfg.weights, strict=cfg.strict, name=cfg.name)
     model = loaded.module.to(device)
     layers = find_layers(model, cfg.layers)
+    patch = infer_patch_size(model)
     started = datetime.now(UTC)
     clock = time.perf_counter()
 
@@ -267,7 +277,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
 
     mine = [i for i in range(len(probe.records)) if i % dist.world == dist.rank]
     batches = batches_for(probe, mine, cfg.batch_size)
-    shapes = layer_shapes(model, layers, probe, device)
+    shapes = layer_shapes(model, layers, probe, device, patch)
     n_values = {
         name: sum(
             (s[1] * s[2] if cfg.basis == "raw" else r.sh * r.sw)
@@ -277,7 +287,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
         for name in cfg.layers
     }
 
-    taps = LayerTaps(layers)
+    taps = LayerTaps(layers, patch)
     try:
         state = _load_checkpoint(checkpoint_path, key) if cfg.resume else None
         pass1 = _pass_one(
@@ -325,23 +335,36 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
 
 
 def layer_shapes(
-    model: torch.nn.Module, layers: dict[str, torch.nn.Module], probe: Probe, device: torch.device
+    model: torch.nn.Module,
+    layers: dict[str, torch.nn.Module],
+    probe: Probe,
+    device: torch.device,
+    patch: tuple[int, int] | None = None,
 ) -> dict[str, dict[tuple[int, int], tuple[int, int, int]]]:
     """(C, h, w) of each layer for each distinct image size, from one blank forward pass each.
 
-    This also rejects layers with unusable outputs before any real work starts.
+    This also rejects layers with unusable outputs, and models that cannot take the probe's image
+    size (a ViT built for 224 x 224), before any real work starts.
     """
     sizes = sorted({(r.ih, r.iw) for r in probe.records})
     out: dict[str, dict[tuple[int, int], tuple[int, int, int]]] = {n: {} for n in layers}
-    taps = LayerTaps(layers)
+    taps = LayerTaps(layers, patch)
     try:
         for ih, iw in sizes:
-            with torch.no_grad():
-                model(torch.zeros((1, 3, ih, iw), device=device))
+            try:
+                with torch.no_grad():
+                    model(torch.zeros((1, 3, ih, iw), device=device))
+            except (RuntimeError, AssertionError, ValueError) as exc:
+                reason = (
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                )
+                raise LceError(
+                    f"the model cannot run on the probe's {ih} x {iw} images: {reason}"
+                ) from None
             for name in layers:
                 if name not in taps.outputs:
                     raise LceError(f"layer {name!r} was not called in the model's forward pass")
-                grid = to_grid(taps.outputs[name], name, (ih, iw))
+                grid = taps.grid(name, (ih, iw))
                 out[name][(ih, iw)] = tuple(grid.shape[1:])  # type: ignore[assignment]
     finally:
         taps.close()
@@ -394,7 +417,7 @@ def _forward(
     with torch.no_grad():
         model(images.to(device, non_blocking=True))
     size = (images.shape[2], images.shape[3])
-    return {name: to_grid(taps.outputs[name], name, size).float() for name in layers}
+    return {name: taps.grid(name, size).float() for name in layers}
 
 
 def _check_finite(acts: torch.Tensor, layer: str, probe: Probe, indices: list[int]) -> None:

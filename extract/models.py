@@ -1,7 +1,9 @@
 """Resolving a model spec to an nn.Module and reaching its layers by name.
 
-Specs: ``torchvision:<arch>`` (random init, or ``--weights FILE``, a state dict loaded with
-``weights_only=True``), and ``module:function`` returning an ``nn.Module``.
+Specs: a registry name (``mocov2``: the published checkpoint, downloaded and converted, see
+``extract.registry``), ``torchvision:<arch>`` and ``timm:<name>`` (random init, or ``--weights
+FILE``, a state dict loaded with ``weights_only=True``), and ``module:function`` returning an
+``nn.Module``. Transformer layers whose output is (B, tokens, C) are put back on their patch grid.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from lce.errors import LceError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# --normalize choices -> (mean, std) of RGB in [0, 1]. "auto" picks the model's own: the registry
+# entry's, timm's pretrained config's, else imagenet.
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
 
 
 @dataclass
@@ -30,16 +39,64 @@ class LoadedModel:
 
 
 def default_name(spec: str, weights: Path | None) -> str:
-    """The model's name in the lake when --name is not given."""
+    """The model's name in the lake when --name is not given: a registry model's own name, else
+    the weights file's stem, else the architecture or function name."""
+    from extract import registry
+
+    entry = registry.lookup(spec)
+    if entry is not None:
+        return entry.name
     if weights is not None:
         return Path(weights).stem
     return spec.split(":", 1)[1] if ":" in spec else spec
 
 
+def resolve_normalize(spec: str, normalize: str) -> str:
+    """``auto`` -> the normalisation the model was trained with, where lce knows it (SimCLR's
+    TensorFlow models take raw [0, 1] pixels), else ImageNet's; other values stay."""
+    if normalize != "auto":
+        return normalize
+    from extract import registry
+
+    entry = registry.lookup(spec)
+    if entry is not None:
+        return entry.normalize
+    prefix, _, rest = spec.partition(":")
+    if prefix == "timm":
+        return _timm_normalize(rest)
+    return "imagenet"
+
+
+def _timm_normalize(name: str) -> str:
+    try:
+        import timm
+    except ImportError:
+        return "imagenet"
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:
+        cfg = None
+    mean = tuple(getattr(cfg, "mean", IMAGENET_MEAN) or IMAGENET_MEAN) if cfg else IMAGENET_MEAN
+    std = tuple(getattr(cfg, "std", IMAGENET_STD) or IMAGENET_STD) if cfg else IMAGENET_STD
+    for key, (m, s) in NORMALIZATIONS.items():
+        if all(abs(a - b) < 1e-3 for a, b in zip((*m, *s), (*mean, *std), strict=True)):
+            return key
+    return "imagenet"
+
+
 def build_module(spec: str) -> nn.Module:
+    """The architecture a spec names, randomly initialised (a registry name: under its seed)."""
+    from extract import registry
+
+    entry = registry.lookup(spec)
+    if entry is not None:
+        return registry.build(entry)
     prefix, sep, rest = spec.partition(":")
     if not sep or not rest:
-        raise LceError(f"model {spec!r}: expected torchvision:<arch> or module:function")
+        raise LceError(
+            f"model {spec!r}: expected a registry name (see `lce models`), torchvision:<arch>, "
+            "timm:<name> or module:function" + _close_registry_names(spec)
+        )
     if prefix == "torchvision":
         import torchvision
 
@@ -52,6 +109,8 @@ def build_module(spec: str) -> nn.Module:
                 f"model {spec!r}: unknown torchvision architecture"
                 + (f"; closest: {', '.join(close)}" if close else "")
             ) from None
+    if prefix == "timm":
+        return _build_timm(spec, rest)
     try:
         module = importlib.import_module(prefix)
     except ImportError as exc:
@@ -65,20 +124,39 @@ def build_module(spec: str) -> nn.Module:
     return model
 
 
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    if not Path(path).is_file():
-        raise LceError(f"{path}: weights file not found")
+def _close_registry_names(spec: str) -> str:
+    from extract import registry
+
+    names = [e.name for e in registry.REGISTRY]
+    close = difflib.get_close_matches(registry.canonical(spec), names, n=3, cutoff=0.5)
+    return f"; closest registry names: {', '.join(close)}" if close else ""
+
+
+def _build_timm(spec: str, name: str) -> nn.Module:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+        import timm
+    except ImportError:
+        raise LceError(f"model {spec!r}: timm is not installed (pip install 'lce[timm]')") from None
+    try:
+        module = timm.create_model(name, pretrained=False)
+    except RuntimeError:
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
         raise LceError(
-            f"{path}: cannot load as a weights-only checkpoint: {exc}".split("\n")[0]
+            f"model {spec!r}: unknown timm model"
+            + (f"; closest: {', '.join(close)}" if close else "")
         ) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    return module
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a file: PyTorch (weights only) or .safetensors, unwrapping training
+    checkpoints' ``state_dict`` / ``model`` / ``network`` entries."""
+    from extract.formats import as_state_dict, read_torch_file, unwrap_state_dict
+
+    state = unwrap_state_dict(read_torch_file(Path(path)))
     if not isinstance(state, dict):
         raise LceError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return state
+    return as_state_dict(state, str(path))
 
 
 def _key_list(keys: list[str], limit: int = 6) -> str:
@@ -86,15 +164,44 @@ def _key_list(keys: list[str], limit: int = 6) -> str:
     return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
 
 
+def _strip_data_parallel(
+    state: dict[str, torch.Tensor], module: nn.Module
+) -> dict[str, torch.Tensor]:
+    """Drop the ``module.`` prefix DataParallel adds when every key has it and the model's don't."""
+    prefixed = bool(state) and all(k.startswith("module.") for k in state)
+    if prefixed and not any(k.startswith("module.") for k in module.state_dict()):
+        return {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
 def load_model(
     spec: str, weights: Path | None, strict: bool = True, name: str | None = None
 ) -> LoadedModel:
+    """Build the model a spec names and load its weights: a registry model's published
+    checkpoint (downloaded, converted) or ``--weights``; strict unless told otherwise."""
+    from extract import registry
+
+    entry = registry.lookup(spec)
     module = build_module(spec)
+    state: dict[str, torch.Tensor] | None
+    if entry is not None:
+        state = registry.checkpoint_state(entry, weights)
+        label = str(weights) if weights is not None else f"{entry.name} checkpoint"
+    else:
+        state = load_state_dict_file(weights) if weights is not None else None
+        state = _strip_data_parallel(state, module) if state is not None else None
+        label = str(weights)
     missing: list[str] = []
     unexpected: list[str] = []
-    if weights is not None:
-        state = load_state_dict_file(weights)
-        result = module.load_state_dict(state, strict=False)
+    if state is not None:
+        try:
+            result = module.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shapes that differ are an error even when not strict
+            lines = [x.strip() for x in str(exc).splitlines() if "size mismatch" in x]
+            raise LceError(
+                f"{label}: checkpoint does not match {spec}: "
+                + ("; ".join(lines[:3]) or str(exc).splitlines()[0])
+            ) from None
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
         if strict and (missing or unexpected):
             parts = []
@@ -103,7 +210,7 @@ def load_model(
             if unexpected:
                 parts.append(f"unexpected keys: {_key_list(unexpected)}")
             raise LceError(
-                f"{weights}: checkpoint does not match {spec}: {'; '.join(parts)} (--non-strict to allow)"
+                f"{label}: checkpoint does not match {spec}: {'; '.join(parts)} (--non-strict to allow)"
             )
     module.eval()
     return LoadedModel(module, name or default_name(spec, weights), missing, unexpected)
@@ -122,11 +229,43 @@ def find_layers(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
     return found
 
 
-def to_grid(output: torch.Tensor, layer: str, image_size: tuple[int, int]) -> torch.Tensor:
+def infer_patch_size(model: nn.Module) -> tuple[int, int] | None:
+    """The patch size of a Vision Transformer, so token outputs can be put on their exact grid.
+
+    torchvision's ViT has ``patch_size``; timm's has ``patch_embed.patch_size``; otherwise the
+    first convolution on the RGB input whose stride equals its kernel (a patch embedding).
+    None for models without one (CNNs)."""
+    size = getattr(model, "patch_size", None)
+    if size is None:
+        size = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if isinstance(size, int):
+        return (size, size)
+    if isinstance(size, tuple | list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return (int(size[0]), int(size[1]))
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels == 3:
+            kernel, stride = tuple(module.kernel_size), tuple(module.stride)
+            if kernel == stride and kernel[0] > 1 and module.padding in ((0, 0), 0, "valid"):
+                return (int(kernel[0]), int(kernel[1]))
+            return None  # the first convolution on the image is no patch embedding
+    return None
+
+
+# At most this many leading tokens are not patches (class token, registers, distillation token).
+MAX_EXTRA_TOKENS = 16
+
+
+def to_grid(
+    output: torch.Tensor | tuple | list,
+    layer: str,
+    image_size: tuple[int, int],
+    patch: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """A layer output as (B, C, H, W); token outputs (B, T, C) drop class/register tokens.
 
-    The grid is the h x w with the image's aspect ratio that leaves the fewest (0..8) leading
-    extra tokens (class token, registers).
+    With the model's patch size the grid is (ih // ph, iw // pw) and the leading T - h*w tokens
+    are dropped. Without one (or when the count does not fit, e.g. after token merging), the grid
+    is the h x w with the image's aspect ratio that leaves the fewest leading extra tokens.
     """
     if isinstance(output, tuple | list):
         output = output[0]
@@ -137,7 +276,12 @@ def to_grid(output: torch.Tensor, layer: str, image_size: tuple[int, int]) -> to
     if output.dim() == 3:
         batch, tokens, channels = output.shape
         ih, iw = image_size
-        for extra in range(0, 9):
+        if patch is not None:
+            gh, gw = ih // patch[0], iw // patch[1]
+            extra = tokens - gh * gw
+            if gh > 0 and gw > 0 and 0 <= extra <= MAX_EXTRA_TOKENS:
+                return output[:, extra:, :].transpose(1, 2).reshape(batch, channels, gh, gw)
+        for extra in range(0, MAX_EXTRA_TOKENS + 1):
             n = tokens - extra
             if n <= 0:
                 break
@@ -152,11 +296,16 @@ def to_grid(output: torch.Tensor, layer: str, image_size: tuple[int, int]) -> to
 
 
 class LayerTaps:
-    """Forward hooks that keep the latest output of each named layer."""
+    """Forward hooks that keep the latest output of each named layer (and the model's patch
+    size, so token outputs can be put on their grid)."""
 
-    def __init__(self, layers: dict[str, nn.Module]) -> None:
+    def __init__(self, layers: dict[str, nn.Module], patch: tuple[int, int] | None = None) -> None:
         self.outputs: dict[str, torch.Tensor] = {}
+        self.patch = patch
         self.handles = [m.register_forward_hook(self._hook(n)) for n, m in layers.items()]
+
+    def grid(self, name: str, image_size: tuple[int, int]) -> torch.Tensor:
+        return to_grid(self.outputs[name], name, image_size, self.patch)
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:

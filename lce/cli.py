@@ -105,6 +105,129 @@ def reference_load(
     )
 
 
+def parse_probe(spec: str) -> Path:
+    kind, sep, path = spec.partition(":")
+    if kind != "broden" or not sep or not path:
+        raise LceError(f"--probe {spec!r}: expected broden:PATH")
+    return Path(path)
+
+
+@app.command("extract")
+@friendly
+def extract(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A registry name (`lce models`), torchvision:<arch>, timm:<name> or module:function."
+        ),
+    ],
+    layer: Annotated[list[str], typer.Option("--layer", help="Module path; repeat for several.")],
+    probe: Annotated[str, typer.Option(help="Probe set: broden:PATH.")],
+    lake: LakeOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Model name in the lake (default: the registry name, else the weights file stem, else the arch)."
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint file: a state dict (weights_only=True), or for a registry name a "
+            "local copy of its published checkpoint."
+        ),
+    ] = None,
+    quantile: Annotated[
+        float, typer.Option(help="Top quantile q of the activation threshold.")
+    ] = 0.005,
+    basis: Annotated[
+        str, typer.Option(help="Threshold basis: raw (NetDissect) or upsampled (Dissect).")
+    ] = "raw",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    top_images: Annotated[int, typer.Option(help="Top images kept per unit.")] = 5,
+    normalize: Annotated[
+        str,
+        typer.Option(
+            help="auto (the model's own: registry / timm, else imagenet), imagenet, inception or none."
+        ),
+    ] = "auto",
+    non_strict: Annotated[
+        bool, typer.Option("--non-strict", help="Allow missing/unexpected checkpoint keys.")
+    ] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip unreadable images/labels (counted in runs).")
+    ] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Second forward pass instead of the activation cache."),
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")
+    ] = False,
+    new_study: Annotated[
+        bool,
+        typer.Option(
+            "--new-study", help="Start a new study in this lake (drops the old dissections)."
+        ),
+    ] = False,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = min(
+        4, max(0, (os.cpu_count() or 1) // 2)
+    ),
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Batches between checkpoints (for --resume).")
+    ] = 20,
+) -> None:
+    """Dissect model layers on a probe set: exact thresholds and unit x concept tallies -> lake."""
+    from extract.engine import ExtractConfig, run_extract
+
+    cfg = ExtractConfig(
+        model=model, layers=layer, probe=parse_probe(probe), lake=lake_dir(lake), name=name,
+        weights=weights, quantile=quantile, basis=basis, batch_size=batch_size, device=device,
+        top_images=top_images, normalize=normalize, strict=not non_strict, skip_bad=skip_bad,
+        cache=not no_cache, resume=resume, new_study=new_study, workers=workers,
+        checkpoint_every=max(1, checkpoint_every),
+        progress=err.is_terminal,
+    )  # fmt: skip
+    result = run_extract(cfg)
+    if result.written:
+        for layer_result in result.layers:
+            console.print(
+                f"{result.model} {layer_result.layer}: {layer_result.n_units} units, "
+                f"{result.n_images} images"
+                + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
+                + f", {result.seconds:.1f} s on {result.device} -> {cfg.lake}"
+            )
+
+
+@app.command("models")
+@friendly
+def models() -> None:
+    """List the model registry: the paper's ResNet-50s and where their checkpoints come from."""
+    from extract.registry import FORMATS, rows
+
+    table = Table(title="Model registry (lce extract NAME ...)", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    for column in ("source", "checkpoint", "format", "normalisation", "checksum"):
+        table.add_column(column, overflow="fold")
+    for row in rows():
+        table.add_row(
+            row["name"], f"{row['model']}: {row['source']}", row["checkpoint"], row["format"],
+            row["normalisation"], row["checksum"],
+        )  # fmt: skip
+    console.print(table)
+    formats = Table(title="Formats and their conversion to torchvision", title_justify="left")
+    formats.add_column("format", no_wrap=True)
+    formats.add_column("conversion", overflow="fold")
+    for name, text in FORMATS.items():
+        formats.add_row(name, text)
+    console.print(formats)
+    console.print(
+        "Checkpoints download on first use into $LCE_CACHE/models (default ~/.cache/lce); "
+        "offline, pass a local copy with --weights FILE."
+    )
+
+
 @app.command("build")
 @friendly
 def build(
@@ -125,6 +248,61 @@ def build(
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     console.print(f"published {result.db} (dbt log: {result.log})")
+
+
+probe_app = typer.Typer(help="Probe sets.", no_args_is_help=True)
+app.add_typer(probe_app, name="probe")
+
+
+@probe_app.command("synth")
+@friendly
+def probe_synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write (must not exist or be empty).")],
+    n: Annotated[int, typer.Option("--n", help="Images.")] = 400,
+    size: Annotated[int, typer.Option(help="Image side in pixels (label maps are half).")] = 64,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same probe set).")] = 7,
+) -> None:
+    """Write the synthetic probe set (Broden layout) of the embedded demo world."""
+    from lce import synth
+
+    if n < 1 or size < 8 or size % 2:
+        raise LceError("--n must be >= 1 and --size an even number >= 8")
+    try:
+        synth.write_probe(out, n=n, size=size, seed=seed)
+    except FileExistsError as exc:
+        raise LceError(str(exc)) from None
+    console.print(f"wrote {n} images ({size} px, label maps {size // 2} px) to {out}")
+
+
+@app.command("demo")
+@friendly
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Work folder (its LCE_HOME).")] = Path(
+        "lce-data/demo"
+    ),
+    probe_images: Annotated[int, typer.Option(help="Probe set images.")] = 400,
+    train_steps: Annotated[int, typer.Option(help="Training steps per zoo model.")] = 200,
+    task_images: Annotated[int, typer.Option(help="Images for the task benchmarks.")] = 1500,
+) -> None:
+    """The embedded default, end to end: synthetic world, zoo, dissection, warehouse, summary."""
+    import time
+
+    from lce import demo as demo_mod
+    from lce import zoo
+
+    tic = time.perf_counter()
+    cfg = demo_mod.DemoConfig(
+        workdir=workdir, probe_images=probe_images, train_steps=train_steps, task_images=task_images
+    )
+    db = demo_mod.run_demo(cfg, console)
+    console.print(f"\n[bold]lce demo[/]: {len(zoo.ZOO)} models of one small CNN, dissected on "
+                  f"{probe_images} synthetic images, in {time.perf_counter() - tic:.0f} s")  # fmt: skip
+    print_frame(demo_mod.category_counts(db), "Interpretable units per concept category")
+    print_frame(summary.models(db), "Models and their categories")
+    print_frame(summary.explained_variance(db), "Explained variance")
+    print_frame(summary.top_loadings(db), "Concepts loading most on each component")
+    print_frame(summary.strongest_correlations(db), "Strongest component / task correlations")
+    console.print(f"open the explorer: [bold]lce app --db {db}[/]")
 
 
 @app.command("summary")
@@ -153,6 +331,38 @@ def sql(
             raise
         raise LceError(str(exc).splitlines()[0]) from exc
     print_frame(frame, None)
+
+
+@app.command("app", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@friendly
+def open_app(ctx: typer.Context, db: DbOpt = None) -> None:
+    """Open the Streamlit explorer on the published warehouse (read-only).
+
+    Extra options go to `streamlit run`, e.g. `lce app -- --server.port 8502`.
+    """
+    import sys
+
+    from warehouse.paths import project_root
+
+    path = db_path(db).expanduser().resolve()
+    script = project_root() / "app.py"
+    if not script.is_file():
+        raise LceError(f"{script}: the app is not here (install lce from its source folder)")
+    if not path.is_file():
+        err.print(
+            f"[yellow]warning:[/] {escape(str(path))}: no published warehouse yet "
+            "(run `lce build`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    command = [sys.executable, "-m", "streamlit", "run", str(script),
+               "--browser.gatherUsageStats=false", *ctx.args]  # fmt: skip
+    console.print(
+        f"lce explorer over {escape(str(path))} (Ctrl+C stops it)", highlight=False, soft_wrap=True
+    )
+    sys.stdout.flush()
+    # Become streamlit (exec, not a child), so Ctrl+C and kill reach the server itself.
+    os.execve(sys.executable, command, {**os.environ, "LCE_DB": str(path)})
 
 
 def print_frame(frame: pl.DataFrame, title: str | None) -> None:

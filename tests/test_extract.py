@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,17 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> ProbeSet:
     return make_probe(tmp_path_factory.mktemp("probe") / "broden", n_images=9)
 
 
-def brute_force(probe: ProbeSet, layer: str, q: float, basis: str) -> dict[str, object]:
-    model = small_cnn().eval()
+def brute_force(
+    probe: ProbeSet,
+    layer: str,
+    q: float,
+    basis: str,
+    factory: Callable[[], torch.nn.Module] = small_cnn,
+    to_map: Callable[[torch.Tensor], torch.Tensor] = lambda out: out,
+) -> dict[str, object]:
+    """The reference: ``to_map`` turns the layer's raw output into (1, C, h, w) (a ViT test
+    reshapes its tokens to the patch grid itself)."""
+    model = factory().eval()
     captured: dict[str, torch.Tensor] = {}
     module = dict(model.named_modules())[layer]
     module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
@@ -55,7 +65,7 @@ def brute_force(probe: ProbeSet, layer: str, q: float, basis: str) -> dict[str, 
         x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
         with torch.no_grad():
             model(torch.tensor(x, dtype=torch.float32)[None])
-        a = captured["a"].float()
+        a = to_map(captured["a"]).float()
         s = F.interpolate(
             a, size=(probe.label_size, probe.label_size), mode="bilinear", align_corners=False
         )

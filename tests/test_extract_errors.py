@@ -86,7 +86,9 @@ def test_label_number_not_in_label_csv(probe: Path, tmp_path: Path) -> None:
 
 
 def test_label_map_of_the_wrong_size(probe: Path, tmp_path: Path) -> None:
-    write_png_labels(probe / "images" / "img003_object_0.png", np.ones((10, 12), dtype=np.int64) * 3)
+    write_png_labels(
+        probe / "images" / "img003_object_0.png", np.ones((10, 12), dtype=np.int64) * 3
+    )
     code, out = extract(probe, tmp_path / "lake")
     assert_clean_failure(code, out, tmp_path / "lake", "img003_object_0.png", "12x12")
 

@@ -1,0 +1,150 @@
+"""`lce demo`: the whole toolkit on its own small world, with no downloads.
+
+probe set -> zoo -> dissect every model (the real extract path) -> task benchmarks -> dbt build
+-> publish -> summary. Every stage caches what it made in the work folder, so a rerun only
+rebuilds what changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from extract.engine import ExtractConfig, run_extract
+from lce import synth, taskbench, zoo
+from warehouse.benchmarks import add_benchmarks
+from warehouse.build import build
+from warehouse.lake import read_table
+from warehouse.query import query
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    workdir: Path
+    probe_images: int = 400
+    image_size: int = zoo.IMAGE_SIZE
+    train_steps: int = 200
+    train_pool: int = 1500
+    task_images: int = 1500
+    probe_seed: int = 7  # the probe set, the training set and the task set use three seeds
+    train_seed: int = 1
+    task_seed: int = 2025
+
+
+def ensure_probe(cfg: DemoConfig) -> Path:
+    """The synthetic probe set, regenerated only when its parameters change."""
+    probe = cfg.workdir / "probe"
+    marker = probe / "params.json"
+    params = {"n": cfg.probe_images, "size": cfg.image_size, "seed": cfg.probe_seed}
+    if marker.is_file() and json.loads(marker.read_text()) == params:
+        return probe
+    if probe.exists():
+        import shutil
+
+        shutil.rmtree(probe)
+    synth.write_probe(probe, n=cfg.probe_images, size=cfg.image_size, seed=cfg.probe_seed)
+    marker.write_text(json.dumps(params))
+    return probe
+
+
+def already_dissected(lake: Path, name: str, weights: Path, fingerprint: str) -> bool:
+    for run in read_table(lake, "runs").to_pylist():
+        settings = json.loads(run["settings"] or "{}")
+        same_weights = str(settings.get("weights")) == str(weights)
+        if run["model"] == name and same_weights and run["probe_fingerprint"] == fingerprint:
+            return True
+    return False
+
+
+def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
+    """Run every stage; returns the published database."""
+    console = console or Console()
+    work = cfg.workdir
+    lake, db = work / "lake", work / "lce.duckdb"
+    progress = Progress(
+        TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not console.is_terminal,
+    )  # fmt: skip
+    with progress:
+        stage = progress.add_task("1/5 probe set", total=1)
+        probe = ensure_probe(cfg)
+        progress.update(stage, completed=1)
+
+        stage = progress.add_task("2/5 train the zoo", total=len(zoo.ZOO) * cfg.train_steps)
+        data = None
+        weights = {}
+        for entry in zoo.ZOO:
+            key = zoo.weights_key(entry, cfg.train_steps, cfg.train_pool, cfg.train_seed)
+            if (
+                data is None
+                and entry.objective != "random"
+                and not (work / "zoo" / f"{entry.name}-{key}.pt").is_file()
+            ):
+                data = zoo.training_pool(cfg.train_pool, cfg.train_seed)
+            weights[entry.name] = zoo.train(
+                entry, work / "zoo", steps=cfg.train_steps, pool=cfg.train_pool,
+                seed=cfg.train_seed, data=data, progress=lambda k: progress.advance(stage, k),
+            )  # fmt: skip
+
+        stage = progress.add_task("3/5 dissect (lce extract)", total=len(zoo.ZOO))
+        from extract.broden import open_probe
+
+        fingerprint = open_probe(probe).fingerprint
+        for entry in zoo.ZOO:
+            if not already_dissected(lake, entry.name, weights[entry.name], fingerprint):
+                run_extract(
+                    ExtractConfig(
+                        model=entry.factory, layers=[zoo.DISSECT_LAYER], probe=probe, lake=lake,
+                        name=entry.name, weights=weights[entry.name], batch_size=64, workers=0,
+                        progress=False, new_study=True,
+                    )
+                )  # fmt: skip
+            progress.advance(stage)
+
+        stage = progress.add_task("4/5 task benchmarks", total=len(zoo.ZOO))
+        bench_file = work / "benchmarks.csv"
+        bench_key = json.dumps(
+            [cfg.task_images, cfg.task_seed, sorted(str(p) for p in weights.values())]
+        )
+        key_file = work / "benchmarks.key"
+        if not (bench_file.is_file() and key_file.is_file() and key_file.read_text() == bench_key):
+            n_train = cfg.task_images * 2 // 3
+            task_set = taskbench.task_data(n_train, cfg.task_images - n_train, cfg.task_seed)
+            rows = []
+            for entry in zoo.ZOO:
+                rows += taskbench.benchmark(
+                    zoo.load(entry, weights[entry.name]), entry.name, task_set, n_train
+                )
+                progress.advance(stage)
+            with bench_file.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            key_file.write_text(bench_key)
+        progress.update(stage, completed=len(zoo.ZOO))
+        add_benchmarks(bench_file, lake, source="demo")
+
+        stage = progress.add_task("5/5 dbt build + publish", total=1)
+        build(lake, db, {})
+        progress.update(stage, completed=1)
+    return db
+
+
+def category_counts(db: Path) -> pl.DataFrame:
+    """Interpretable units per concept category, one row per model."""
+    frame = query(
+        db,
+        """
+        select m.model, c.category, coalesce(c.n_units, 0) as n_units
+        from dim_models m join fct_category_profiles c using (model)
+        """,
+    )
+    if frame.is_empty():
+        return frame
+    return frame.pivot(on="category", index="model", values="n_units").fill_null(0).sort("model")

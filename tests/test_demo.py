@@ -1,0 +1,163 @@
+"""The embedded demo: the synthetic probe set against its own geometry, and a reduced demo end
+to end through the command line, checked against facts that follow from how the world is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from extract.broden import load_label_map, open_probe
+from lce import synth
+from tests.conftest import lce
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    out = tmp_path_factory.mktemp("synth") / "probe"
+    counts = synth.write_probe(out, n=40, size=32, seed=3)
+    return out, counts
+
+
+def test_probe_round_trips_through_the_broden_reader(probe: tuple[Path, dict[str, int]]) -> None:
+    root, counts = probe
+    p = open_probe(root)
+    assert len(p.records) == 40
+    assert p.categories == ["color", "material", "object", "part", "scene"]
+    names = {c.name: c.category for c in p.concepts}
+    assert names == {name: category for name, (_, category) in synth.LABELS.items()}
+    # label pixel counts read back through the reader equal what the generator intended
+    seen = dict.fromkeys(names, 0)
+    number_to_name = {c.number: c.name for c in p.concepts}
+    for record in p.records:
+        for cell in record.cells.values():
+            for token in filter(None, cell.split(";")):
+                if token.isdigit():
+                    seen[number_to_name[int(token)]] += record.sh * record.sw
+                else:
+                    numbers, freq = np.unique(load_label_map(p, record, token), return_counts=True)
+                    for n, k in zip(numbers, freq, strict=True):
+                        if n:
+                            seen[number_to_name[int(n)]] += int(k)
+    assert seen == counts
+    assert min(counts.values()) > 0
+
+
+def test_some_images_leave_categories_unannotated(probe: tuple[Path, dict[str, int]]) -> None:
+    p = open_probe(probe[0])
+    empty = {c: sum(1 for r in p.records if not r.cells[c]) for c in p.categories}
+    assert empty["material"] + empty["part"] + empty["scene"] > 0
+    parts = [r.cells["part"] for r in p.records if r.cells["part"]]
+    assert all(len(cell.split(";")) == 2 for cell in parts)  # two part layers
+
+
+def test_label_pixels_match_the_generator_geometry(probe: tuple[Path, dict[str, int]]) -> None:
+    """A handful of label pixels, checked against synth.inside() at the pixel centre."""
+    root, _ = probe
+    p = open_probe(root)
+    specs = synth.read_specs(root)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for i in rng.choice(len(specs), size=6, replace=False):
+        record, spec = p.records[i], specs[i]
+        if "object" not in spec.annotate:
+            continue
+        obj_map = load_label_map(p, record, record.cells["object"].split(";")[0])
+        size = record.sh
+        for _ in range(40):
+            r, c = rng.integers(0, size, size=2)
+            x, y = (c + 0.5) / size, (r + 0.5) / size
+            expected = 0
+            for o in spec.objects:  # later objects occlude earlier ones
+                if synth.inside(o.shape, np.array((x - o.cx) / o.r), np.array((y - o.cy) / o.r)):
+                    expected = synth.LABELS[o.shape][0]
+            assert obj_map[r, c] == expected, (i, r, c)
+            checked += 1
+    assert checked >= 120
+
+
+def test_probe_synth_command(tmp_path: Path) -> None:
+    code, out = lce("probe", "synth", tmp_path / "p", "--n", "5", "--size", "16", "--seed", "1")
+    assert code == 0, out
+    assert len(open_probe(tmp_path / "p").records) == 5
+    code, out = lce("probe", "synth", tmp_path / "p", "--n", "5")
+    assert code != 0 and "not empty" in out
+    code, out = lce("probe", "synth", tmp_path / "q", "--size", "15")
+    assert code != 0 and "--size" in out
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    work = tmp_path_factory.mktemp("demo")
+    code, out = lce(
+        "demo", "--workdir", work, "--probe-images", "150", "--train-steps", "100",
+        "--task-images", "600",
+    )  # fmt: skip
+    assert code == 0, out
+    return work, out
+
+
+def test_demo_publishes_every_model_with_profile_and_benchmarks(demo: tuple[Path, str]) -> None:
+    work, out = demo
+    from lce.zoo import ZOO
+
+    names = {e.name for e in ZOO}
+    with duckdb.connect(str(work / "lce.duckdb"), read_only=True) as c:
+        models = {
+            m for (m,) in c.execute("select model from dim_models where in_embedding").fetchall()
+        }
+        profiled = {
+            m for (m,) in c.execute("select distinct model from fct_concept_profiles").fetchall()
+        }
+        benched = {
+            m for (m,) in c.execute("select distinct model from fct_task_benchmarks").fetchall()
+        }
+        n_lce = c.execute("select count(distinct model) from fct_lce").fetchone()[0]
+    assert models == profiled == benched == names
+    assert n_lce == len(names)
+    assert "Interpretable units per concept category" in out and "lce app --db" in out
+
+
+def test_colour_supervision_learns_more_colour_units(demo: tuple[Path, str]) -> None:
+    work, _ = demo
+    with duckdb.connect(str(work / "lce.duckdb"), read_only=True) as c:
+        share = dict(
+            c.execute(
+                """
+                select m.model, coalesce(sum(p.n_units), 0) / any_value(m.n_units)
+                from dim_models m left join fct_category_profiles p
+                  on p.model = m.model and p.category = 'color'
+                group by m.model
+                """
+            ).fetchall()
+        )
+    assert share["colour-sup"] > share["shape-sup"]
+    assert share["colour-sup"] > share["colourise"]  # the colouriser never sees colour
+
+
+def test_shape_supervision_beats_random_on_the_shape_probe(demo: tuple[Path, str]) -> None:
+    work, _ = demo
+    with duckdb.connect(str(work / "lce.duckdb"), read_only=True) as c:
+        acc = dict(
+            c.execute(
+                "select model, value from fct_task_benchmarks "
+                "where task = 'linear_probe' and dataset = 'shape'"
+            ).fetchall()
+        )
+    assert acc["shape-sup"] > acc["random"] + 0.05
+    assert acc["shape-sup"] > 1 / 6  # above chance over six shapes
+
+
+def test_demo_rerun_reuses_its_work(demo: tuple[Path, str]) -> None:
+    work, _ = demo
+    weights = sorted((work / "zoo").glob("*.pt"))
+    stamps = {p: p.stat().st_mtime_ns for p in weights}
+    code, out = lce(
+        "demo", "--workdir", work, "--probe-images", "150", "--train-steps", "100",
+        "--task-images", "600",
+    )  # fmt: skip
+    assert code == 0, out
+    assert {p: p.stat().st_mtime_ns for p in weights} == stamps  # nothing retrained
