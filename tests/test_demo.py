@@ -106,18 +106,25 @@ def test_demo_publishes_every_model_with_profile_and_benchmarks(demo: tuple[Path
 
     names = {e.name for e in ZOO}
     with duckdb.connect(str(work / "lce.duckdb"), read_only=True) as c:
-        models = {
-            m for (m,) in c.execute("select model from dim_models where in_embedding").fetchall()
-        }
-        profiled = {
-            m for (m,) in c.execute("select distinct model from fct_concept_profiles").fetchall()
-        }
+        rows = c.execute(
+            "select model, has_profile, has_benchmarks, in_embedding, excluded_reason, "
+            "n_interpretable_units from dim_models"
+        ).fetchall()
         benched = {
             m for (m,) in c.execute("select distinct model from fct_task_benchmarks").fetchall()
         }
-        n_lce = c.execute("select count(distinct model) from fct_lce").fetchone()[0]
-    assert models == profiled == benched == names
-    assert n_lce == len(names)
+        in_lce = {m for (m,) in c.execute("select distinct model from fct_lce").fetchall()}
+        labelled = {
+            m for (m,) in c.execute("select distinct model from fct_unit_labels").fetchall()
+        }
+    assert {r[0] for r in rows} == benched == labelled == names
+    assert all(r[1] and r[2] for r in rows)  # every model dissected and benchmarked
+    for model, _, _, in_embedding, reason, n_interpretable in rows:
+        # a model is left out of the embedding only when none of its units is interpretable
+        assert in_embedding == (n_interpretable > 0), model
+        assert in_embedding or reason == "no interpretable units", (model, reason)
+    assert in_lce == {r[0] for r in rows if r[3]}
+    assert len(in_lce) >= 5
     assert "Interpretable units per concept category" in out and "lce app --db" in out
 
 
