@@ -43,8 +43,9 @@ def child(
         p = open_probe(Path(probe))
         p.records = p.records[:n]
         cfg = ExtractConfig(
-            model="", layers=["layer4"], probe=Path(probe), lake=Path(lake), workers=1
-        )
+            model="", layers=["layer4"], probe=Path(probe), lake=Path(lake), workers=1,
+            normalize="imagenet",
+        )  # fmt: skip
         with torch.no_grad():
             for items in _loader(cfg, p, batches_for(p, list(range(n)), batch), True, False):
                 model(torch.stack([it[1] for it in items]).to(dev))

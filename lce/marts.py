@@ -26,6 +26,23 @@ class MartInputs:
     n_categories: int | str = 3
 
 
+def inputs(
+    n_components: Any,
+    n_categories: Any,
+    profiles: pd.DataFrame,
+    models: pd.DataFrame,
+    benchmarks: pd.DataFrame | None = None,
+) -> MartInputs:
+    """MartInputs from a dbt Python model's refs and its (text) config values."""
+    return MartInputs(
+        profiles=profiles,
+        models=models,
+        benchmarks=benchmarks,
+        n_components=int(parse_count(n_components, "n_components")),
+        n_categories=parse_count(n_categories, "n_categories", allow_auto=True),
+    )
+
+
 def parse_count(value: Any, name: str, allow_auto: bool = False) -> int | str:
     """dbt hands vars to Python models as text; accept an integer (or 'auto' where allowed)."""
     text = str(value).strip().strip("'\"")

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from typer.testing import CliRunner
 from lce.cli import app
 from lce.download import download
 from lce.errors import LceError
+from tests.http_fixture import RangeServer, serve
 from warehouse import reference
 from warehouse.lake import read_table
 
@@ -231,61 +229,16 @@ def test_reference_load_from_shared_folder(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- downloads
 
 
-@dataclass
-class Server:
-    url: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    # path -> number of bytes actually sent while announcing the full length
-    truncate: dict[str, int] = field(default_factory=dict)
-    hits: Counter = field(default_factory=Counter)
-
-
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    state = Server(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            state.hits[self.path] += 1
-            body = state.files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.path in state.truncate:
-                self.wfile.write(body[: state.truncate[self.path]])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[RangeServer]:
+    yield from serve(monkeypatch)
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_download_good_file_once(server: Server, tmp_path: Path) -> None:
+def test_download_good_file_once(server: RangeServer, tmp_path: Path) -> None:
     data = b"published bytes\n" * 1000
     server.files["/data/a.csv"] = data
     dest = tmp_path / "cache" / "a.csv"
@@ -300,7 +253,7 @@ def test_download_good_file_once(server: Server, tmp_path: Path) -> None:
     assert dest.read_bytes() == data
 
 
-def test_download_sha256_mismatch(server: Server, tmp_path: Path) -> None:
+def test_download_sha256_mismatch(server: RangeServer, tmp_path: Path) -> None:
     data = b"the real bytes"
     server.files["/a.csv"] = data
     dest = tmp_path / "a.csv"
@@ -312,7 +265,7 @@ def test_download_sha256_mismatch(server: Server, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_broken_off_then_good(server: Server, tmp_path: Path) -> None:
+def test_download_broken_off_then_good(server: RangeServer, tmp_path: Path) -> None:
     data = bytes(range(256)) * 400  # 102400 bytes
     server.files["/big.bin"] = data
     server.truncate["/big.bin"] = 5000
@@ -328,7 +281,7 @@ def test_download_broken_off_then_good(server: Server, tmp_path: Path) -> None:
     assert server.hits["/big.bin"] == 2
 
 
-def test_download_http_error(server: Server, tmp_path: Path) -> None:
+def test_download_http_error(server: RangeServer, tmp_path: Path) -> None:
     dest = tmp_path / "nothing.csv"
     with pytest.raises(LceError) as info:
         download(f"{server.url}/nothing.csv", dest, sha(b""))
@@ -336,7 +289,7 @@ def test_download_http_error(server: Server, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_replaces_corrupt_cached_copy(server: Server, tmp_path: Path) -> None:
+def test_download_replaces_corrupt_cached_copy(server: RangeServer, tmp_path: Path) -> None:
     data = b"good"
     server.files["/f"] = data
     dest = tmp_path / "f"
@@ -348,7 +301,7 @@ def test_download_replaces_corrupt_cached_copy(server: Server, tmp_path: Path) -
 
 @needs_shared
 def test_reference_load_downloads(
-    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: RangeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in (PROFILES, TASKS):
         server.files[f"/pinned/Data/{name}"] = (SHARED / name).read_bytes()
@@ -365,7 +318,7 @@ def test_reference_load_downloads(
 
 @needs_shared
 def test_reference_load_truncated_download(
-    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: RangeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server.files[f"/{PROFILES}"] = (SHARED / PROFILES).read_bytes()
     # a truncated copy that the server serves as a complete, shorter file

@@ -1,16 +1,17 @@
-"""dbt Python model: the computation is lce.marts.dim_model_categories, shared with the tests."""
+"""dbt Python model: computed by lce.marts.dim_model_categories (shared with the tests).
+
+dbt reads refs and config keys from this file's own source, so they stay here.
+"""
 
 from lce import marts
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    inputs = marts.MartInputs(
+    inputs = marts.inputs(
+        dbt.config.get("n_components"),
+        dbt.config.get("n_categories"),
         profiles=dbt.ref("fct_concept_profiles").df(),
         models=dbt.ref("dim_models").df(),
-        n_components=marts.parse_count(dbt.config.get("n_components"), "n_components"),
-        n_categories=marts.parse_count(
-            dbt.config.get("n_categories"), "n_categories", allow_auto=True
-        ),
     )
     return marts.dim_model_categories(inputs)
