@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from extract.broden import open_probe
 from extract.engine import ExtractConfig, run_extract
 from lce import synth, taskbench, zoo
 from warehouse.benchmarks import add_benchmarks
@@ -45,8 +47,6 @@ def ensure_probe(cfg: DemoConfig) -> Path:
     if marker.is_file() and json.loads(marker.read_text()) == params:
         return probe
     if probe.exists():
-        import shutil
-
         shutil.rmtree(probe)
     synth.write_probe(probe, n=cfg.probe_images, size=cfg.image_size, seed=cfg.probe_seed)
     marker.write_text(json.dumps(params))
@@ -93,8 +93,6 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
             )  # fmt: skip
 
         stage = progress.add_task("3/5 dissect (lce extract)", total=len(zoo.ZOO))
-        from extract.broden import open_probe
-
         fingerprint = open_probe(probe).fingerprint
         for entry in zoo.ZOO:
             if not already_dissected(lake, entry.name, weights[entry.name], fingerprint):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from extract import models
 from lce.synth import COLORS, SHAPES, SceneSpec, render_image, sample_scene
 
 IMAGE_SIZE = 64
@@ -97,8 +98,9 @@ ZOO = [
     ZooEntry("random", "random", "lce.zoo:tinynet", "random initialisation, the control"),
 ]
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+# the very constants `lce extract` normalises with, so training matches dissection
+IMAGENET_MEAN = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
