@@ -3,9 +3,11 @@
 For ResNet-18 and ResNet-50 layer4 on a generated Broden-format probe set of 224 px images with
 112 px label maps, it prints: extraction wall time, forward-only wall time over the same images
 (same loader, same batch size), their ratio, and the peak RSS of extraction at N and 4N images.
-Each measurement runs in a fresh subprocess so peak RSS is its own.
+Each measurement runs in a fresh subprocess so peak RSS is its own. Forward-only and extraction
+runs alternate --repeat times and the medians are compared: on a shared 2-core machine a single
+pair of runs can differ by 20% from one minute to the next.
 
-    .venv/bin/python benchmarks/bench_extract.py [--n 200] [--models resnet18,resnet50]
+    .venv/bin/python benchmarks/bench_extract.py [--n 200] [--models resnet18,resnet50] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,6 +108,7 @@ def main() -> None:
     parser.add_argument("--basis", default="raw")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each kind")
     parser.add_argument("--no-4n", action="store_true", help="skip the 4N memory run")
     parser.add_argument("--child", nargs=8)
     args = parser.parse_args()
@@ -124,8 +128,20 @@ def main() -> None:
         )
         rows = []
         for arch in args.models.split(","):
-            fwd = measure("forward", arch, probe, args.n, args.basis, args.device, args.batch)
-            ext = measure("extract", arch, probe, args.n, args.basis, args.device, args.batch)
+            fwds, exts = [], []
+            for _ in range(args.repeat):
+                fwds.append(
+                    measure("forward", arch, probe, args.n, args.basis, args.device, args.batch)
+                )
+                exts.append(
+                    measure("extract", arch, probe, args.n, args.basis, args.device, args.batch)
+                )
+            fwd = {"seconds": statistics.median(r["seconds"] for r in fwds)}
+            ext = {
+                "seconds": statistics.median(r["seconds"] for r in exts),
+                "rss_mb": max(r["rss_mb"] for r in exts),
+                "ratios": [e["seconds"] / f["seconds"] for f, e in zip(fwds, exts, strict=True)],
+            }
             big = (
                 None
                 if args.no_4n
@@ -133,16 +149,17 @@ def main() -> None:
             )
             rows.append((arch, fwd, ext, big))
     print(f"\n{platform.node()} {platform.processor() or platform.machine()}, device={args.device}, "
-          f"basis={args.basis}, batch={args.batch}, N={args.n}")  # fmt: skip
+          f"basis={args.basis}, batch={args.batch}, N={args.n}, medians of {args.repeat} runs")  # fmt: skip
     print(
-        "| model | layer | forward-only s (N) | extraction s (N) | ratio | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |"
+        "| model | layer | forward-only s (N) | extraction s (N) | ratio (pairs) | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for arch, fwd, ext, big in rows:
         ratio = ext["seconds"] / fwd["seconds"]
         rss4 = f"{big['rss_mb']:.0f}" if big else "-"
         growth = f"{big['rss_mb'] / ext['rss_mb']:.2f}" if big else "-"
-        print(f"| {arch} | layer4 | {fwd['seconds']:.1f} | {ext['seconds']:.1f} | {ratio:.2f} | "
+        pairs = ", ".join(f"{r:.2f}" for r in ext["ratios"])
+        print(f"| {arch} | layer4 | {fwd['seconds']:.1f} | {ext['seconds']:.1f} | {ratio:.2f} ({pairs}) | "
               f"{args.n / ext['seconds']:.1f} | {ext['rss_mb']:.0f} | {rss4} | {growth} |")  # fmt: skip
 
 

@@ -50,8 +50,27 @@ class Probe:
     fingerprint: str
     number_to_index: dict[int, int] = field(default_factory=dict)
 
+    known_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    _by_category: dict[int, np.ndarray] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self.number_to_index = {c.number: i for i, c in enumerate(self.concepts)}
+        # every uint16 label number: is it 0 (no label) or a concept of label.csv?
+        self.known_numbers = np.zeros(65536, dtype=bool)
+        self.known_numbers[0] = True
+        self.known_numbers[[n for n in self.number_to_index if 0 <= n < 65536]] = True
+
+    def category_lookup(self, k: int) -> np.ndarray:
+        """uint16 label number -> dense concept index if the concept's primary category is the
+        k-th, else -1 (a label counts only under its primary category)."""
+        if k not in self._by_category:
+            table = np.full(65536, -1, dtype=np.int32)
+            position = self.categories[k]
+            for number, index in self.number_to_index.items():
+                if 0 <= number < 65536 and self.concepts[index].category == position:
+                    table[number] = index
+            self._by_category[k] = table
+        return self._by_category[k]
 
     @property
     def name(self) -> str:
@@ -181,7 +200,7 @@ def load_image(probe: Probe, record: Record) -> np.ndarray:
 
 
 def load_label_map(probe: Probe, record: Record, relative: str) -> np.ndarray:
-    """Global label numbers (sh, sw) int64 from one label PNG, or LceError naming the file."""
+    """Global label numbers (sh, sw) uint16 from one label PNG, or LceError naming the file."""
     path = probe.root / "images" / relative
     try:
         with Image.open(path) as img:
@@ -195,43 +214,38 @@ def load_label_map(probe: Probe, record: Record, relative: str) -> np.ndarray:
             f"{path}: label map is {rgb.shape[0]}x{rgb.shape[1]}, "
             f"expected sh x sw = {record.sh}x{record.sw} from index.csv"
         )
-    return rgb[:, :, 0].astype(np.int64) + 256 * rgb[:, :, 1].astype(np.int64)
+    return rgb[:, :, 0] | (rgb[:, :, 1].astype(np.uint16) << 8)  # R + 256 G
 
 
 @dataclass
 class ImageLabels:
     """One image's concept masks, reduced to what the tally needs.
 
-    pixels/concepts: unique (flat pixel, dense concept index) pairs: the union over the layers of
-    each concept's primary category. image_concepts: dense indices of image-level labels (the whole
-    image is the mask). annotated: per category, whether the image's cell is non-empty.
+    present: dense indices of the concepts with a pixel mask in this image (each under its
+    primary category, all layers of that category united). bits: the (len(present) + 1, sh * sw)
+    present-concept x pixel matrix, bit-packed along pixels, with a last all-ones column so the
+    tally's one matrix product also gives each unit's mask size; packed, it costs a few KB to pass
+    from a loader worker. pixel_counts: mask pixels of each present
+    concept. image_concepts: dense indices of image-level labels (the whole image is the mask).
+    annotated: per category, whether the image's cell is non-empty.
     """
 
-    pixels: np.ndarray
-    concepts: np.ndarray
+    present: np.ndarray
+    bits: np.ndarray
+    pixel_counts: np.ndarray
     image_concepts: np.ndarray
     annotated: np.ndarray
     size: tuple[int, int]
-    present: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    onehot: np.ndarray | None = None
 
-    def with_onehot(self) -> ImageLabels:
-        """Add the dense (pixels, concepts present + 1) float32 matrix the tally multiplies by.
-
-        The last column is all ones, so the same product also gives each unit's mask size.
-        Built here, in the loader's worker, so the main process only multiplies.
-        """
-        self.present, local = np.unique(self.concepts, return_inverse=True)
-        onehot = np.zeros((self.size[0] * self.size[1], self.present.size + 1), dtype=np.float32)
-        onehot[self.pixels, local] = 1.0
-        onehot[:, -1] = 1.0
-        self.onehot = onehot
-        return self
+    def onehot(self) -> np.ndarray:
+        """The unpacked (sh * sw, len(present) + 1) uint8 matrix (a transposed view)."""
+        return np.unpackbits(self.bits, axis=1, count=self.size[0] * self.size[1]).T
 
 
 def load_labels(probe: Probe, record: Record, category_of: np.ndarray) -> ImageLabels:
+    n_pixels = record.sh * record.sw
     n_concepts = len(probe.concepts)
-    keys: list[np.ndarray] = []
+    layers: list[tuple[np.ndarray, np.ndarray]] = []  # (pixels, dense concept), per label PNG
     image_level: list[int] = []
     annotated = np.zeros(len(probe.categories), dtype=bool)
     for k, category in enumerate(probe.categories):
@@ -251,32 +265,33 @@ def load_labels(probe: Probe, record: Record, category_of: np.ndarray) -> ImageL
                 if category_of[dense] == k:
                     image_level.append(dense)
                 continue
-            numbers = load_label_map(probe, record, token)
-            flat = numbers.reshape(-1)
-            present = np.unique(flat)
-            present = present[present != 0]
-            unknown = [int(n) for n in present if int(n) not in probe.number_to_index]
-            if unknown:
+            flat = load_label_map(probe, record, token).reshape(-1)
+            if not probe.known_numbers[flat].all():
+                number = int(flat[np.argmin(probe.known_numbers[flat])])
                 raise LceError(
-                    f"{probe.root / 'images' / token}: label number {unknown[0]} is not in label.csv"
+                    f"{probe.root / 'images' / token}: label number {number} is not in label.csv"
                 )
-            lookup = np.full(int(present.max()) + 1 if present.size else 1, -1, dtype=np.int64)
-            for n in present:
-                lookup[n] = probe.number_to_index[int(n)]
-            dense_map = np.where(flat > 0, lookup[np.minimum(flat, lookup.size - 1)], -1)
-            keep = dense_map >= 0
-            keep[keep] = category_of[dense_map[keep]] == k
-            pix = np.nonzero(keep)[0]
-            keys.append(pix.astype(np.int64) * n_concepts + dense_map[pix])
-    if keys:
-        unique = np.unique(np.concatenate(keys))
-        pixels, concepts = unique // n_concepts, unique % n_concepts
-    else:
-        pixels = concepts = np.zeros(0, dtype=np.int64)
+            dense_map = probe.category_lookup(k)[flat]
+            pixels = np.flatnonzero(dense_map >= 0)
+            layers.append((pixels, dense_map[pixels].astype(np.int64)))
+    seen = np.zeros(n_concepts, dtype=bool)
+    for _, ids in layers:
+        seen[ids] = True
+    present = np.flatnonzero(seen)
+    local = np.zeros(n_concepts, dtype=np.int64)
+    local[present] = np.arange(present.size)
+    # built concept-major so that packing runs along contiguous pixels; a concept in two layers
+    # of a category is one mask (assignment unites)
+    onehot_t = np.zeros((present.size + 1, n_pixels), dtype=np.uint8)
+    if layers:
+        flat_index = np.concatenate([local[ids] * n_pixels + pixels for pixels, ids in layers])
+        onehot_t.reshape(-1)[flat_index] = 1
+    onehot_t[-1] = 1
     return ImageLabels(
-        pixels=pixels,
-        concepts=concepts,
+        present=present,
+        bits=np.packbits(onehot_t, axis=1),
+        pixel_counts=onehot_t[:-1].sum(axis=1, dtype=np.int64),
         image_concepts=np.unique(np.array(image_level, dtype=np.int64)),
         annotated=annotated,
         size=(record.sh, record.sw),
-    ).with_onehot()
+    )

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from extract import distributed
@@ -39,6 +38,7 @@ from extract.models import (
 )
 from extract.quantile import TopK, buffer_size, quantile_from_top
 from extract.tally import ActivationStats, ConceptTally, TopImages
+from extract.upsample import upsample
 from lce import __version__
 from lce.errors import LceError
 from warehouse.lake import ensure_writable, read_table, write_partition
@@ -518,9 +518,11 @@ def _pass_one(
                     if cfg.basis == "raw":
                         values = a.transpose(0, 1).reshape(a.shape[1], -1)
                     else:
+                        # one image at a time, as the semantics define S: for small maps
+                        # PyTorch's values depend on what else is in the stack
                         r = probe.records[indices[0]]
-                        up = F.interpolate(
-                            a, size=(r.sh, r.sw), mode="bilinear", align_corners=False
+                        up = torch.cat(
+                            [upsample(a[j : j + 1], (r.sh, r.sw)) for j in range(len(a))]
                         )
                         values = up.transpose(0, 1).reshape(a.shape[1], -1)
                     n_seen[name] += values.shape[1]
@@ -579,31 +581,15 @@ def _pass_two(
     done = sum(len(b) for b in kept[:start])
     progress.update(task, completed=done)
     tic = time.perf_counter()
-    cached = pass1["cache"].read(pass1["cache_shapes"]) if cfg.cache else None
-    if cached is not None:
-        for _ in range(start):
-            next(cached)
-    # with the cache, pass 2 only needs the label maps; without it, images too
-    loader = _loader(cfg, probe, kept[start:], images=not cfg.cache, labels=True)
+    inputs = _pass_two_inputs(cfg, probe, model, taps, kept, pass1, device, start)
     with progress:
-        for offset, items in enumerate(loader):
+        for offset, (labels, acts) in enumerate(inputs):
             position = start + offset
-            errors = [it[3] for it in items if it[3] is not None]
-            if errors:  # a file that read fine in pass 1 but not now
-                raise LceError(errors[0])
-            if cached is not None:
-                acts = {
-                    n: torch.from_numpy(a) for n, a in zip(cfg.layers, next(cached), strict=True)
-                }
-            else:
-                acts = _forward(
-                    model, taps, torch.stack([it[1] for it in items]), cfg.layers, device
-                )
             for name in cfg.layers:
                 a = acts[name].to(device)
-                for j, item in enumerate(items):
-                    tallies[name].update(a[j], dev_thresholds[name], item[2])
-            done += len(items)
+                for j, image_labels in enumerate(labels):
+                    tallies[name].update(a[j], dev_thresholds[name], image_labels)
+            done += len(labels)
             rate = done / max(time.perf_counter() - tic, 1e-9)
             progress.update(task, completed=done, rate=f"{rate:.1f}")
             last = position + 1 == len(kept)
@@ -626,6 +612,45 @@ def _pass_two(
                     f"stopped after {len(batches) + position + 1} batches (testing hook)"
                 )
     return tallies
+
+
+def _pass_two_inputs(
+    cfg: ExtractConfig,
+    probe: Probe,
+    model: torch.nn.Module,
+    taps: LayerTaps,
+    kept: list[list[int]],
+    pass1: dict[str, Any],
+    device: torch.device,
+    start: int,
+) -> Iterator[tuple[list[ImageLabels], dict[str, torch.Tensor]]]:
+    """Per batch from ``start`` on: its label masks and its layers' raw maps.
+
+    With the cache, the maps come from pass 1's file and only labels are read. On CPU they are
+    decoded in this process: a loader worker would compete with the tally for the same cores
+    (on two cores, a label-decoding worker beside the tally tripled its time, as OpenMP threads
+    wait on each other). On GPU the tally leaves the cores free, so the workers decode.
+    Without the cache (--no-cache), images and labels are read again and the model runs again.
+    """
+    if cfg.cache:
+        workers = cfg.workers if device.type != "cpu" else 0
+        loader = _loader(replace(cfg, workers=workers), probe, kept[start:], False, True)
+        cached = pass1["cache"].read(pass1["cache_shapes"])
+        for _ in range(start):
+            next(cached)
+    else:
+        loader = _loader(cfg, probe, kept[start:], images=True, labels=True)
+        cached = None
+    for items in loader:
+        errors = [it[3] for it in items if it[3] is not None]
+        if errors:  # a file that read fine in pass 1 but not now
+            raise LceError(errors[0])
+        if cached is not None:
+            arrays = next(cached)
+            acts = {n: torch.from_numpy(a) for n, a in zip(cfg.layers, arrays, strict=True)}
+        else:
+            acts = _forward(model, taps, torch.stack([it[1] for it in items]), cfg.layers, device)
+        yield [it[2] for it in items], acts
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any], cfg: ExtractConfig, probe: Probe) -> None:

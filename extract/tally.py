@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from extract.broden import ImageLabels
+from extract.upsample import label_counts
 
 
 class ConceptTally:
@@ -44,46 +44,29 @@ class ConceptTally:
     def update(self, act: torch.Tensor, thresholds: torch.Tensor, labels: ImageLabels) -> None:
         """Add one image: ``act`` is the layer's raw (units, h, w) map, on any device.
 
-        A unit whose raw maximum is below its threshold cannot fire after bilinear upsampling (a
-        convex combination never exceeds its inputs), so only the other units are upsampled. The
-        margin keeps that shortcut exact even if rounding nudged an interpolated value up.
+        Only units with a cell near their threshold are upsampled (``extract.upsample``): bilinear
+        upsampling cannot exceed the raw maximum by more than rounding.
         """
         sh, sw = labels.size
         device = self.device
-        concepts = torch.from_numpy(labels.concepts).to(device)
         image_concepts = torch.from_numpy(labels.image_concepts).to(device)
-        self.label_pixels.index_add_(0, concepts, torch.ones_like(concepts))
+        present = torch.from_numpy(labels.present).to(device)
+        self.label_pixels.index_add_(0, present, torch.from_numpy(labels.pixel_counts).to(device))
         self.label_pixels[image_concepts] += sh * sw
-
-        act = act.to(device)
-        thresholds = thresholds.to(device)
-        margin = thresholds.abs() * 1e-6 + 1e-30
-        raw_max = act.amax(dim=(1, 2))
-        active = torch.nonzero(raw_max > thresholds - margin).flatten()
-        if active.numel() == 0:
+        onehot = torch.from_numpy(labels.onehot()).to(device).float()
+        # one product gives the intersections with every concept present in the image and, in
+        # the last (all-ones) column, each mask's size
+        units, counts = label_counts(act.to(device), thresholds.to(device), (sh, sw), onehot)
+        if units.numel() == 0:
             return
-        upsampled = F.interpolate(
-            act[active].unsqueeze(0), size=(sh, sw), mode="bilinear", align_corners=False
-        )[0]
-        # M_u = S_u > T_u, written straight into float32 (0/1) for the matrix product
-        masks = torch.empty_like(upsampled)
-        torch.gt(upsampled, thresholds[active].view(-1, 1, 1), out=masks)
-        masks = masks.reshape(active.numel(), sh * sw)
-        # One product gives the intersections with every concept present in the image and, in
-        # the last (all-ones) column, each mask's size. Sums of 0/1 below 2^24 are exact.
-        if labels.onehot is None:
-            labels.with_onehot()
-        assert labels.onehot is not None
-        product = (masks @ torch.from_numpy(labels.onehot).to(device)).round_().to(torch.int64)
-        mask_sums = product[:, -1]
+        mask_sums = counts[:, -1]
         annotated = torch.from_numpy(np.nonzero(labels.annotated)[0]).to(device)
         if annotated.numel():
-            self._add(self.activation, active, annotated, mask_sums.view(-1, 1))
-        if labels.present.size:
-            present = torch.from_numpy(labels.present).to(device)
-            self._add(self.intersection, active, present, product[:, :-1])
+            self._add(self.activation, units, annotated, mask_sums.view(-1, 1))
+        if present.numel():
+            self._add(self.intersection, units, present, counts[:, :-1])
         if image_concepts.numel():
-            self._add(self.intersection, active, image_concepts, mask_sums.view(-1, 1))
+            self._add(self.intersection, units, image_concepts, mask_sums.view(-1, 1))
 
     @staticmethod
     def _add(

@@ -1,0 +1,177 @@
+"""Which upsampled pixels fire, bit for bit as ``F.interpolate`` gives them, computing few of them.
+
+The semantics threshold S = bilinear upsampling (NCHW ``F.interpolate``, align_corners=False) of a
+layer's whole (1, C, h, w) map for one image. Upsampling every unit costs most of the tally, yet a
+pixel can only fire next to a *hot* cell (a raw value within rounding of the threshold): bilinear
+values are convex combinations of the 2 x 2 cells around them. So lce upsamples only the units
+with a hot cell, and where it can, only horizontal strips of three cell rows around hot cells.
+
+That this equals the whole map's upsampling bit for bit is not something PyTorch promises, and on
+this CPU it is false for some shapes: small output planes are vectorised across channels, so a
+unit's values depend on its position in the stack; 3 x 3 crops, and strips of 28 x 28 maps, round
+differently. So each (C, h, w) -> (sh, sw) shape gets a plan once per process, from a check on
+random maps against the whole-map upsampling: "strips" if strips reproduce it for random subsets
+of units, else "units" if subsets do, else "whole" (upsample all C, then keep the units needed).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+# A bilinear value exceeds the largest of its inputs by at most a few float32 roundings; a cell
+# below threshold - MARGIN * |threshold| cannot produce a pixel above the threshold.
+MARGIN = 1e-6
+
+
+def upsample(act: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The semantics' upsampling of a (N, C, h, w) stack, kept in NCHW layout.
+
+    A (1, 1, h, w) tensor is contiguous in both layouts and could take the channels-last kernel,
+    which rounds differently; a second channel keeps it on the NCHW one.
+    """
+    if act.shape[0] * act.shape[1] == 1:
+        return F.interpolate(
+            act.expand(1, 2, -1, -1).contiguous(), size=size, mode="bilinear", align_corners=False
+        )[:, :1]
+    return F.interpolate(act.contiguous(), size=size, mode="bilinear", align_corners=False)
+
+
+def hot_cells(act: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) bool: the cells whose value could make a neighbouring pixel fire.
+
+    Inputs all at or below T - MARGIN |T| give a value below T after rounding; for T = 0 the cut
+    is exactly 0 (sums of non-positive products stay non-positive), so dead units cost nothing.
+    """
+    cut = thresholds - thresholds.abs() * MARGIN
+    return act > cut.view(-1, 1, 1)
+
+
+def label_counts(
+    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], onehot: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the units that can fire: (units, counts) with counts[i, j] the number of pixels where
+    S_unit > T_unit and onehot[:, j] is 1. ``act`` is one image's (C, h, w) raw map, ``onehot``
+    the (sh * sw, k) float32 label matrix."""
+    c, h, w = act.shape
+    plan = upsampling_plan(c, h, w, size[0], size[1], str(act.device))
+    if plan == "strips":
+        return _strip_counts(act, thresholds, size, onehot)
+    return _dense_counts(act, thresholds, size, onehot, whole=plan == "whole")
+
+
+def _dense_counts(
+    act: torch.Tensor,
+    thresholds: torch.Tensor,
+    size: tuple[int, int],
+    onehot: torch.Tensor,
+    whole: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    units = torch.nonzero(hot_cells(act, thresholds).flatten(1).any(dim=1)).flatten()
+    if units.numel() == 0:
+        return units, torch.zeros((0, onehot.shape[1]), dtype=torch.int64, device=act.device)
+    if whole:
+        up = upsample(act.unsqueeze(0), size)[0][units]
+    else:
+        up = upsample(act[units].unsqueeze(0), size)[0]
+    masks = torch.empty_like(up)  # M_u = S_u > T_u, written straight into 0/1 float32
+    torch.gt(up, thresholds[units].view(-1, 1, 1), out=masks)
+    # sums of 0/1 below 2^24 are exact in float32
+    counts = masks.reshape(units.numel(), -1) @ onehot
+    return units, counts.round_().to(torch.int64)
+
+
+def _strip_counts(
+    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], onehot: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    c, h, w = act.shape
+    sh, sw = size
+    f = sh // h
+    hot_rows = hot_cells(act, thresholds).any(dim=2)  # (C, h)
+    unit, row = torch.nonzero(hot_rows, as_tuple=True)
+    if unit.numel() == 0:
+        return unit, torch.zeros((0, onehot.shape[1]), dtype=torch.int64)
+    # strip a covers cell rows a..a+2; a hot cell row i affects pixel rows upsampled from rows
+    # (i-1, i) and (i, i+1), which strip clamp(i-1) holds exactly. Windows sorted by strip first.
+    need = torch.zeros((h - 2, c), dtype=torch.bool)
+    need[(row - 1).clamp(0, h - 3), unit] = True
+    start, unit = torch.nonzero(need, as_tuple=True)
+    strips = act.unfold(1, 3, 1)[unit, start].transpose(1, 2)  # (M, 3, w)
+    up = upsample(strips.unsqueeze(0), (3 * f, sw))[0]
+    masks = torch.empty_like(up)
+    torch.gt(up, thresholds[unit].view(-1, 1, 1), out=masks)
+    masks.mul_(_owned_rows(need, start, unit, h, f).unsqueeze(2))
+    counts = torch.empty((unit.numel(), onehot.shape[1]), dtype=torch.float32)
+    bounds = torch.searchsorted(start, torch.arange(h - 1)).tolist()
+    for a in range(h - 2):
+        lo, hi = bounds[a], bounds[a + 1]
+        if hi > lo:
+            rows = onehot[a * f * sw : (a + 3) * f * sw]
+            torch.mm(masks[lo:hi].reshape(hi - lo, -1), rows, out=counts[lo:hi])
+    units, inverse = torch.unique(unit, return_inverse=True)
+    total = torch.zeros((units.numel(), onehot.shape[1]), dtype=torch.float32)
+    total.index_add_(0, inverse, counts)
+    return units, total.round_().to(torch.int64)
+
+
+def _owned_rows(
+    need: torch.Tensor, start: torch.Tensor, unit: torch.Tensor, h: int, f: int
+) -> torch.Tensor:
+    """(M, 3f) float 0/1: the strip rows that are exact and not already counted by another strip.
+
+    Local row r of strip a is upsampled from local cell rows (slot, slot + 1) with
+    slot = floor((r - f/2) / f), i.e. global rows (a + slot, a + slot + 1). Slot 0 and 1 are
+    exact; slot -1 (top f/2 rows) only for a = 0, where the whole map clamps the same way; slot 2
+    (bottom f/2 rows) only for the last strip. Consecutive strips of one unit share slot 0 of the
+    later one, which the earlier one keeps.
+    """
+    slot_of_row = torch.div(torch.arange(3 * f) - f // 2, f, rounding_mode="floor") + 1
+    owned = torch.zeros((start.numel(), 4), dtype=torch.bool)  # slots -1, 0, 1, 2
+    owned[:, 0] = start == 0
+    earlier = torch.zeros_like(start, dtype=torch.bool)
+    later = start > 0
+    earlier[later] = need[start[later] - 1, unit[later]]
+    owned[:, 1] = ~earlier
+    owned[:, 2] = True
+    owned[:, 3] = start == h - 3
+    return owned[:, slot_of_row].float()
+
+
+@lru_cache(maxsize=64)
+def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu") -> str:
+    """ "strips", "units" or "whole" (see the module docstring), checked on random maps.
+
+    Strips need an integer power-of-two row factor, so that a strip's pixel-to-cell mapping is the
+    whole map's shifted by whole cells with the same float scale; they are only tried on CPU.
+    """
+    generator = torch.Generator().manual_seed(0)
+    act = (torch.randn((c, h, w), generator=generator) * 3).to(device)
+    full = upsample(act.unsqueeze(0), (sh, sw))[0]
+    subsets = [torch.tensor([0]), torch.tensor([c - 1])]
+    for k in (3, 13, 100):
+        if k < c:
+            subsets.append(torch.randperm(c, generator=generator)[:k].sort().values)
+    subsets = [s.to(device) for s in subsets]
+    f = sh // h
+    strips_possible = device == "cpu" and h >= 3 and sh == f * h and f >= 2 and not f & (f - 1)
+    if strips_possible and all(_strips_match(act, full, units, f) for units in subsets):
+        return "strips"
+    if all(
+        torch.equal(upsample(act[units].unsqueeze(0), (sh, sw))[0], full[units])
+        for units in subsets
+    ):
+        return "units"
+    return "whole"
+
+
+def _strips_match(act: torch.Tensor, full: torch.Tensor, units: torch.Tensor, f: int) -> bool:
+    h, sw = act.shape[1], full.shape[2]
+    for a in range(h - 2):
+        strip = upsample(act[units, a : a + 3].unsqueeze(0), (3 * f, sw))[0]
+        lo = 0 if a == 0 else f // 2
+        hi = 3 * f if a == h - 3 else f // 2 + 2 * f
+        if not torch.equal(strip[:, lo:hi], full[units, a * f + lo : a * f + hi]):
+            return False
+    return True

@@ -1,0 +1,114 @@
+"""The restricted upsampling of the tally against the semantics computed in full.
+
+The reference upsamples every unit's whole map with F.interpolate (as DESIGN.md states) and counts
+masks against labels with numpy. Thresholds are drawn from the upsampled values themselves, so a
+strip that rounded one pixel differently from the full map would flip that pixel's mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from extract.upsample import _dense_counts, label_counts, upsampling_plan
+
+
+def reference_counts(
+    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], onehot: np.ndarray
+) -> np.ndarray:
+    full = F.interpolate(act[None], size=size, mode="bilinear", align_corners=False)[0].numpy()
+    out = np.zeros((act.shape[0], onehot.shape[1]), dtype=np.int64)
+    for u in range(act.shape[0]):
+        mask = (full[u] > thresholds[u].item()).reshape(-1)
+        for j in range(onehot.shape[1]):
+            out[u, j] = int(np.sum(mask & (onehot[:, j] > 0)))
+    return out
+
+
+def random_case(
+    seed: int, c: int, h: int, w: int, size: tuple[int, int], relu: bool
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    act = torch.from_numpy(rng.normal(size=(c, h, w)).astype(np.float32) * 2)
+    if relu:
+        act = act.clamp(min=0)
+    full = F.interpolate(act[None], size=size, mode="bilinear", align_corners=False)[0]
+    flat = full.reshape(c, -1).numpy()
+    # thresholds that are upsampled values (borderline pixels), high quantiles, zero, negative
+    picks = [
+        flat[u, rng.integers(flat.shape[1])]
+        if u % 4 == 0
+        else np.quantile(flat[u], [0.999, 0.95, 0.5][u % 3])
+        if u % 4 != 3
+        else -0.5
+        for u in range(c)
+    ]
+    thresholds = torch.tensor(picks, dtype=torch.float32)
+    if relu:
+        thresholds[1] = 0.0
+        act[1] = 0.0  # a dead unit: threshold 0 and nothing above it
+    labels = rng.integers(0, 4, size=size[0] * size[1])
+    onehot = np.zeros((size[0] * size[1], 5), dtype=np.float32)
+    onehot[np.arange(labels.size), labels] = 1
+    onehot[:, 2] = rng.random(labels.size) < 0.3  # an overlapping second layer
+    onehot[:, -1] = 1
+    return act, thresholds, onehot
+
+
+SHAPES = [
+    (7, 7, (112, 112)),  # ResNet layer4 on Broden
+    (6, 6, (12, 12)),
+    (3, 3, (48, 48)),
+    (5, 9, (20, 36)),
+    (14, 14, (112, 112)),
+    (4, 4, (32, 32)),
+    (28, 28, (112, 112)),  # strips round differently here: the full map is used
+    (7, 10, (112, 80)),
+    (7, 7, (21, 21)),  # not a power-of-two factor
+    (2, 2, (16, 16)),  # too few rows for a strip
+    (12, 12, (12, 12)),  # no upsampling
+]
+
+
+@pytest.mark.parametrize(("h", "w", "size"), SHAPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_label_counts_equal_full_upsampling(
+    h: int, w: int, size: tuple[int, int], relu: bool
+) -> None:
+    for seed in range(3):
+        act, thresholds, onehot = random_case(seed, 24, h, w, size, relu)
+        expected = reference_counts(act, thresholds, size, onehot)
+        units, counts = label_counts(act, thresholds, size, torch.from_numpy(onehot))
+        got = np.zeros_like(expected)
+        got[units.numpy()] = counts.numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=f"seed {seed}")
+        # units left out can not fire anywhere
+        left_out = np.setdiff1d(np.arange(act.shape[0]), units.numpy())
+        assert not expected[left_out].any()
+
+
+def test_dead_units_are_skipped() -> None:
+    act, thresholds, onehot = random_case(0, 24, 7, 7, (112, 112), relu=True)
+    units, _ = label_counts(act, thresholds, (112, 112), torch.from_numpy(onehot))
+    assert 1 not in units.tolist()
+
+
+def test_one_unit_stays_on_the_nchw_kernel() -> None:
+    """A single (1, 1, h, w) map is contiguous in both layouts; the result must still be NCHW's."""
+    act, thresholds, onehot = random_case(1, 24, 7, 7, (112, 112), relu=False)
+    only = torch.zeros(24, dtype=torch.bool)
+    only[5] = True
+    high = torch.where(only, thresholds, torch.full_like(thresholds, 1e9))
+    expected = reference_counts(act, high, (112, 112), onehot)
+    units, counts = _dense_counts(act, high, (112, 112), torch.from_numpy(onehot))
+    assert units.tolist() == [5]
+    np.testing.assert_array_equal(counts.numpy()[0], expected[5])
+
+
+def test_strips_only_for_power_of_two_row_factors() -> None:
+    assert upsampling_plan(24, 7, 7, 21, 21) != "strips"
+    assert upsampling_plan(24, 12, 12, 12, 12) != "strips"
+    assert upsampling_plan(24, 2, 2, 16, 16) != "strips"
+    assert upsampling_plan(24, 7, 7, 100, 100) != "strips"
