@@ -171,9 +171,12 @@ def extract(
             "--new-study", help="Start a new study in this lake (drops the old dissections)."
         ),
     ] = False,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = min(
-        4, max(0, (os.cpu_count() or 1) // 2)
-    ),
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="DataLoader worker processes (pass 2 on CPU with the cache reads labels in-process)."
+        ),
+    ] = min(4, max(0, (os.cpu_count() or 1) // 2)),
     checkpoint_every: Annotated[
         int, typer.Option(help="Batches between checkpoints (for --resume).")
     ] = 20,
