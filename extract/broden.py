@@ -50,8 +50,11 @@ class Probe:
     fingerprint: str
     number_to_index: dict[int, int] = field(default_factory=dict)
 
-    known_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    _by_category: dict[int, np.ndarray] = field(default_factory=dict)
+    # lookup tables derived from concepts (not compared or printed: 65536 entries each)
+    known_numbers: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=bool), repr=False, compare=False
+    )
+    _by_category: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.number_to_index = {c.number: i for i, c in enumerate(self.concepts)}

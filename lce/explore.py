@@ -632,8 +632,14 @@ def loadings(db: Path, component: int, top: int | None = None) -> pl.DataFrame:
     )
 
 
-def loadings_figure(frame: pl.DataFrame, component: int, evr: float | None) -> go.Figure:
-    """Horizontal bars (concept names stay readable), grouped and coloured by concept category."""
+def concept_bar_figure(
+    frame: pl.DataFrame,
+    value: str,
+    hovertemplate: str,
+    customdata: list[str] | None = None,
+) -> go.Figure:
+    """One horizontal bar per concept (names stay readable), in the frame's order, coloured and
+    legend-grouped by concept category. ``hovertemplate`` gets the category appended."""
     labels = concept_labels(frame["concept"].to_list(), frame["category"].to_list())
     frame = frame.with_columns(pl.Series("label", labels))
     fig = go.Figure()
@@ -642,24 +648,35 @@ def loadings_figure(frame: pl.DataFrame, component: int, evr: float | None) -> g
         fig.add_bar(
             name=category,
             y=part["label"].to_list(),
-            x=part["loading"].to_list(),
+            x=part[value].to_list(),
             orientation="h",
             marker_color=concept_category_colour(category),
-            hovertemplate="%{y}<br>loading %{x:.3f}<extra>" + category + "</extra>",
+            customdata=np.column_stack([part[c].to_numpy() for c in customdata])
+            if customdata
+            else None,
+            hovertemplate=hovertemplate + "<extra>" + category + "</extra>",
         )
     fig.update_layout(
-        title=f"Loadings of {component_label(component, evr)}",
         barmode="relative",  # one bar per concept: full width, not a slot per category
-        height=max(360, 18 * frame.height + 140),
         margin={"l": 10, "r": 10, "t": 60, "b": 50},
         legend=LEGEND,
-        xaxis_title="loading",
         yaxis={
             "automargin": True,
             "categoryorder": "array",
             "categoryarray": list(reversed(labels)),
             "tickfont": {"size": 11},
         },
+    )
+    return fig
+
+
+def loadings_figure(frame: pl.DataFrame, component: int, evr: float | None) -> go.Figure:
+    """The component's loadings, one bar per concept, grouped and coloured by concept category."""
+    fig = concept_bar_figure(frame, "loading", "%{y}<br>loading %{x:.3f}")
+    fig.update_layout(
+        title=f"Loadings of {component_label(component, evr)}",
+        height=max(360, 18 * frame.height + 140),
+        xaxis_title="loading",
     )
     return fig
 
@@ -1081,33 +1098,17 @@ def compare_tasks(db: Path, a: str, b: str) -> pl.DataFrame:
 def profile_difference_figure(frame: pl.DataFrame, a: str, b: str, top: int = 30) -> go.Figure:
     """The concepts whose profile weight differs most: right = more in A, left = more in B."""
     part = frame.head(top)
-    labels = concept_labels(part["concept"].to_list(), part["category"].to_list())
-    part = part.with_columns(pl.Series("label", labels))
-    fig = go.Figure()
-    for category in sorted(set(part["category"].to_list()), key=concept_category_sort_key):
-        cat = part.filter(pl.col("category") == category)
-        fig.add_bar(
-            name=category,
-            y=cat["label"].to_list(),
-            x=cat["difference"].to_list(),
-            orientation="h",
-            marker_color=concept_category_colour(category),
-            customdata=np.column_stack([cat["units_a"].to_numpy(), cat["units_b"].to_numpy()]),
-            hovertemplate="%{y}<br>weight difference %{x:.3f}<br>units: "
-            + a + " %{customdata[0]}, " + b + " %{customdata[1]}<extra>" + category + "</extra>",
-        )  # fmt: skip
+    fig = concept_bar_figure(
+        part,
+        "difference",
+        "%{y}<br>weight difference %{x:.3f}<br>units: "
+        + f"{a} %{{customdata[0]}}, {b} %{{customdata[1]}}",
+        customdata=["units_a", "units_b"],
+    )
     fig.update_layout(
         title=f"Profile difference: ← more in {b} | more in {a} →",
-        barmode="relative",
         height=max(360, 20 * part.height + 140),
-        margin={"l": 10, "r": 10, "t": 60, "b": 50},
-        legend=LEGEND,
         xaxis_title="profile weight difference (A - B)",
-        yaxis={
-            "automargin": True,
-            "categoryorder": "array",
-            "categoryarray": list(reversed(labels)),
-        },
     )
     return fig
 

@@ -14,16 +14,17 @@ from typer.testing import CliRunner
 from lce.cli import app
 from lce.download import download
 from lce.errors import LceError
+from tests.conftest import EXCLUDED, REFERENCE
 from tests.http_fixture import RangeServer, serve
 from warehouse import reference
 from warehouse.lake import read_table
 
-SHARED = Path(__file__).resolve().parents[2] / "shared/reference/paper-2022"
+SHARED = REFERENCE  # ../shared/reference/paper-2022, or $LCE_REFERENCE_DIR
 PROFILES = "models_dissect_profiles_raw.csv"
 TASKS = "models_performance_on_tasks.csv"
 needs_shared = pytest.mark.skipif(
     not (SHARED / PROFILES).is_file() or not (SHARED / TASKS).is_file(),
-    reason=f"published reference files not found in {SHARED}",
+    reason=f"published reference files not found in {SHARED} (set LCE_REFERENCE_DIR)",
 )
 
 
@@ -167,17 +168,6 @@ def test_load_rejects_one_tampered_file(tmp_path: Path) -> None:
     err = stderr_of(result)
     assert TASKS in err and "sha256" in err
     assert not lake.exists() or not any(lake.rglob("*.parquet"))
-
-
-EXCLUDED = {
-    "SimCLRV1(R)",
-    "SimCLRV2(R)",
-    "Random(R)",
-    "SwAV200(R)",
-    "SwAV400(R)",
-    "SwAV200bs256(R)",
-    "SwAV400_2x244(R)",
-}
 
 
 def assert_reference_lake(lake: Path) -> None:

@@ -16,19 +16,10 @@ import pytest
 from scipy import stats
 from sklearn.decomposition import PCA
 
-from tests.conftest import REFERENCE, REPO, needs_reference
+from tests.conftest import EXCLUDED, REFERENCE, REPO, needs_reference
 
 pytestmark = needs_reference
 
-EXCLUDED = {
-    "SimCLRV1(R)",
-    "SimCLRV2(R)",
-    "Random(R)",
-    "SwAV200(R)",
-    "SwAV400(R)",
-    "SwAV200bs256(R)",
-    "SwAV400_2x244(R)",
-}
 MARTS = [
     "dim_models",
     "fct_unit_labels",
