@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,7 +42,15 @@ from extract.tally import ActivationStats, ConceptTally, TopImages
 from extract.upsample import upsample
 from lce import __version__
 from lce.errors import LceError
-from warehouse.lake import ensure_writable, read_table, write_partition
+from warehouse.lake import (
+    Write,
+    check_name,
+    commit,
+    ensure_writable,
+    file_lock,
+    os_error,
+    read_table,
+)
 
 DISSECTION_TABLES = ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "concepts")
 
@@ -213,15 +222,20 @@ def check_config(cfg: ExtractConfig) -> None:
         raise LceError("give at least one --layer")
     if len(set(cfg.layers)) != len(cfg.layers):
         raise LceError(f"--layer given twice: {cfg.layers}")
+    for layer in cfg.layers:
+        check_name("--layer", layer)
+    if cfg.name is not None:
+        check_name("--name", cfg.name)
 
 
-def study_conflict(lake: Path, probe: Probe, cfg: ExtractConfig) -> str | None:
+def study_conflict(lake: Path, probe: Probe, cfg: ExtractConfig, lock: bool = True) -> str | None:
     """What differs between this run and the study already in the lake, if anything.
 
     The input normalisation is not compared: it belongs to the model (each is fed the pixels it
     was trained on, e.g. SimCLR raw [0, 1], MoCo ImageNet-normalised), so one study mixes them;
-    each run records its own in ``runs.normalize``."""
-    runs = read_table(lake, "runs").to_pylist()
+    each run records its own in ``runs.normalize``. ``lock=False`` is for callers that already
+    hold the lake's lock (the commit re-checks the study there)."""
+    runs = read_table(lake, "runs", lock=lock).to_pylist()
     if not runs:
         return None
     first = runs[0]
@@ -262,14 +276,57 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     device = resolve_device(cfg.device)
     dist = distributed.setup(device)
     loaded = load_model(cfg.model, cfg.weights, strict=cfg.strict, name=cfg.name)
+    check_name("model name", loaded.name)
     model = loaded.module.to(device)
     layers = find_layers(model, cfg.layers)
     patch = infer_patch_size(model)
-    started = datetime.now(UTC)
-    clock = time.perf_counter()
 
     key = settings_key(cfg, probe, loaded.name, dist.world)
     workdir = lake / ".tmp" / f"extract-{key}" / f"rank{dist.rank}"
+    lock = lake / ".locks" / f"extract-{key}-rank{dist.rank}.lock"
+    busy = (
+        f"another lce extract with the same model and settings is running on lake {lake} "
+        f"(it holds {lock}); wait for it to finish or stop it"
+    )
+    # One writer per work folder: two identical runs would share (and corrupt) one cache.
+    with file_lock(lock, exclusive=True, wait=False, busy=busy):
+        try:
+            result = _run_locked(cfg, probe, loaded, model, layers, patch, device, dist, workdir)
+        except Interrupted:
+            raise  # the testing hook: the checkpoint stays, as after a kill
+        except KeyboardInterrupt:
+            if (workdir / "checkpoint.pt").is_file():
+                raise LceError(
+                    f"interrupted; the checkpoint {workdir / 'checkpoint.pt'} is kept: run the "
+                    f"same command with --resume to continue, or delete {workdir.parent}"
+                ) from None
+            shutil.rmtree(workdir.parent if dist.world == 1 else workdir, ignore_errors=True)
+            raise LceError("interrupted before the first checkpoint; nothing was kept") from None
+        except BaseException as exc:
+            # A failed run frees its cache (a full disk must not stay full); only an
+            # interruption is resumable.
+            shutil.rmtree(workdir.parent if dist.world == 1 else workdir, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise os_error(exc, str(workdir)) from exc
+            raise
+    return result
+
+
+def _run_locked(
+    cfg: ExtractConfig,
+    probe: Probe,
+    loaded: Any,
+    model: torch.nn.Module,
+    layers: dict[str, torch.nn.Module],
+    patch: tuple[int, int] | None,
+    device: torch.device,
+    dist: Any,
+    workdir: Path,
+) -> ExtractResult:
+    """The two passes and the lake commit, with the work folder's lock held."""
+    lake = Path(cfg.lake)
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
     if not cfg.resume and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -289,7 +346,8 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
 
     taps = LayerTaps(layers, patch)
     try:
-        state = _load_checkpoint(checkpoint_path, key) if cfg.resume else None
+        n_units = {name: next(iter(shapes[name].values()))[0] for name in cfg.layers}
+        state = _load_checkpoint(checkpoint_path, cfg, n_units) if cfg.resume else None
         pass1 = _pass_one(
             cfg, probe, model, taps, batches, shapes, n_values, device, workdir, state
         )
@@ -324,9 +382,6 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
         loaded.name, probe, results, n_images, sorted(skipped), seconds, str(device), False
     )
     if dist.rank == 0:
-        if conflict and cfg.new_study:
-            for table in DISSECTION_TABLES:
-                shutil.rmtree(lake / table, ignore_errors=True)
         write_results(lake, cfg, result, loaded, started)
         result.written = True
     distributed.barrier(dist)
@@ -656,17 +711,60 @@ def _pass_two_inputs(
 def _save_checkpoint(path: Path, state: dict[str, Any], cfg: ExtractConfig, probe: Probe) -> None:
     state = dict(state, key=path.parent.parent.name)
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LceError(f"{path}: cannot write the checkpoint: {reason}") from None
 
 
-def _load_checkpoint(path: Path, key: str) -> dict | None:
+_CHECKPOINT_KEYS = {"pass", "batch", "topk", "stats", "top", "n_seen", "skipped", "cache_shapes",
+                    "kept_batches", "cache_bytes", "key"}  # fmt: skip
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def _load_checkpoint(path: Path, cfg: ExtractConfig, n_units: dict[str, int]) -> dict | None:
+    """The checkpoint of this run's work folder, or None to start over.
+
+    A checkpoint that cannot be read or does not fit this run (truncated, tampered with, from
+    another version, its cache gone) is discarded with a warning: resuming from it could only
+    give wrong numbers or a traceback, and starting over costs time, not correctness."""
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("key") != f"extract-{key}":
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        problem = _checkpoint_problem(state, path, cfg, n_units)
+    except Exception as exc:
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if problem:
+        _warn(f"{path}: checkpoint discarded, starting over ({problem[:200]})")
+        path.unlink(missing_ok=True)
         return None
     return state
+
+
+def _checkpoint_problem(
+    state: Any, path: Path, cfg: ExtractConfig, n_units: dict[str, int]
+) -> str | None:
+    if not isinstance(state, dict) or not set(state) >= _CHECKPOINT_KEYS:
+        return "not an lce checkpoint"
+    if state["key"] != path.parent.parent.name or state["pass"] not in (1, 2):
+        return "made by a run with other settings"
+    for name in cfg.layers:
+        values = state["topk"].get(name)
+        if not isinstance(values, torch.Tensor) or values.ndim != 2 or len(values) != n_units[name]:
+            return f"layer {name!r} does not match"
+        if state["pass"] == 2 and name not in state.get("tally", {}):
+            return f"layer {name!r} has no tally"
+    cache = path.parent / "activations.bin"
+    if cfg.cache and (not cache.is_file() or cache.stat().st_size < state["cache_bytes"]):
+        return "its activation cache is missing or shorter than recorded"
+    return None
 
 
 # ---------------------------------------------------------------- output
@@ -675,10 +773,16 @@ def _load_checkpoint(path: Path, key: str) -> dict | None:
 def write_results(
     lake: Path, cfg: ExtractConfig, result: ExtractResult, loaded: Any, started: datetime
 ) -> None:
+    """Commit every table of the run (all layers) to the lake in one all-or-nothing step."""
     probe = result.probe
     category_of = probe.concept_category_index()
     numbers = np.array([c.number for c in probe.concepts], dtype=np.int64)
     first = result.layers[0].tally
+    writes: list[Write] = []
+
+    def write_partition(_lake: Path, table: str, keys: dict[str, str], data: pa.Table) -> None:
+        writes.append(Write(table, keys, data))
+
     write_partition(
         lake,
         "concepts",
@@ -782,6 +886,18 @@ def write_results(
                 }
             ),
         )
+
+    def decide() -> tuple[str, ...]:
+        # Re-checked under the lake's lock: another run may have committed since this one began.
+        conflict = study_conflict(lake, probe, cfg, lock=False)
+        if conflict and not cfg.new_study:
+            raise LceError(
+                f"lake {lake} now holds a study made with other settings: {conflict}; "
+                "use --new-study to replace it, or another --lake / LCE_HOME"
+            )
+        return DISSECTION_TABLES if conflict else ()
+
+    commit(lake, writes, decide=decide)
 
 
 def _settings(cfg: ExtractConfig) -> dict[str, Any]:

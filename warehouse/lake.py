@@ -2,16 +2,24 @@
 
 Every file carries all of its table's columns (the partition keys included), so readers never
 depend on folder names; folders only let a (model, layer) or a source be replaced as a unit.
-A partition is written into ``lake/.tmp/`` first and renamed into place, so a reader or a killed
-writer never sees half a partition.
+A run's partitions (any number, any tables) are committed together: staged under ``lake/.tmp/``,
+then moved into place under the lake's lock after one atomic commit point, so a reader or a
+killed writer never sees half a run (see ``commit``).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import os
 import shutil
+import signal
+import unicodedata
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -124,6 +132,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
+LOCK_NAME = ".lock"  # the lake's commit lock (flock)
+COMMITTED = "commit.json"  # present in a commit folder once the commit is decided
+NAME_MAX = 255  # bytes in one folder name on Linux file systems
+
 PARTITION_KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("model", "layer"),
     "unit_thresholds": ("model", "layer"),
@@ -149,6 +161,27 @@ def partition_dir(lake: Path, table: str, keys: Mapping[str, str]) -> Path:
     return path
 
 
+def check_name(kind: str, value: str) -> str:
+    """Refuse, before any work, a name that cannot become a partition folder.
+
+    Names are data: they are percent-encoded into one folder level (``model=<encoded>``), so any
+    character is allowed except control characters (invisible in every listing); the encoded
+    folder name must fit the file system's limit on one name (255 bytes on Linux file systems)."""
+    if not value or not value.strip():
+        raise LceError(f"{kind} must not be empty")
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise LceError(f"{kind} {value[:40]!r}: control character {bad!r} is not allowed")
+    longest = max(len(k) for keys in PARTITION_KEYS.values() for k in keys) + 1
+    encoded = len(quote(value, safe="").encode())
+    if longest + encoded > NAME_MAX:
+        raise LceError(
+            f"{kind} {value[:40]!r}...: too long ({len(value)} characters, {encoded} bytes "
+            f"percent-encoded; at most {NAME_MAX - longest} bytes fit a folder name)"
+        )
+    return value
+
+
 def conform(table: str, data: pa.Table) -> pa.Table:
     """Select and cast ``data`` to the table's contract; a missing column is a clear error."""
     schema = SCHEMAS[table]
@@ -159,6 +192,12 @@ def conform(table: str, data: pa.Table) -> pa.Table:
         return data.select(schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise LceError(f"lake table {table}: cannot cast to the lake schema: {exc}") from exc
+
+
+def os_error(exc: OSError, what: str) -> LceError:
+    """One line for a failed file operation: which path, and the system's reason."""
+    where = exc.filename if exc.filename is not None else what
+    return LceError(f"{where}: {exc.strerror or exc}")
 
 
 def ensure_writable(lake: Path) -> None:
@@ -172,40 +211,211 @@ def ensure_writable(lake: Path) -> None:
         raise LceError(f"lake folder {lake} is not writable: {exc.strerror or exc}") from exc
 
 
-def write_partition(lake: Path, table: str, keys: Mapping[str, str], data: pa.Table) -> Path:
-    """Replace one partition with ``data`` atomically (temp folder, then rename)."""
-    data = conform(table, data)
-    ensure_writable(lake)
-    final = partition_dir(lake, table, keys)
-    tmp = lake / ".tmp" / uuid.uuid4().hex
-    tmp.mkdir(parents=True)
+# ---------------------------------------------------------------- locks
+
+
+@contextmanager
+def file_lock(path: Path, exclusive: bool, wait: bool, busy: str) -> Iterator[bool]:
+    """An advisory ``flock`` on ``path``, held for the block and released by the OS if the
+    process dies (so a killed run never leaves a stale lock). Without ``wait``, a held lock is
+    the one-line error ``busy``. Yields False (no lock) only where the folder is read-only and
+    the lock file cannot be created: nobody can write there either."""
     try:
-        pq.write_table(data, tmp / "part-0.parquet", compression="zstd")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            old = lake / ".tmp" / f"{uuid.uuid4().hex}-old"
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and not exclusive:
+            yield False
+            return
+        raise os_error(exc, str(path)) from None
+    try:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LceError(busy) from None
+        yield True
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        os.close(fd)  # releases the lock
 
 
-def read_table(lake: Path, table: str) -> pa.Table:
-    """All partitions of a lake table; an absent table is empty, with the contract's schema."""
+def _lake_lock(lake: Path, exclusive: bool) -> AbstractContextManager[bool]:
+    return file_lock(lake / LOCK_NAME, exclusive, wait=True, busy="")
+
+
+# ---------------------------------------------------------------- commits
+#
+# A commit replaces or drops any number of partitions of any tables in one step, all of it under
+# the lake's exclusive lock:
+#   1. stage: every new partition is written under lake/.tmp/commit-<id>/new/<its path>;
+#   2. commit point: lake/.tmp/commit-<id>/commit.json (the list of moves) appears by an atomic
+#      rename. Before it, the commit never happened; after it, it will complete;
+#   3. apply: each old partition is moved to .../old/<its path>, each new one into place;
+#   4. clean: commit.json is removed, then the commit folder.
+# Readers (read_table, `lce build`) hold it shared,
+# so they see the lake before or after a commit, never between. A process killed at any step
+# leaves either staging without commit.json (rolled back: deleted) or commit.json (rolled
+# forward: every move is idempotent), and the next lce command that touches the lake does that
+# first (`recover`). dbt run by hand refuses a lake with an unfinished commit.
+
+
+@dataclass(frozen=True)
+class Write:
+    """One partition to write: its table, its keys, its rows."""
+
+    table: str
+    keys: Mapping[str, str]
+    data: pa.Table
+
+
+def _fault(step: str) -> None:
+    """Testing hook: LCE_TEST_KILL_AT=<step> kills this process (SIGKILL, as `kill -9` would)
+    at that step of a lake commit, so tests can prove each step leaves a recoverable lake."""
+    if os.environ.get("LCE_TEST_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _partitions(lake: Path, table: str) -> list[Path]:
+    """Every partition folder of a table (the leaves of its key folders)."""
     root = lake / table
-    files = sorted(root.glob("**/*.parquet")) if root.exists() else []
-    if not files:
-        return SCHEMAS[table].empty_table()
-    return pa.concat_tables([conform(table, pq.read_table(f)) for f in files])
+    depth = len(PARTITION_KEYS[table])
+    pattern = "/".join(["*"] * depth)
+    return sorted(p for p in root.glob(pattern) if p.is_dir()) if root.exists() else []
+
+
+def commit(
+    lake: Path,
+    writes: list[Write],
+    drop_tables: tuple[str, ...] = (),
+    decide: Callable[[], tuple[str, ...]] | None = None,
+) -> list[Path]:
+    """Replace the partitions in ``writes`` and drop every other partition of ``drop_tables``,
+    in one all-or-nothing step. ``decide`` runs under the lake's lock, before anything is
+    staged: it may refuse (raise) or name more tables to drop, and what it saw of the lake
+    still holds when the commit lands (e.g. the study's settings)."""
+    data = [(w, conform(w.table, w.data), partition_dir(lake, w.table, w.keys)) for w in writes]
+    ensure_writable(lake)
+    folder = lake / ".tmp" / f"commit-{uuid.uuid4().hex}"
+    try:
+        # Staging runs under the lock too, so recovery never mistakes a live writer's staging
+        # folder for a dead one's.
+        with _lake_lock(lake, exclusive=True):
+            _recover_locked(lake)
+            if decide is not None:
+                drop_tables = (*drop_tables, *decide())
+            for _, table, final in data:
+                staged = folder / "new" / final.relative_to(lake)
+                staged.mkdir(parents=True)
+                pq.write_table(table, staged / "part-0.parquet", compression="zstd")
+            _fault("staged")
+            replaced = {final for _, _, final in data}
+            dropped = [p for t in drop_tables for p in _partitions(lake, t) if p not in replaced]
+            moves = [str(final.relative_to(lake)) for final in sorted(replaced)]
+            drops = [str(p.relative_to(lake)) for p in dropped]
+            pending = folder / "commit.json.pending"
+            pending.write_text(json.dumps({"replace": moves, "drop": drops}))
+            with pending.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(pending, folder / COMMITTED)  # the commit point
+            _fault("committed")
+            _apply(lake, folder)
+    except OSError as exc:
+        raise os_error(exc, str(folder)) from exc
+    finally:
+        if folder.exists() and not (folder / COMMITTED).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    return [final for _, _, final in data]
+
+
+def _apply(lake: Path, folder: Path) -> None:
+    """Carry out a committed folder's moves; safe to run again after a kill at any point."""
+    plan = json.loads((folder / COMMITTED).read_text())
+    for rel in plan["replace"]:
+        new, final, old = folder / "new" / rel, lake / rel, folder / "old" / rel
+        if new.exists():
+            if final.exists():
+                old.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(final, old)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(new, final)
+            _fault("applying")
+    for rel in plan["drop"]:
+        final, old = lake / rel, folder / "old" / rel
+        if final.exists():
+            old.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(final, old)
+    _fault("applied")
+    (folder / COMMITTED).unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    for rel in plan["drop"]:  # folders of models whose every layer was dropped
+        parent = (lake / rel).parent
+        while parent != lake and parent.exists() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+
+def _recover_locked(lake: Path) -> None:
+    tmp = lake / ".tmp"
+    for folder in sorted(tmp.glob("commit-*")) if tmp.exists() else []:
+        if (folder / COMMITTED).exists():
+            _apply(lake, folder)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def unfinished_commits(lake: Path) -> list[Path]:
+    tmp = lake / ".tmp"
+    return sorted(tmp.glob(f"commit-*/{COMMITTED}")) if tmp.exists() else []
+
+
+def recover(lake: Path) -> None:
+    """Finish (or roll back) whatever a killed commit left, before anything reads the lake."""
+    tmp = lake / ".tmp"
+    if not tmp.exists() or not any(tmp.glob("commit-*")):
+        return
+    try:
+        with _lake_lock(lake, exclusive=True):
+            _recover_locked(lake)
+    except OSError as exc:
+        raise os_error(exc, str(lake)) from exc
+
+
+@contextmanager
+def reading(lake: Path) -> Iterator[None]:
+    """Hold the lake still while it is read: no commit lands until the block ends."""
+    for _ in range(5):
+        recover(lake)
+        with _lake_lock(lake, exclusive=False) as locked:
+            if not unfinished_commits(lake):
+                yield
+                return
+            if not locked:
+                raise LceError(
+                    f"lake {lake} has an unfinished commit and is read-only here: run any lce "
+                    "command on it where it is writable to finish it"
+                )
+    raise LceError(f"lake {lake}: an unfinished commit could not be completed")
+
+
+def write_partition(lake: Path, table: str, keys: Mapping[str, str], data: pa.Table) -> Path:
+    """Replace one partition with ``data`` atomically (a commit of one partition)."""
+    return commit(lake, [Write(table, keys, data)])[0]
+
+
+def read_table(lake: Path, table: str, lock: bool = True) -> pa.Table:
+    """All partitions of a lake table; an absent table is empty, with the contract's schema.
+    ``lock=False`` only for a caller that holds the lake's lock already."""
+    root = lake / table
+    with reading(lake) if lock else nullcontext():
+        files = sorted(root.glob("**/*.parquet")) if root.exists() else []
+        if not files:
+            return SCHEMAS[table].empty_table()
+        return pa.concat_tables([conform(table, pq.read_table(f)) for f in files])
 
 
 def has_data(lake: Path) -> bool:
     """Whether any table of the lake holds at least one file."""
+    recover(lake)
     return any(
         (lake / table).exists() and any((lake / table).glob("**/*.parquet")) for table in SCHEMAS
     )
