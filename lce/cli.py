@@ -278,6 +278,58 @@ def probe_synth(
 
 
 @app.command("demo")
+@probe_app.command("info")
+@friendly
+def probe_info_cmd(
+    path: Annotated[Path, typer.Argument(help="Probe set folder (Broden layout).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Images, sizes, categories, concepts, label pixels and coverage, and every problem found."""
+    import json
+
+    from extract.probe_info import probe_info
+
+    info = probe_info(path)
+    if as_json:
+        print(json.dumps(info.to_dict(), indent=2))
+    else:
+        sizes = ", ".join(f"{k} ({v})" for k, v in info.image_sizes.items())
+        labels = ", ".join(f"{k} ({v})" for k, v in info.label_sizes.items())
+        console.print(f"{info.path}: {info.images} images ({sizes}); label maps {labels}; "
+                      f"{info.labels} labels")  # fmt: skip
+        table = Table("category", "concepts", "images annotated", "image coverage",
+                      "label pixels", "image-level labels")  # fmt: skip
+        for c in info.categories:
+            table.add_row(c.name, str(c.concepts), str(c.images_annotated),
+                          f"{c.image_coverage:.1%}", str(c.label_pixels), str(c.image_labels))  # fmt: skip
+        console.print(table)
+        for problem in info.problems:
+            console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        console.print(f"{len(info.problems)} problem(s)" if info.problems else "no problems found")
+    if info.problems:
+        raise typer.Exit(1)
+
+
+@probe_app.command("from")
+@friendly
+def probe_from(
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help="ade20k, voc, coco-panoptic or masks.")
+    ],
+    src: Annotated[Path, typer.Argument(help="The dataset folder, in its own layout (README).")],
+    out: Annotated[Path, typer.Argument(help="Probe set folder to write (must not exist).")],
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 224,
+    label_size: Annotated[
+        int | None, typer.Option(help="Label map side in pixels [default: half of --size].")
+    ] = None,
+) -> None:
+    """Convert a segmentation dataset into a probe set (Broden layout), all or nothing."""
+    from extract.probe_convert import convert
+
+    n = convert(fmt, src, out, size=size, label_size=label_size)
+    console.print(f"wrote {n} images to {out}")
+
+
 @friendly
 def demo(
     workdir: Annotated[Path, typer.Option(help="Work folder (its LCE_HOME).")] = Path(

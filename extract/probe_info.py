@@ -1,0 +1,185 @@
+"""What a probe set holds and what is wrong with it (``lce probe info``).
+
+Unlike extract.broden.open_probe, which stops at the first problem because extraction must not
+run on a broken probe set, this reads everything it can and lists every problem: missing or
+unreadable images and label PNGs, label maps of the wrong size, label numbers not in label.csv,
+categories of category.csv absent from index.csv, c_<category>.csv files of unknown categories.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from extract.broden import FIXED_COLUMNS
+from lce.errors import LceError
+
+
+@dataclass
+class CategoryInfo:
+    name: str
+    concepts: int  # labels listed in c_<name>.csv
+    images_annotated: int  # images whose index.csv cell for it is non-empty
+    image_coverage: float  # images_annotated / images
+    label_pixels: int  # non-zero label pixels in its label PNGs
+    image_labels: int  # image-level labels (integer cells)
+
+
+@dataclass
+class ProbeInfo:
+    path: str
+    images: int
+    image_sizes: dict[str, int]  # "HxW" -> images
+    label_sizes: dict[str, int]
+    labels: int  # label.csv rows other than 0
+    categories: list[CategoryInfo]
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rows(path: Path, problems: list[str]) -> list[dict[str, str]] | None:
+    if not path.is_file():
+        problems.append(f"{path.name}: missing")
+        return None
+    try:
+        with path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        problems.append(f"{path.name}: unreadable ({type(exc).__name__})")
+        return None
+
+
+def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
+    """Count and check everything; LceError only when ``root`` is no folder at all."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LceError(f"{root}: probe set folder not found")
+    problems: list[str] = []
+    category_rows = _rows(root / "category.csv", problems) or []
+    categories = [r.get("name", "") for r in category_rows]
+    label_rows = _rows(root / "label.csv", problems) or []
+    index_rows = _rows(root / "index.csv", problems) or []
+    known = np.zeros(65536, dtype=bool)
+    known[0] = True
+    for i, row in enumerate(label_rows, start=2):
+        try:
+            number = int(row.get("number", ""))
+        except ValueError:
+            problems.append(f"label.csv: line {i}: number {row.get('number')!r} is not an integer")
+            continue
+        if 0 <= number < 65536:
+            known[number] = True
+    concepts = {}
+    for category in categories:
+        rows = _rows(root / f"c_{category}.csv", problems)
+        concepts[category] = len(rows) if rows is not None else 0
+    for extra in sorted(root.glob("c_*.csv")):
+        if extra.stem[2:] not in categories:
+            problems.append(f"{extra.name}: category {extra.stem[2:]!r} not in category.csv")
+    header = list(index_rows[0]) if index_rows else []
+    for column in FIXED_COLUMNS:
+        if index_rows and column not in header:
+            problems.append(f"index.csv: missing column {column}")
+    present = [c for c in categories if not index_rows or c in header]
+    for category in categories:
+        if index_rows and category not in header:
+            problems.append(f"index.csv: category {category!r} of category.csv has no column")
+
+    image_sizes: Counter[str] = Counter()
+    label_sizes: Counter[str] = Counter()
+    annotated: Counter[str] = Counter()
+    pixels: Counter[str] = Counter()
+    image_level: Counter[str] = Counter()
+    images = root / "images"
+    for line, row in enumerate(index_rows, start=2):
+        name = row.get("image", "")
+        try:
+            ih, iw, sh, sw = (int(float(row.get(k) or "")) for k in ("ih", "iw", "sh", "sw"))
+        except ValueError:
+            problems.append(f"index.csv: line {line}: ih/iw/sh/sw are not integers")
+            continue
+        image_sizes[f"{ih}x{iw}"] += 1
+        label_sizes[f"{sh}x{sw}"] += 1
+        shape = _decode_shape(images, name, problems)
+        if shape is not None and shape != (ih, iw):
+            problems.append(f"images/{name}: is {shape[0]}x{shape[1]}, index.csv says {ih}x{iw}")
+        for category in present:
+            cell = (row.get(category) or "").strip()
+            if not cell:
+                continue
+            annotated[category] += 1
+            for token in filter(None, (t.strip() for t in cell.split(";"))):
+                if token.isdigit():
+                    image_level[category] += 1
+                    if int(token) > 65535 or not known[int(token)]:
+                        problems.append(
+                            f"index.csv: line {line}: image-level label {token} not in label.csv"
+                        )
+                    continue
+                numbers = _decode_labels(images, token, problems)
+                if numbers is None:
+                    continue
+                if numbers.shape != (sh, sw):
+                    problems.append(
+                        f"images/{token}: label map is {numbers.shape[0]}x{numbers.shape[1]}, "
+                        f"index.csv says {sh}x{sw}"
+                    )
+                unknown = np.unique(numbers[~known[numbers]])
+                if unknown.size:
+                    shown = ", ".join(str(int(u)) for u in unknown[:5])
+                    problems.append(f"images/{token}: label number(s) {shown} not in label.csv")
+                pixels[category] += int(np.count_nonzero(numbers))
+    n = len(index_rows)
+    if len(problems) > max_problems:
+        problems = [*problems[:max_problems], f"... and {len(problems) - max_problems} more"]
+    return ProbeInfo(
+        path=str(root),
+        images=n,
+        image_sizes=dict(image_sizes),
+        label_sizes=dict(label_sizes),
+        labels=sum(1 for r in label_rows if r.get("number") not in ("0", None)),
+        categories=[
+            CategoryInfo(
+                name=c,
+                concepts=concepts.get(c, 0),
+                images_annotated=annotated[c],
+                image_coverage=annotated[c] / n if n else 0.0,
+                label_pixels=pixels[c],
+                image_labels=image_level[c],
+            )
+            for c in categories
+        ],
+        problems=problems,
+    )
+
+
+def _decode_shape(images: Path, name: str, problems: list[str]) -> tuple[int, int] | None:
+    try:
+        with Image.open(images / name) as img:
+            img.load()
+            return img.height, img.width
+    except FileNotFoundError:
+        problems.append(f"images/{name}: image missing")
+    except Exception as exc:
+        problems.append(f"images/{name}: unreadable image ({type(exc).__name__})")
+    return None
+
+
+def _decode_labels(images: Path, name: str, problems: list[str]) -> np.ndarray | None:
+    try:
+        with Image.open(images / name) as img:
+            rgb = np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        problems.append(f"images/{name}: label map missing")
+        return None
+    except Exception as exc:
+        problems.append(f"images/{name}: unreadable label map ({type(exc).__name__})")
+        return None
+    return rgb[..., 0].astype(np.int64) | (rgb[..., 1].astype(np.int64) << 8)
