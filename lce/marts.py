@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lce import embedding
+from lce import correlations, embedding
 
 
 @dataclass(frozen=True)
@@ -136,34 +136,20 @@ def dim_model_categories(inputs: MartInputs) -> pa.Table:
     )
 
 
-def fct_component_task_correlations(inputs: MartInputs) -> pa.Table:
-    """Pearson r of each component with each task result over the models that have both."""
+def fct_component_task_correlations(
+    inputs: MartInputs, settings: correlations.Settings | None = None
+) -> pa.Table:
+    """Each component against each task result over the models that have both: Pearson r and p,
+    Spearman, a bootstrap interval and BH q (computed in lce.correlations, shared by the
+    category and concept marts)."""
     profiles, fit = _fit(inputs)
-    rows = []
-    bench = inputs.benchmarks if inputs.benchmarks is not None else pd.DataFrame()
-    if fit.scores.shape[1] and not bench.empty:
-        scores = pd.DataFrame(fit.scores, index=profiles.models)
-        keys = ["task", "dataset", "metric", "higher_is_better"]
-        for key, group in bench.groupby(keys, sort=True):
-            group = group[group["model"].isin(scores.index)]
-            x_models = group["model"].tolist()
-            values = group["value"].to_numpy(dtype=float)
-            for c in range(fit.scores.shape[1]):
-                r, p = embedding.pearson(scores.loc[x_models, c].to_numpy(), values)
-                rows.append((c + 1, key[0], key[1], key[2], bool(key[3]), len(x_models), r, p))
-    return _table(
-        rows,
-        [
-            ("component", pa.int32()),
-            ("task", pa.string()),
-            ("dataset", pa.string()),
-            ("metric", pa.string()),
-            ("higher_is_better", pa.bool_()),
-            ("n", pa.int32()),
-            ("pearson_r", pa.float64()),
-            ("p_value", pa.float64()),
-        ],
-        nan_to_null=True,
+    scores = pd.DataFrame(
+        fit.scores,
+        index=pd.Index(profiles.models, name="model"),
+        columns=list(range(1, fit.scores.shape[1] + 1)),
+    )
+    return correlations.component_task_table(
+        scores, inputs.benchmarks, settings or correlations.Settings()
     )
 
 

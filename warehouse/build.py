@@ -25,7 +25,16 @@ from lce.errors import LceError
 from warehouse.lake import has_data
 from warehouse.paths import dbt_project_dir
 
-VARS = ("min_iou", "exclude_models", "n_components", "n_categories")
+VARS = (
+    "min_iou",
+    "exclude_models",
+    "n_components",
+    "n_categories",
+    "n_boot",
+    "seed",
+    "q_threshold",
+    "fdr_family",
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -62,6 +71,19 @@ def _check_var(key: str, value: Any, pair: str) -> Any:
     if key == "n_categories":
         if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise LceError(bad + "n_categories must be a positive integer or 'auto'")
+        return value
+    if key in ("n_boot", "seed"):
+        least = 1 if key == "n_boot" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise LceError(bad + f"{key} must be an integer >= {least}")
+        return value
+    if key == "q_threshold":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise LceError(bad + "q_threshold must be a number in (0, 1)")
+        return float(value)
+    if key == "fdr_family":
+        if value not in ("build", "task"):
+            raise LceError(bad + "fdr_family must be 'build' or 'task'")
         return value
     # exclude_models: a YAML list or a comma-separated string; [] includes every model.
     if value is None:

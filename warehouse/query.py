@@ -27,6 +27,9 @@ MARTS = (
     "dim_model_categories",
     "fct_component_loadings",
     "fct_component_task_correlations",
+    "fct_category_task_correlations",
+    "fct_concept_task_correlations",
+    "fct_component_category_correlations",
     "fct_model_distances",
     "fct_task_benchmarks",
 )

@@ -3,7 +3,7 @@
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import marts
+from lce import correlations, marts
 
 
 def model(dbt, session):
@@ -15,4 +15,10 @@ def model(dbt, session):
         models=dbt.ref("dim_models").df(),
         benchmarks=dbt.ref("fct_task_benchmarks").df(),
     )
-    return marts.fct_component_task_correlations(inputs)
+    settings = correlations.settings(
+        dbt.config.get("n_boot"),
+        dbt.config.get("seed"),
+        dbt.config.get("q_threshold"),
+        dbt.config.get("fdr_family"),
+    )
+    return marts.fct_component_task_correlations(inputs, settings)

@@ -1,0 +1,23 @@
+"""dbt Python model: computed by lce.correlations.fct_component_category_correlations (shared
+with the tests and the explorer's Components page, which reads this table).
+
+dbt reads refs and config keys from this file's own source, so they stay here.
+"""
+
+from lce import correlations
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    settings = correlations.settings(
+        dbt.config.get("n_boot"),
+        dbt.config.get("seed"),
+        dbt.config.get("q_threshold"),
+        dbt.config.get("fdr_family"),
+    )
+    return correlations.fct_component_category_correlations(
+        dbt.ref("fct_lce").df(),
+        dbt.ref("fct_category_profiles").df(),
+        dbt.ref("dim_models").df(),
+        settings,
+    )

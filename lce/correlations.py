@@ -1,0 +1,318 @@
+"""The correlation marts: components, concept categories and concepts against task results, and
+components against concept categories, each with the same statistics and correction.
+
+Every pair (feature, target) gets n, Pearson r and p, Spearman rho and p, a seeded percentile
+bootstrap 95% interval of r (resampling models), and a Benjamini-Hochberg q over its family, so
+"significant" (q below the dbt var ``q_threshold``) means the same thing in every mart, the
+summary and the explorer. dbt's Python models hand their refs to these functions; the tests call
+the same functions.
+
+Families (dbt var ``fdr_family``): ``build`` corrects over all pairs of the mart in the build;
+``task`` over each task family (the ``task`` column) separately. Each mart is its own family:
+the concept mart has far more tests than the others and would otherwise drown them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lce import stats
+
+FDR_FAMILIES = ("build", "task")
+RESULT_KEYS = ["task", "dataset", "metric", "higher_is_better"]
+# What each concept category is measured by, named after fct_category_profiles' columns.
+CATEGORY_MEASURES = ("n_units", "n_unique_concepts", "unit_share")
+
+STAT_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("n", pa.int32()),
+    ("pearson_r", pa.float64()),
+    ("p_value", pa.float64()),
+    ("spearman_rho", pa.float64()),
+    ("spearman_p", pa.float64()),
+    ("r_lo", pa.float64()),
+    ("r_hi", pa.float64()),
+    ("q_value", pa.float64()),
+    ("significant", pa.bool_()),
+    ("fdr_family", pa.string()),
+    ("q_threshold", pa.float64()),
+]
+RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("task", pa.string()),
+    ("dataset", pa.string()),
+    ("metric", pa.string()),
+    ("higher_is_better", pa.bool_()),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The dbt vars of the correlation marts (defaults as in dbt_project.yml)."""
+
+    n_boot: int = 1000
+    seed: int = 0
+    q_threshold: float = 0.05
+    fdr_family: str = "build"
+
+
+def settings(n_boot: Any, seed: Any, q_threshold: Any, fdr_family: Any) -> Settings:
+    """Settings from a dbt Python model's config values (dbt hands vars over as text).
+
+    ``lce build`` refuses bad values before dbt runs; this check is for `dbt build` run by hand,
+    where a ValueError fails the model and dbt leaves the other marts as they were.
+    """
+    default = Settings()
+
+    def text(value: Any) -> str | None:
+        if value is None:
+            return None
+        out = str(value).strip().strip("'\"")
+        return None if out in ("", "None") else out
+
+    boot_text, seed_text = text(n_boot), text(seed)
+    q_text, family_text = text(q_threshold), text(fdr_family)
+    try:
+        boot = default.n_boot if boot_text is None else int(boot_text)
+    except ValueError:
+        boot = 0
+    if boot < 1:
+        raise ValueError(f"dbt var n_boot: got {n_boot!r}, expected an integer >= 1")
+    try:
+        seed_value = default.seed if seed_text is None else int(seed_text)
+    except ValueError:
+        seed_value = -1
+    if seed_value < 0:
+        raise ValueError(f"dbt var seed: got {seed!r}, expected an integer >= 0")
+    try:
+        q = default.q_threshold if q_text is None else float(q_text)
+    except ValueError:
+        q = float("nan")
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"dbt var q_threshold: got {q_threshold!r}, expected a number in (0, 1)")
+    family = default.fdr_family if family_text is None else family_text
+    if family not in FDR_FAMILIES:
+        raise ValueError(
+            f"dbt var fdr_family: got {fdr_family!r}, expected one of {', '.join(FDR_FAMILIES)}"
+        )
+    return Settings(n_boot=boot, seed=seed_value, q_threshold=q, fdr_family=family)
+
+
+# ----------------------------------------------------------------------------------------------
+# Features: one column per thing correlated, one row per embedded model
+# ----------------------------------------------------------------------------------------------
+
+
+def embedded_models(models: pd.DataFrame) -> list[str]:
+    return sorted(models.loc[models["in_embedding"].astype(bool), "model"].tolist())
+
+
+def category_features(category_profiles: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    """Embedded models x (category, measure): interpretable units, distinct concepts and the
+    category's share of the model's interpretable units (0 where a model has none of the
+    category: a count of zero is a count)."""
+    keep = embedded_models(models)
+    rows = category_profiles[category_profiles["model"].isin(keep)]
+    categories = sorted(set(rows["category"].dropna()))
+    total = models.set_index("model")["n_interpretable_units"].astype(float)
+    columns: dict[tuple[str, str], pd.Series] = {}
+    for category in categories:
+        part = rows[rows["category"] == category].set_index("model")
+        units = part["n_units"].astype(float).reindex(keep, fill_value=0.0)
+        concepts = part["n_unique_concepts"].astype(float).reindex(keep, fill_value=0.0)
+        columns[(category, "n_units")] = units
+        columns[(category, "n_unique_concepts")] = concepts
+        columns[(category, "unit_share")] = units / total.reindex(keep)
+    return pd.DataFrame(columns, index=pd.Index(keep, name="model"))
+
+
+def concept_features(profiles: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    """Embedded models x (category, concept): interpretable units of the concept, over every
+    concept of the profile (the embedding's columns; 0 where a model has none)."""
+    keep = embedded_models(models)
+    concepts = (
+        profiles[["category", "concept"]].drop_duplicates().sort_values(["category", "concept"])
+    )
+    keys = list(zip(concepts["category"], concepts["concept"], strict=True))
+    index = {key: j for j, key in enumerate(keys)}
+    row_of = {model: i for i, model in enumerate(keep)}
+    matrix = np.zeros((len(keep), len(keys)))
+    rows = profiles[profiles["model"].isin(row_of)]
+    for model, category, concept, n_units in rows[
+        ["model", "category", "concept", "n_units"]
+    ].itertuples(index=False):
+        matrix[row_of[model], index[(category, concept)]] += float(n_units)
+    return pd.DataFrame(matrix, index=pd.Index(keep, name="model"), columns=keys)
+
+
+def component_scores(lce: pd.DataFrame) -> pd.DataFrame:
+    """fct_lce (model, component, value) -> embedded models x component."""
+    if lce.empty:
+        return pd.DataFrame(index=pd.Index([], name="model"))
+    wide = lce.pivot(index="model", columns="component", values="value").sort_index()
+    wide.columns = [int(c) for c in wide.columns]
+    return wide
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------------
+
+
+def correlate(features: pd.DataFrame, target: pd.Series, settings: Settings) -> pd.DataFrame:
+    """Every column of ``features`` against ``target`` over the models both have: n, r, p, rho,
+    Spearman p and the bootstrap interval (one row per column, in column order)."""
+    target = target.dropna()
+    models = [m for m in features.index if m in target.index]
+    x = features.loc[models].to_numpy(dtype=float) if models else np.zeros((0, features.shape[1]))
+    y = target.loc[models].to_numpy(dtype=float)
+    lo, hi = stats.bootstrap_intervals(x, y, settings.n_boot, settings.seed)
+    out = []
+    for j in range(features.shape[1]):
+        r, p = stats.pearson(x[:, j], y)
+        rho, sp = stats.spearman(x[:, j], y)
+        out.append(
+            {
+                "n": len(models),
+                "pearson_r": r,
+                "p_value": p,
+                "spearman_rho": rho,
+                "spearman_p": sp,
+                "r_lo": lo[j],
+                "r_hi": hi[j],
+            }
+        )
+    return pd.DataFrame(out, columns=["n", "pearson_r", "p_value", "spearman_rho", "spearman_p",
+                                      "r_lo", "r_hi"])  # fmt: skip
+
+
+def with_q(frame: pd.DataFrame, settings: Settings, by_task: bool) -> pd.DataFrame:
+    """Add q_value (Benjamini-Hochberg over the family), significant, fdr_family, q_threshold.
+
+    ``by_task`` says whether the mart has task families; without them the whole mart is the
+    family whatever ``fdr_family`` says."""
+    frame = frame.copy()
+    frame["q_value"] = np.nan
+    if by_task and settings.fdr_family == "task":
+        frame["fdr_family"] = frame["task"]
+    else:
+        frame["fdr_family"] = "build"
+    for _, index in frame.groupby("fdr_family", sort=False).groups.items():
+        frame.loc[index, "q_value"] = stats.bh_q_values(frame.loc[index, "p_value"].to_numpy())
+    frame["significant"] = (frame["q_value"] < settings.q_threshold).fillna(False).astype(bool)
+    frame["q_threshold"] = settings.q_threshold
+    return frame
+
+
+def against_results(
+    features: pd.DataFrame,
+    benchmarks: pd.DataFrame | None,
+    key_names: list[str],
+    settings: Settings,
+) -> pd.DataFrame:
+    """Every feature column against every task result, with q over the chosen family."""
+    columns = key_names + [name for name, _ in RESULT_FIELDS] + [name for name, _ in STAT_FIELDS]
+    if benchmarks is None or benchmarks.empty or features.shape[1] == 0 or features.empty:
+        return pd.DataFrame(columns=columns)
+    parts = []
+    for key, group in benchmarks.groupby(RESULT_KEYS, sort=True):
+        target = group.set_index("model")["value"].astype(float)
+        part = correlate(features, target, settings)
+        labels = _key_columns(features.columns, len(key_names))
+        for name, values in zip(key_names, labels, strict=True):
+            part[name] = values
+        for name, value in zip(RESULT_KEYS, key, strict=True):
+            part[name] = value
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    frame = with_q(frame, settings, by_task=True)
+    return frame.sort_values(key_names + RESULT_KEYS[:3], kind="stable")[columns]
+
+
+def _key_columns(columns: pd.Index, width: int) -> list[list[Any]]:
+    """A frame's column labels split into ``width`` lists (tuples for MultiIndex/tuple labels)."""
+    labels = [c if isinstance(c, tuple) else (c,) for c in columns]
+    return [[label[i] for label in labels] for i in range(width)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The marts
+# ----------------------------------------------------------------------------------------------
+
+
+def component_task_table(
+    scores: pd.DataFrame, benchmarks: pd.DataFrame | None, settings: Settings
+) -> pa.Table:
+    """fct_component_task_correlations from embedded models x component scores."""
+    frame = against_results(scores, benchmarks, ["component"], settings)
+    return _arrow(frame, [("component", pa.int32())] + RESULT_FIELDS + STAT_FIELDS)
+
+
+def fct_category_task_correlations(
+    category_profiles: pd.DataFrame,
+    models: pd.DataFrame,
+    benchmarks: pd.DataFrame | None,
+    settings: Settings,
+) -> pa.Table:
+    features = category_features(category_profiles, models)
+    frame = against_results(features, benchmarks, ["category", "measure"], settings)
+    return _arrow(
+        frame, [("category", pa.string()), ("measure", pa.string())] + RESULT_FIELDS + STAT_FIELDS
+    )
+
+
+def fct_concept_task_correlations(
+    profiles: pd.DataFrame,
+    models: pd.DataFrame,
+    benchmarks: pd.DataFrame | None,
+    settings: Settings,
+) -> pa.Table:
+    features = concept_features(profiles, models)
+    frame = against_results(features, benchmarks, ["category", "concept"], settings)
+    return _arrow(
+        frame, [("category", pa.string()), ("concept", pa.string())] + RESULT_FIELDS + STAT_FIELDS
+    )
+
+
+def fct_component_category_correlations(
+    lce: pd.DataFrame,
+    category_profiles: pd.DataFrame,
+    models: pd.DataFrame,
+    settings: Settings,
+) -> pa.Table:
+    """Each component's scores against each category measure, over the embedded models."""
+    fields = [("component", pa.int32()), ("category", pa.string()), ("measure", pa.string())]
+    scores = component_scores(lce)
+    features = category_features(category_profiles, models)
+    columns = [name for name, _ in fields + STAT_FIELDS]
+    parts = []
+    if not scores.empty and features.shape[1]:
+        features = features.reindex(scores.index)
+        for category, measure in features.columns:
+            part = correlate(scores, features[(category, measure)], settings)
+            part["component"] = list(scores.columns)
+            part["category"] = category
+            part["measure"] = measure
+            parts.append(part)
+    if not parts:
+        return _arrow(pd.DataFrame(columns=columns), fields + STAT_FIELDS)
+    frame = with_q(pd.concat(parts, ignore_index=True), settings, by_task=False)
+    frame = frame.sort_values(["component", "category", "measure"], kind="stable")[columns]
+    return _arrow(frame, fields + STAT_FIELDS)
+
+
+def _arrow(frame: pd.DataFrame, fields: Iterable[tuple[str, pa.DataType]]) -> pa.Table:
+    """A typed Arrow table; NaN becomes null (an undefined statistic is published as null)."""
+    fields = list(fields)
+    arrays = []
+    for name, dtype in fields:
+        values = frame[name].tolist() if name in frame else []
+        if pa.types.is_floating(dtype):
+            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+                      for v in values]  # fmt: skip
+        arrays.append(pa.array(values, type=dtype))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
