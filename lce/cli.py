@@ -13,13 +13,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from lce import summary
 from lce.errors import LceError
 from warehouse import benchmarks as benchmarks_mod
 from warehouse import build as build_mod
 from warehouse import reference as reference_mod
-from warehouse.paths import db_path, lake_dir
+from warehouse import study
+from warehouse.paths import db_path, demo_dir, lake_dir
 
 app = typer.Typer(
     help="Dissect vision models into concept tables and compare them in a DuckDB warehouse.",
@@ -43,6 +45,11 @@ DbOpt = Annotated[
 ]
 
 
+def error_line(message: str) -> None:
+    """One line on stderr; the message is data (a model named "[/x]" is printed as typed)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def friendly(func: F) -> F:
     """Turn an LceError into one line on stderr and exit status 1."""
 
@@ -51,8 +58,15 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except LceError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            error_line(str(exc))
             raise typer.Exit(1) from None
+        except OSError as exc:  # full disk, read-only folder, name too long, permission ...
+            where = exc.filename if exc.filename is not None else ""
+            error_line(f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            error_line("interrupted")
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -73,9 +87,9 @@ def benchmarks_add(
 ) -> None:
     """Validate long-format task results and add them to the lake (replacing that source)."""
     name, frame = benchmarks_mod.add_benchmarks(file, lake_dir(lake), source)
-    console.print(
+    say(
         f"added {frame.height} results for {frame['model'].n_unique()} models "
-        f"as source [bold]{name}[/] in {lake_dir(lake)}"
+        f"as source {name} in {lake_dir(lake)}"
     )
 
 
@@ -92,13 +106,13 @@ def reference_load(
     if from_dir is None:
         cache = Path(os.environ.get("LCE_CACHE", Path.home() / ".cache" / "lce"))
         folder = cache / "reference" / reference_mod.SOURCE
-        console.print(f"downloading the published files to {folder} (sha256-checked)")
+        say(f"downloading the published files to {folder} (sha256-checked)")
         reference_mod.fetch(folder)
     else:
         folder = from_dir
     loaded = reference_mod.load(folder)
     reference_mod.write(loaded, lake_dir(lake))
-    console.print(
+    say(
         f"loaded {loaded.unit_labels['model'].n_unique()} models' unit labels, "
         f"{loaded.task_benchmarks.height} task results and "
         f"{loaded.exclusions.height} default exclusions into {lake_dir(lake)}"
@@ -195,7 +209,7 @@ def extract(
     result = run_extract(cfg)
     if result.written:
         for layer_result in result.layers:
-            console.print(
+            say(
                 f"{result.model} {layer_result.layer}: {layer_result.n_units} units, "
                 f"{result.n_images} images"
                 + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
@@ -246,11 +260,13 @@ def build(
 ) -> None:
     """Build the warehouse with dbt into a work file, then publish it atomically."""
     dbt_vars = build_mod.parse_vars(var or [])
+    study.check_vars_against_lake(lake_dir(lake), dbt_vars)  # k vs the lake's models
     with console.status("dbt build ..."):
         result = build_mod.build(lake_dir(lake), db_path(db), dbt_vars)
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    console.print(f"published {result.db} (dbt log: {result.log})")
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    say(f"published {result.db} (dbt log: {result.log})")
+    print_notes(result.db)
 
 
 probe_app = typer.Typer(help="Probe sets.", no_args_is_help=True)
@@ -274,10 +290,9 @@ def probe_synth(
         synth.write_probe(out, n=n, size=size, seed=seed)
     except FileExistsError as exc:
         raise LceError(str(exc)) from None
-    console.print(f"wrote {n} images ({size} px, label maps {size // 2} px) to {out}")
+    say(f"wrote {n} images ({size} px, label maps {size // 2} px) to {out}")
 
 
-@app.command("demo")
 @probe_app.command("info")
 @friendly
 def probe_info_cmd(
@@ -330,11 +345,13 @@ def probe_from(
     console.print(f"wrote {n} images to {out}")
 
 
+@app.command("demo")
 @friendly
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Work folder (its LCE_HOME).")] = Path(
-        "lce-data/demo"
-    ),
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Work folder [default: $LCE_HOME/demo, i.e. ./lce-data/demo]."),
+    ] = None,
     probe_images: Annotated[int, typer.Option(help="Probe set images.")] = 400,
     train_steps: Annotated[int, typer.Option(help="Training steps per zoo model.")] = 200,
     task_images: Annotated[int, typer.Option(help="Images for the task benchmarks.")] = 1500,
@@ -347,7 +364,10 @@ def demo(
 
     tic = time.perf_counter()
     cfg = demo_mod.DemoConfig(
-        workdir=workdir, probe_images=probe_images, train_steps=train_steps, task_images=task_images
+        workdir=workdir or demo_dir(),
+        probe_images=probe_images,
+        train_steps=train_steps,
+        task_images=task_images,
     )
     db = demo_mod.run_demo(cfg, console)
     console.print(f"\n[bold]lce demo[/]: {len(zoo.ZOO)} models of one small CNN, dissected on "
@@ -357,7 +377,8 @@ def demo(
     print_frame(summary.explained_variance(db), "Explained variance")
     print_frame(summary.top_loadings(db), "Concepts loading most on each component")
     print_frame(summary.strongest_correlations(db), "Strongest component / task correlations")
-    console.print(f"open the explorer: [bold]lce app --db {db}[/]")
+    print_notes(db)
+    console.print(f"open the explorer: [bold]lce app --db {escape(str(db))}[/]")
 
 
 @app.command("summary")
@@ -369,6 +390,13 @@ def summarize(db: DbOpt = None) -> None:
     print_frame(summary.explained_variance(path), "Explained variance")
     print_frame(summary.top_loadings(path), "Concepts loading most on each component")
     print_frame(summary.strongest_correlations(path), "Strongest component / task correlations")
+    print_notes(path)
+
+
+def print_notes(db: Path) -> None:
+    """fct_build_notes as plain sentences: what the build could not compute, and why."""
+    for message in summary.build_notes(db)["message"].to_list():
+        console.print(f"note: {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @app.command("sql")
@@ -420,12 +448,18 @@ def open_app(ctx: typer.Context, db: DbOpt = None) -> None:
     os.execve(sys.executable, command, {**os.environ, "LCE_DB": str(path)})
 
 
+def say(text: str) -> None:
+    """A plain line on stdout: what it holds (names, paths) is data, never rich markup."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def print_frame(frame: pl.DataFrame, title: str | None) -> None:
+    """A frame as a table; cells and headers are Text, so "[/x]" in a name prints as typed."""
     table = Table(title=title, title_justify="left")
     for name in frame.columns:
-        table.add_column(name)
+        table.add_column(Text(name))
     for row in frame.iter_rows():
-        table.add_row(*[_fmt(v) for v in row])
+        table.add_row(*[Text(_fmt(v)) for v in row])
     console.print(table)
 
 

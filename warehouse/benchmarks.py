@@ -8,9 +8,12 @@ from pathlib import Path
 import polars as pl
 
 from lce.errors import LceError
-from warehouse.lake import write_partition
+from warehouse.lake import check_name, write_partition
 
 COLUMNS = ("model", "task", "dataset", "metric", "value", "higher_is_better")
+# Correlations square and sum values; beyond this magnitude a sum of squares can overflow to inf
+# and every statistic would silently become r = 0, p = 1. No real metric comes near it.
+MAX_ABS_VALUE = 1e100
 KEY = ("model", "task", "dataset", "metric")
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
@@ -55,6 +58,11 @@ def validate(frame: pl.DataFrame, name: str) -> pl.DataFrame:
             raise LceError(f"{where}: field 'value' is {raw!r}, expected a number") from None
         if not math.isfinite(value):
             raise LceError(f"{where}: field 'value' is {raw!r}, expected a finite number")
+        if abs(value) > MAX_ABS_VALUE:
+            raise LceError(
+                f"{where}: field 'value' is {raw!r}, too large to compare safely "
+                f"(|value| must be at most {MAX_ABS_VALUE:g}; rescale the metric)"
+            )
         flag = str(row["higher_is_better"]).strip().lower()
         if flag not in _TRUE | _FALSE:
             raise LceError(
@@ -85,7 +93,7 @@ def source_name(path: Path, source: str | None) -> str:
     name = source or path.stem
     if not name or "/" in name or name.startswith("."):
         raise LceError(f"--source {name!r}: expected a plain name (no '/', not starting with '.')")
-    return name
+    return check_name("--source", name)
 
 
 def add_benchmarks(path: Path, lake: Path, source: str | None = None) -> tuple[str, pl.DataFrame]:

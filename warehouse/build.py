@@ -6,14 +6,19 @@ the published file keep their snapshot (their open inode) and new readers see th
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,8 @@ import duckdb
 import yaml
 
 from lce.errors import LceError
-from warehouse.lake import has_data
+from warehouse import dbt_failures
+from warehouse.lake import file_lock, has_data, os_error, reading
 from warehouse.paths import dbt_project_dir
 
 VARS = (
@@ -34,6 +40,7 @@ VARS = (
     "seed",
     "q_threshold",
     "fdr_family",
+    "stability_resamples",
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -71,6 +78,10 @@ def _check_var(key: str, value: Any, pair: str) -> Any:
     if key == "n_categories":
         if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise LceError(bad + "n_categories must be a positive integer or 'auto'")
+        return value
+    if key == "stability_resamples":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise LceError(bad + "stability_resamples must be an integer >= 1")
         return value
     if key in ("n_boot", "seed"):
         least = 1 if key == "n_boot" else 0
@@ -110,13 +121,19 @@ def _failure_summary(output: str) -> str:
     for i, line in enumerate(lines):
         if re.search(r"(Error|Failure) in |Compilation Error|Runtime Error|Parsing Error", line):
             detail = next((x for x in lines[i + 1 : i + 4] if x), "")
-            return f"{line}: {detail}" if detail else line
+            found = f"{line}: {detail}" if detail else line
+            meaning = dbt_failures.explain(line)
+            return f"{meaning} ({found})" if meaning else found
     tail = [x for x in lines if x]
     return tail[-1] if tail else "no output"
 
 
 def build(lake: Path, db: Path, dbt_vars: dict[str, Any] | None = None) -> BuildResult:
-    """Build from ``lake`` and publish at ``db``; on any failure ``db`` is left untouched."""
+    """Build from ``lake`` and publish at ``db``; on any failure ``db`` is left untouched.
+
+    One build per published file at a time (an advisory lock beside it); the lake is held
+    still (its lock, shared) while dbt reads it, so a commit landing meanwhile cannot mix two
+    states of a study into one warehouse."""
     lake = lake.resolve()
     if not has_data(lake):
         raise LceError(
@@ -124,9 +141,84 @@ def build(lake: Path, db: Path, dbt_vars: dict[str, Any] | None = None) -> Build
             "or `lce extract` first"
         )
     db = db.resolve()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    work = db.with_name(f".{db.name}.build-{uuid.uuid4().hex[:8]}")
-    log = db.with_name(f".{db.stem}.build.log")
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, str(db.parent)) from None
+    if not os.access(db.parent, os.W_OK):
+        raise LceError(f"database folder {db.parent} is not writable")
+    busy = f"another lce build is publishing {db} right now; wait for it to finish"
+    with file_lock(db.with_name(f".{db.name}.lock"), exclusive=True, wait=False, busy=busy):
+        _remove_stale_work_files(db)
+        work = db.with_name(f".{db.name}.build-{uuid.uuid4().hex[:8]}")
+        log = db.with_name(f".{db.stem}.build.log")
+        try:
+            with reading(lake):
+                output, code = _run_dbt(lake, work, dbt_vars or {})
+            log.write_text(output)
+            if code != 0:
+                raise LceError(
+                    f"dbt build failed, {db} left as it was: {_failure_summary(output)} "
+                    f"(full log: {log})"
+                )
+            # Fold any WAL into the file so the single file is the whole database.
+            try:
+                with duckdb.connect(str(work)) as conn:
+                    conn.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                raise LceError(f"{work}: {str(exc).splitlines()[0]}; {db} left as it was") from None
+            Path(f"{db}.wal").unlink(missing_ok=True)
+            os.replace(work, db)
+        except OSError as exc:
+            raise os_error(exc, str(work)) from exc
+        finally:
+            work.unlink(missing_ok=True)
+            Path(f"{work}.wal").unlink(missing_ok=True)
+    return BuildResult(db=db, log=log, warnings=model_warnings(db))
+
+
+def _remove_stale_work_files(db: Path) -> None:
+    """Work files of builds that were killed (we hold the build lock, so none is live)."""
+    for stale in db.parent.glob(f".{glob_escape(db.name)}.build-*"):
+        stale.unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a glob pattern."""
+    return re.sub(r"([\[\]*?])", r"[\1]", text)
+
+
+class _Terminated(LceError):
+    """SIGTERM arrived while dbt ran (turned into an exception so the clean-up runs)."""
+
+
+@contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    if threading.current_thread() is threading.main_thread():
+
+        def handler(signum: int, frame: Any) -> None:
+            raise _Terminated("stopped by SIGTERM while dbt ran; the published file is unchanged")
+
+        previous = signal.signal(signal.SIGTERM, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    else:
+        yield
+
+
+def _die_with_parent() -> None:
+    """In the dbt child: be killed when lce dies, even by SIGKILL (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _run_dbt(lake: Path, work: Path, dbt_vars: dict[str, Any]) -> tuple[str, int]:
+    """dbt build into ``work``; the child dies with us (Ctrl+C, SIGTERM or SIGKILL)."""
     project = dbt_project_dir()
     env = dict(
         os.environ,
@@ -134,34 +226,33 @@ def build(lake: Path, db: Path, dbt_vars: dict[str, Any] | None = None) -> Build
         LCE_LAKE=str(lake),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
     )
-    try:
-        with tempfile.TemporaryDirectory(prefix="lce-dbt-") as scratch:
-            command = [
-                dbt_executable(),
-                "--no-use-colors",
-                "build",
-                "--project-dir", str(project),
-                "--profiles-dir", str(project),
-                "--target-path", str(Path(scratch) / "target"),
-                "--log-path", str(Path(scratch) / "logs"),
-                "--vars", json.dumps(dbt_vars or {}),
-            ]  # fmt: skip
-            proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-            log.write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            raise LceError(
-                f"dbt build failed, {db} left as it was: "
-                f"{_failure_summary(proc.stdout + proc.stderr)} (full log: {log})"
-            )
-        # Fold any WAL into the file so the single file is the whole database.
-        with duckdb.connect(str(work)) as conn:
-            conn.execute("CHECKPOINT")
-        Path(f"{db}.wal").unlink(missing_ok=True)
-        os.replace(work, db)
-    finally:
-        work.unlink(missing_ok=True)
-        Path(f"{work}.wal").unlink(missing_ok=True)
-    return BuildResult(db=db, log=log, warnings=model_warnings(db))
+    with tempfile.TemporaryDirectory(prefix="lce-dbt-") as scratch:
+        command = [
+            dbt_executable(),
+            "--no-use-colors",
+            "build",
+            "--project-dir", str(project),
+            "--profiles-dir", str(project),
+            "--target-path", str(Path(scratch) / "target"),
+            "--log-path", str(Path(scratch) / "logs"),
+            "--vars", json.dumps(dbt_vars),
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        try:
+            with _terminate_as_exception():
+                output, _ = proc.communicate()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return output, proc.returncode
 
 
 def model_warnings(db: Path) -> list[str]:

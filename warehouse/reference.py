@@ -15,7 +15,7 @@ import polars as pl
 
 from lce.download import download, verify_sha256
 from lce.errors import LceError
-from warehouse.lake import write_partition
+from warehouse.lake import Write, commit
 
 SOURCE = "paper-2022"
 BASE_URL = (
@@ -143,7 +143,13 @@ def load(folder: Path) -> Loaded:
 
 
 def write(loaded: Loaded, lake: Path) -> None:
+    """The three tables in one lake commit: all of them land, or none."""
     keys = {"source": SOURCE}
-    write_partition(lake, "unit_labels", keys, loaded.unit_labels.to_arrow())
-    write_partition(lake, "task_benchmarks", keys, loaded.task_benchmarks.to_arrow())
-    write_partition(lake, "model_exclusions", keys, loaded.exclusions.to_arrow())
+    commit(
+        lake,
+        [
+            Write("unit_labels", keys, loaded.unit_labels.to_arrow()),
+            Write("task_benchmarks", keys, loaded.task_benchmarks.to_arrow()),
+            Write("model_exclusions", keys, loaded.exclusions.to_arrow()),
+        ],
+    )
