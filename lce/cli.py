@@ -293,6 +293,35 @@ def probe_synth(
     say(f"wrote {n} images ({size} px, label maps {size // 2} px) to {out}")
 
 
+@probe_app.command("get")
+@friendly
+def probe_get(
+    name: Annotated[str, typer.Argument(help="broden1_224 or broden1_227.")],
+    to: Annotated[
+        Path | None, typer.Option(help="Folder to put it in [default: $LCE_HOME/probes].")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Download from this address instead (a mirror).")
+    ] = None,
+    keep_archive: Annotated[
+        bool, typer.Option("--keep-archive", help="Keep the zip after unpacking.")
+    ] = False,
+) -> None:
+    """Download an official Broden probe set (resumable, checksummed) and unpack it safely."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from lce import probe_get as probe_get_mod
+
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err, disable=not err.is_terminal) as bar:  # fmt: skip
+        task = bar.add_task(f"downloading {name}", total=None)
+        path = probe_get_mod.get_probe(
+            name, to, url, progress=lambda done, total: bar.update(task, completed=done, total=total),
+            keep_archive=keep_archive,
+        )  # fmt: skip
+    console.print(f"{name}: {path} (use --probe broden:{path})")
+
+
 @probe_app.command("info")
 @friendly
 def probe_info_cmd(
