@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -374,6 +375,50 @@ def probe_from(
     console.print(f"wrote {n} images to {out}")
 
 
+@probe_app.command("segment")
+@friendly
+def probe_segment(
+    images: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    out: Annotated[Path, typer.Argument(help="Probe set folder to write (must not exist).")],
+    segmenter: Annotated[
+        str,
+        typer.Option(
+            help="A torchvision segmentation architecture (deeplabv3_resnet50, ...) or module:function."
+        ),
+    ],
+    classes: Annotated[
+        Path, typer.Option(help="CSV id,name,category: every class id the segmenter outputs.")
+    ],
+    weights: Annotated[Path | None, typer.Option(help="The segmenter's state dict file.")] = None,
+    colour_names: Annotated[
+        bool, typer.Option("--colour-names", help="Add a color category (11 basic colour terms).")
+    ] = False,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 224,
+    label_size: Annotated[
+        int | None, typer.Option(help="Label map side in pixels [default: half of --size].")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Label a folder of images with a segmentation model into a probe set (Dissect's way)."""
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from extract.probe_segment import SegmentConfig, run_segment
+
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err,
+                  disable=not err.is_terminal) as bar:  # fmt: skip
+        task = bar.add_task("segmenting", total=None)
+        n = run_segment(
+            SegmentConfig(
+                images=images, out=out, segmenter=segmenter, classes=classes, weights=weights,
+                colour=colour_names, size=size, label_size=label_size, batch_size=batch_size,
+                device=device,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        )  # fmt: skip
+    console.print(f"wrote {n} images to {out}")
+
+
 @app.command("demo")
 @friendly
 def demo(
@@ -405,7 +450,7 @@ def demo(
     print_frame(summary.models(db), "Models and their categories")
     print_frame(summary.explained_variance(db), "Explained variance")
     print_frame(summary.top_loadings(db), "Concepts loading most on each component")
-    print_frame(summary.strongest_correlations(db), "Strongest component / task correlations")
+    print_correlations(db)
     print_notes(db)
     console.print(f"open the explorer: [bold]lce app --db {escape(str(db))}[/]")
 
@@ -418,8 +463,39 @@ def summarize(db: DbOpt = None) -> None:
     print_frame(summary.models(path), "Models")
     print_frame(summary.explained_variance(path), "Explained variance")
     print_frame(summary.top_loadings(path), "Concepts loading most on each component")
-    print_frame(summary.strongest_correlations(path), "Strongest component / task correlations")
+    print_correlations(path)
     print_notes(path)
+
+
+def print_correlations(db: Path) -> None:
+    """Only the correlations that survive the multiple-testing correction ("k of N survive"),
+    with r, its bootstrap interval, p and q, and what each task family requires; with no task
+    results, why there are none."""
+    reason = summary.no_task_results_reason(db)
+    if reason:
+        say(f"Task correlations: {reason}.")
+    for row in summary.correlation_survival(db).iter_rows(named=True):
+        if row["tests"]:
+            say(summary.survival_line(row))
+    significant = summary.significant_correlations(db)
+    if not significant.is_empty():
+        print_frame(
+            significant,
+            "Component / task correlations that survive (r, its bootstrap 95% interval lo-hi, "
+            "p, q)",
+        )
+    requirements = summary.task_requirements(db)
+    if not requirements.is_empty():
+        print_frame(
+            requirements,
+            "What each task family requires (concept categories whose correlation survives)",
+        )
+    elif not reason:
+        say(
+            "What each task family requires: no concept category's correlation with a task "
+            "result survives the correction (`lce build --var fdr_family=task` corrects within "
+            "each task family instead of over the whole table)."
+        )
 
 
 def print_notes(db: Path) -> None:
@@ -431,18 +507,32 @@ def print_notes(db: Path) -> None:
 @app.command("sql")
 @friendly
 def sql(
-    query_text: Annotated[str, typer.Argument(help="A read-only SQL query.")], db: DbOpt = None
+    query_text: Annotated[str, typer.Argument(help="One read-only SELECT (or EXPLAIN, PIVOT).")],
+    db: DbOpt = None,
+    max_rows: Annotated[int, typer.Option(help="Rows shown at most.")] = 1000,
+    timeout: Annotated[float, typer.Option(help="Seconds before the query is stopped.")] = 30.0,
+    max_mb: Annotated[float, typer.Option(help="Megabytes of result brought back at most.")] = 50.0,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout instead of a table.")] = False,
 ) -> None:
-    """Run a read-only query over the published warehouse."""
-    from warehouse.query import query
+    """Run one read-only query over the published warehouse (the explorer's SQL page guard)."""
+    from warehouse.sql_guard import run_sql
 
-    try:
-        frame = query(db_path(db), query_text)
-    except Exception as exc:  # duckdb's own errors are already one clear line
-        if isinstance(exc, LceError):
-            raise
-        raise LceError(str(exc).splitlines()[0]) from exc
-    print_frame(frame, None)
+    if max_rows < 1 or timeout <= 0 or max_mb <= 0:
+        raise LceError("--max-rows must be >= 1, --timeout and --max-mb positive")
+    result = run_sql(
+        db_path(db), query_text, max_rows=max_rows, timeout_s=timeout, max_bytes=int(max_mb * 1e6)
+    )
+    if csv:
+        sys.stdout.write(result.frame.write_csv())
+    else:
+        print_frame(result.frame, None)
+    if result.truncated:
+        err.print(
+            f"[yellow]note:[/] more than {max_rows} rows; showing the first {max_rows} "
+            "(--max-rows, or narrow the query)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("app", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -12,22 +12,31 @@ so a category looks the same on every page.
 from __future__ import annotations
 
 import math
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
 from lce.embedding import pearson
-from lce.errors import LceError
-from warehouse.query import MARTS, connect, query
+from warehouse.query import MARTS, query
+
+# The SQL page's guard lives beside the query layer, shared with `lce sql`; re-exported here
+# because the pages and their tests reach everything through this module.
+from warehouse.sql_guard import (  # noqa: F401
+    MAX_BYTES,
+    MAX_ROWS,
+    SQL_TIMEOUT_S,
+    SqlRefused,
+    SqlResult,
+    check_sql,
+    explain_duckdb_error,
+    run_sql,
+)
 
 # --------------------------------------------------------------------------------------------
 # Colours and labels
@@ -284,6 +293,14 @@ def concept_count_figure(counts: pl.DataFrame, measure: str) -> go.Figure:
 
 def explained_variance(db: Path) -> pl.DataFrame:
     return query(db, "select * from fct_lce_components order by component")
+
+
+def build_notes(db: Path) -> pl.DataFrame:
+    """What the build could not compute, or capped, and why (fct_build_notes): one sentence per
+    row. Empty for a warehouse built before the notes existed."""
+    if not table_exists(db, "fct_build_notes"):
+        return pl.DataFrame(schema={"topic": pl.String, "code": pl.String, "message": pl.String})
+    return query(db, "select topic, code, message from fct_build_notes order by note_id")
 
 
 def embedding(db: Path) -> pl.DataFrame:
@@ -1259,8 +1276,6 @@ def resolve_probe_image(probe_dir: str | Path, image: str) -> Path | None:
 # SQL
 # --------------------------------------------------------------------------------------------
 
-MAX_ROWS = 1000
-SQL_TIMEOUT_S = 30.0
 EXAMPLE_QUERIES: dict[str, str] = {
     "A model's top concepts": (
         "select concept, category, n_units\nfrom fct_concept_profiles\n"
@@ -1286,7 +1301,6 @@ EXAMPLE_QUERIES: dict[str, str] = {
         "select table_name, comment from duckdb_tables() order by table_name"
     ),
 }
-_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def table_descriptions(db: Path) -> pl.DataFrame:
@@ -1306,129 +1320,7 @@ def table_descriptions(db: Path) -> pl.DataFrame:
     )
 
 
-class SqlRefused(LceError):
-    """A query the explorer will not run; the message says why in one sentence."""
-
-
-@dataclass(frozen=True)
-class SqlResult:
-    frame: pl.DataFrame
-    truncated: bool
-    seconds: float
-
-
-def _refusal(kind: duckdb.StatementType, sql: str) -> str:
-    name = kind.name
-    if name == "COPY" or name == "COPY_DATABASE" or name == "EXPORT":
-        return (
-            "COPY/EXPORT is refused: the explorer neither writes nor reads files. "
-            "Use the download button under a result instead."
-        )
-    if name in ("ATTACH", "DETACH"):
-        return f"{name} is refused: the explorer queries this warehouse file only."
-    if name == "LOAD":
-        verb = "INSTALL" if sql.lstrip().lower().startswith(("install", "force")) else "LOAD"
-        return f"{verb} is refused: extensions cannot be installed or loaded from the explorer."
-    writes = {"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "MERGE_INTO", "VACUUM",
-              "CREATE_FUNC", "ANALYZE"}  # fmt: skip
-    if name in writes:
-        return (
-            f"{name} is refused: the warehouse is opened read-only, so the explorer runs "
-            "SELECT queries only (no writes)."
-        )
-    return f"{name} statements are refused: the explorer runs SELECT queries only."
-
-
-_PLAIN_TYPES = (
-    "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
-    "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "VARCHAR", "DATE", "TIME", "TIMESTAMP",
-)  # fmt: skip
-
-
-def _display_projection(relation: duckdb.DuckDBPyRelation) -> str:
-    """Select every column by position, as text where the type is not a plain scalar (lists,
-    structs, maps, intervals, blobs, UUIDs, huge integers ...): those break the table view or
-    the CSV download. Repeated names get a suffix, so ``select 1 as a, 2 as a`` shows both."""
-    seen: dict[str, int] = {}
-    parts = []
-    for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True), 1):
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        label = name if count == 0 else f"{name}_{count}"
-        quoted = '"' + label.replace('"', '""') + '"'
-        type_name = str(kind)
-        plain = type_name.split("(")[0] in _PLAIN_TYPES or type_name.startswith("TIMESTAMP")
-        plain = plain and "[" not in type_name and type_name != "TIME WITH TIME ZONE"
-        expression = f"#{position}" if plain else f"cast(#{position} as varchar)"
-        parts.append(f"{expression} as {quoted}")
-    return ", ".join(parts)
-
-
-def check_sql(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse anything but one SELECT (or EXPLAIN) before DuckDB runs it."""
-    if not sql.strip():
-        raise SqlRefused("Enter a query.")
-    try:
-        statements = conn.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise SqlRefused(f"The query does not parse: {_first_line(exc)}") from None
-    if not statements:
-        raise SqlRefused("Enter a query.")
-    if len(statements) > 1:
-        raise SqlRefused("One statement at a time, please: the explorer runs a single SELECT.")
-    kind = statements[0].type
-    if kind not in _ALLOWED:
-        raise SqlRefused(_refusal(kind, sql))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def explain_duckdb_error(exc: BaseException, timeout_s: float = SQL_TIMEOUT_S) -> str:
-    """DuckDB's refusal, turned into one sentence a user can act on."""
-    detail = _first_line(exc)
-    if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in detail:
-        return (
-            "File and network access is disabled in the explorer: queries can read the "
-            f"warehouse's tables only (no read_csv, read_parquet, paths or URLs). DuckDB: {detail}"
-        )
-    if "read-only" in detail:
-        return f"The warehouse is opened read-only: writes are refused. DuckDB: {detail}"
-    if isinstance(exc, duckdb.InterruptException):
-        return f"The query was stopped after {timeout_s:g} s; narrow it down or add a limit."
-    return f"The query failed: {detail}"
-
-
 def to_csv(frame: pl.DataFrame) -> str:
     """The result as CSV for the download button (``run_sql`` already made every column a
     scalar, so this cannot meet nested data)."""
     return frame.write_csv()
-
-
-def run_sql(
-    db: Path, sql: str, max_rows: int = MAX_ROWS, timeout_s: float = SQL_TIMEOUT_S
-) -> SqlResult:
-    """Run one user query read-only, external access off, at most ``max_rows`` rows back and
-    interrupted after ``timeout_s``. Raises SqlRefused with a clear message otherwise."""
-    started = time.perf_counter()
-    with connect(db) as conn:
-        check_sql(conn, sql)
-        timer = threading.Timer(timeout_s, conn.interrupt)
-        timer.start()
-        try:
-            relation = conn.sql(sql)
-            if relation is None:  # not a query after all; nothing to show
-                raise SqlRefused("The statement returned no rows.")
-            frame = relation.project(_display_projection(relation)).limit(max_rows + 1).pl()
-        except SqlRefused:
-            raise
-        except duckdb.Error as exc:
-            raise SqlRefused(explain_duckdb_error(exc, timeout_s)) from None
-        except Exception as exc:  # e.g. a type the frame conversion cannot take
-            raise SqlRefused(f"The result could not be shown: {_first_line(exc)}") from None
-        finally:
-            timer.cancel()
-    truncated = frame.height > max_rows
-    return SqlResult(frame.head(max_rows), truncated, time.perf_counter() - started)

@@ -31,22 +31,37 @@ def load(func: Callable[..., T], db: Path, *args: Any) -> T:
     return _cached(func.__name__, explore.db_stamp(db), tuple(args))
 
 
+def warehouse_choices() -> list[Path]:
+    """The files the sidebar offers: the launch file (`lce app --db FILE`, LCE_DB or
+    $LCE_HOME/lce.duckdb) and the other DuckDB files beside it. A free path box would let any
+    visitor probe which paths exist on the server; a list of one folder's warehouses does not."""
+    launch = db_path().expanduser()
+    folder = launch.parent
+    others = sorted(p for p in folder.glob("*.duckdb") if p.is_file() and p.name != launch.name)
+    return [launch, *others]
+
+
 def sidebar_db() -> None:
-    """The warehouse file box: `lce app --db FILE` / LCE_DB / $LCE_HOME/lce.duckdb fill it."""
+    """The warehouse chooser: the launch file and its sibling warehouses, by name only."""
+    choices = warehouse_choices()
     with st.sidebar:
-        st.text_input(
+        st.selectbox(
             "Warehouse file",
-            value=str(db_path()),
+            [p.name for p in choices],
             key=DB_KEY,
-            help="The published DuckDB file, opened read-only. Set by `lce app --db FILE`, "
-            "the LCE_DB environment variable, or $LCE_HOME/lce.duckdb.",
+            help="Published DuckDB files in the launch file's folder, opened read-only. The "
+            "launch file is set by `lce app --db FILE`, LCE_DB, or $LCE_HOME/lce.duckdb.",
         )
         st.caption("Opened read-only with file and network access disabled.")
 
 
 def current_db() -> Path:
+    launch = db_path().expanduser()
     value = st.session_state.get(DB_KEY)
-    return Path(str(value)).expanduser() if value else db_path()
+    # only a name from the list: never a path typed by a visitor
+    if value and value in {p.name for p in warehouse_choices()}:
+        return launch.parent / str(value)
+    return launch
 
 
 def require_db() -> Path:

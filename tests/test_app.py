@@ -160,12 +160,26 @@ def test_a_file_that_is_not_a_warehouse_is_named(
 def test_the_sidebar_box_switches_the_database(
     open_page: Callable[..., AppTest], app_db: Path, tmp_path: Path
 ) -> None:
-    at = open_page(app_db, "overview")
+    launch = tmp_path / "lce.duckdb"
+    shutil.copy(app_db, launch)
+    duckdb.connect(str(tmp_path / "other.duckdb")).close()  # a sibling that is no warehouse
+    at = open_page(launch, "overview")
     (expected,) = sql(app_db, "select count(*) from dim_models")[0]
     assert metric(at, "models") == str(expected)
-    at.sidebar.text_input(key="lce_db_path").input(str(tmp_path / "other.duckdb")).run()
+    box = at.sidebar.selectbox(key="lce_db_path")
+    assert box.options == ["lce.duckdb", "other.duckdb"]  # names in the launch folder only
+    box.select("other.duckdb").run()
     assert_clean(at)
     assert "other.duckdb" in texts(at.warning)
+
+
+def test_the_sidebar_box_reveals_no_other_paths(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    """No free path box: a visitor picks a name from the launch folder, never types a path."""
+    at = open_page(app_db, "overview")
+    assert len(at.sidebar.text_input) == 0
+    assert all("/" not in option for option in at.sidebar.selectbox(key="lce_db_path").options)
 
 
 # ---------------------------------------------------------------------------------------------
