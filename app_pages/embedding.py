@@ -8,15 +8,22 @@ from lce import explore, ui
 
 db = ui.require_db()
 st.title("Embedding")
+notes = ui.load(explore.build_notes, db)
+if not notes.is_empty():
+    # What the build could not compute and why (small or degenerate studies), before any stop.
+    st.info("\n".join(f"- {message}" for message in notes["message"].to_list()))
 emb = ui.load(explore.embedding, db)
 if emb.is_empty():
+    if not notes.is_empty():
+        ui.stop("There is no component to draw (the notes above say why).")
     ui.stop("No model is in the embedding (the Overview page says why each one is left out). "
             "It needs at least two dissected models with interpretable units.")  # fmt: skip
 evr = ui.evr_by_component(db)
 components = sorted(evr) or [int(c[2:]) for c in emb.columns if c.startswith("pc")]
 if len(components) < 2:
-    ui.stop("The embedding has a single component, so there is no plane to draw; "
-            "build with more models or `--var n_components=3`.")  # fmt: skip
+    st.dataframe(emb, hide_index=True)
+    ui.stop("The embedding has a single component, so there is no plane to draw: the table "
+            "gives each model's score on it.")  # fmt: skip
 
 st.caption(
     "Each point is a model's concept profile projected on the principal components "

@@ -117,11 +117,15 @@ def fct_component_loadings(inputs: MartInputs) -> pa.Table:
 
 
 def dim_model_categories(inputs: MartInputs) -> pa.Table:
-    """k-means on the profiles; ids 1..k ordered by the category's mean first-component score."""
+    """k-means on the profiles; ids 1..k ordered by the category's mean first-component score.
+
+    k is capped at the number of distinct profiles (``embedding.categorise``); fct_build_notes
+    says so when it is.
+    """
     profiles, fit = _fit(inputs)
-    labels = embedding.kmeans_labels(profiles.matrix, inputs.n_categories)
-    ids = embedding.order_by_score(labels, fit.scores)
-    k = len(set(ids.tolist()))
+    categories = embedding.categorise(profiles.matrix, inputs.n_categories)
+    ids = embedding.order_by_score(categories.labels, fit.scores)
+    k = categories.k
     rows = [
         (m, int(i), f"C{int(i)}", k) for m, i in zip(profiles.models, ids.tolist(), strict=True)
     ]
@@ -168,6 +172,25 @@ def fct_model_distances(inputs: MartInputs) -> pa.Table:
     return _table(
         rows,
         [("model_a", pa.string()), ("model_b", pa.string()), ("cosine_distance", pa.float64())],
+    )
+
+
+def fct_build_notes(inputs: MartInputs) -> pa.Table:
+    """What the build could not compute, or capped, and why: one plain sentence per row."""
+    from lce import build_notes  # imported here: build_notes imports this module
+
+    rows = [
+        (i, note.topic, note.code, note.message)
+        for i, note in enumerate(build_notes.notes(inputs), start=1)
+    ]
+    return _table(
+        rows,
+        [
+            ("note_id", pa.int32()),
+            ("topic", pa.string()),
+            ("code", pa.string()),
+            ("message", pa.string()),
+        ],
     )
 
 

@@ -52,3 +52,16 @@ def strongest_correlations(db: Path, limit: int = 8) -> pl.DataFrame:
         """,
         [limit],
     )
+
+
+def build_notes(db: Path) -> pl.DataFrame:
+    """What the build could not compute and why (fct_build_notes), one sentence per row.
+
+    A warehouse published before the notes mart existed has none: an empty frame, not an error.
+    """
+    exists = query(
+        db, "select count(*) as n from duckdb_tables() where table_name = 'fct_build_notes'"
+    )
+    if not exists["n"][0]:
+        return pl.DataFrame(schema={"topic": pl.String, "message": pl.String})
+    return query(db, "select topic, message from fct_build_notes order by note_id")

@@ -55,9 +55,50 @@ def test_pca_matches_numpy_svd() -> None:
 
 
 def test_pca_with_fewer_models_than_components() -> None:
-    fit = embedding.fit_pca(np.array([[0.0, 1.0], [1.0, 0.0]]), 3)
-    assert fit.scores.shape == (2, 2)
+    # Two models span one dimension: the second component would be float dust, so it is absent.
+    x = np.array([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0]])
+    fit = embedding.fit_pca(x, 3)
+    assert fit.scores.shape == (2, 1) and fit.rank == 1 and fit.requested == 3
+    diff = (x[0] - x[1]) / np.linalg.norm(x[0] - x[1])
+    np.testing.assert_allclose(np.abs(fit.components[0]), np.abs(diff), atol=1e-12)
+    np.testing.assert_allclose(np.abs(fit.scores[:, 0]), [np.linalg.norm(x[0] - x[1]) / 2] * 2)
+    assert fit.explained_variance_ratio.tolist() == pytest.approx([1.0])
     assert embedding.fit_pca(np.zeros((1, 4)), 3).scores.shape == (1, 0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_identical_profiles_have_no_component(n: int) -> None:
+    # 0.1 * 3 / 3 != 0.1: centring identical rows leaves float dust, which is not variance.
+    x = np.tile([0.1, 0.7, 1 / 3, 0.0], (n, 1))
+    fit = embedding.fit_pca(x, 3)
+    assert fit.rank == 0 and fit.scores.shape == (n, 0) and fit.explained_variance_ratio.size == 0
+    assert embedding.profile_rank(np.zeros((3, 4))) == 0
+
+
+def test_profile_rank_matches_numpy_and_caps_components() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 5, size=(3, 30)) / 7.0
+    x = np.vstack([base, base[0] + base[1] - base[2], base[1]])  # 5 models, 2 dimensions
+    centred = x - x.mean(axis=0)
+    assert embedding.profile_rank(x) == np.linalg.matrix_rank(centred) == 2
+    fit = embedding.fit_pca(x, 3)
+    assert fit.scores.shape == (5, 2)
+    assert fit.explained_variance_ratio.sum() == pytest.approx(1.0)
+    assert fit.explained_variance_ratio.min() > 1e-3
+
+
+def test_categories_are_capped_at_distinct_profiles() -> None:
+    a, b = np.array([1.0, 0.0, 2.0]), np.array([0.0, 3.0, 1.0])
+    same = embedding.categorise(np.vstack([a, a, a]), 3)
+    assert (same.k, same.n_distinct, same.labels.tolist()) == (1, 1, [0, 0, 0])
+    two = embedding.categorise(np.vstack([a, b, a]), 3)
+    assert (two.k, two.n_distinct) == (2, 2)
+    assert two.labels[0] == two.labels[2] != two.labels[1]
+    one = embedding.categorise(a[None, :], 3)
+    assert (one.k, one.labels.tolist()) == (1, [0])
+    auto = embedding.categorise(np.vstack([a, b]), "auto")  # silhouette needs n >= 3
+    assert (auto.k, auto.requested) == (1, "auto")
+    assert embedding.categorise(np.zeros((0, 3)), 2).k == 0
 
 
 def blobs(k: int, per: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -121,3 +162,10 @@ def test_cosine_distances_brute_force() -> None:
             else:
                 expected = 1 - x[i] @ x[j] / (np.linalg.norm(x[i]) * np.linalg.norm(x[j]))
             assert d[i, j] == pytest.approx(expected, abs=1e-12)
+
+
+def test_identical_and_proportional_profiles_are_at_distance_exactly_zero() -> None:
+    a = np.array([0.1, 0.7, 1 / 3, 0.2])
+    d = embedding.cosine_distances(np.vstack([a, a, 3 * a, [1.0, 0, 0, 0]]))
+    assert d[0, 1] == d[0, 2] == d[1, 2] == 0.0
+    assert d[0, 3] == pytest.approx(1 - 0.1 / np.linalg.norm(a), abs=1e-12)

@@ -14,6 +14,12 @@ def home_dir() -> Path:
     return Path(os.environ.get("LCE_HOME", DEFAULT_HOME))
 
 
+def demo_dir() -> Path:
+    """`lce demo`'s default work folder: $LCE_HOME/demo (./lce-data/demo without LCE_HOME), so
+    the demo, like every other command, keeps its files in the home."""
+    return home_dir() / "demo"
+
+
 def lake_dir(override: Path | None = None) -> Path:
     if override is not None:
         return Path(override)

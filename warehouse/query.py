@@ -32,6 +32,7 @@ MARTS = (
     "fct_component_category_correlations",
     "fct_model_distances",
     "fct_task_benchmarks",
+    "fct_build_notes",
 )
 
 

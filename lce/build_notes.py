@@ -1,0 +1,258 @@
+"""What a build could not compute, or had to cap, and why: the rows of ``fct_build_notes``.
+
+Small and degenerate studies (one model, two checkpoints with identical profiles, fewer models
+than components or categories, a model with no interpretable unit) build without error, but
+some numbers do not exist for them. The marts leave those numbers out instead of publishing
+NaN or float dust; this module says, in one plain sentence per decision, what was left out and
+why. ``lce build`` and ``lce summary`` print the sentences and the Embedding page shows them.
+
+The decisions themselves are made in ``lce.embedding`` (``fit_pca``'s rank, ``categorise``'s
+cap, ``pearson``'s minimum of three points); the sentences are derived from the same results,
+so they cannot disagree with the marts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lce import embedding, marts
+
+MIN_CORRELATION_MODELS = 3  # embedding.pearson returns NaN below this
+
+
+@dataclass(frozen=True)
+class Note:
+    topic: str  # models, profiles, embedding, categories, correlations, distances
+    code: str  # a stable identifier of the decision (for tests and queries)
+    message: str  # one plain sentence
+
+
+def notes(inputs: marts.MartInputs) -> list[Note]:
+    """Every note of a build, in a fixed order (models, profiles, embedding, categories, ...)."""
+    profiles = marts.embedding_profiles(inputs)
+    fit = embedding.fit_pca(profiles.matrix, int(inputs.n_components))
+    categories = embedding.categorise(profiles.matrix, inputs.n_categories)
+    return [
+        *model_notes(inputs.models),
+        *profile_notes(profiles),
+        *embedding_notes(profiles, fit),
+        *category_notes(profiles, categories),
+        *correlation_notes(profiles.models, fit, inputs.benchmarks),
+        *distance_notes(inputs.models),
+    ]
+
+
+def model_notes(models: pd.DataFrame) -> list[Note]:
+    """Dissected models without a single interpretable unit have no concept profile at all."""
+    empty = models[models["has_profile"].astype(bool) & (models["n_interpretable_units"] == 0)]
+    names = sorted(empty["model"].tolist())
+    if not names:
+        return []
+    verb = "has" if len(names) == 1 else "have"
+    return [
+        Note(
+            "models",
+            "no_interpretable_units",
+            f"{join(names)} {verb} no interpretable unit (no unit's best IoU exceeds var "
+            "min_iou), so no concept profile: left out of the embedding, the categories and "
+            "the distances.",
+        )
+    ]
+
+
+def profile_notes(profiles: embedding.Profiles) -> list[Note]:
+    """Groups of embedded models whose profiles are identical (e.g. one network, two names)."""
+    groups: dict[tuple[float, ...], list[str]] = defaultdict(list)
+    for model, row in zip(profiles.models, np.round(profiles.matrix, 12), strict=True):
+        groups[tuple(row.tolist())].append(model)
+    same = [sorted(g) for g in groups.values() if len(g) > 1]
+    if not same:
+        return []
+    listed = "; ".join(" = ".join(g) for g in sorted(same))
+    return [
+        Note(
+            "profiles",
+            "identical_profiles",
+            f"Identical concept profiles ({listed}): such models are one point of the "
+            "embedding, always share a category and are at cosine distance 0.",
+        )
+    ]
+
+
+def embedding_notes(profiles: embedding.Profiles, fit: embedding.PcaFit) -> list[Note]:
+    """Components that cannot exist: no models, one model, no variance, or too few dimensions."""
+    n = len(profiles.models)
+    published = fit.scores.shape[1]
+    if n == 0:
+        return [
+            Note(
+                "embedding",
+                "no_models",
+                "No model is in the embedding (dim_models.excluded_reason says why for each), "
+                "so no component, category or task correlation is computed.",
+            )
+        ]
+    if n == 1:
+        return [
+            Note(
+                "embedding",
+                "single_model",
+                f"Only one model ({profiles.models[0]}) is in the embedding, and one profile "
+                "has no variance, so no component is published.",
+            )
+        ]
+    if fit.rank == 0:
+        return [
+            Note(
+                "embedding",
+                "no_variance",
+                f"The {n} models in the embedding have identical concept profiles, so the "
+                "profiles do not vary and no component is published.",
+            )
+        ]
+    if published < fit.requested:
+        which = "component 1 is" if published == 1 else f"components 1 to {published} are"
+        return [
+            Note(
+                "embedding",
+                "components_capped",
+                f"n_components is {fit.requested}, but the concept profiles of {n} models span "
+                f"only {plural(fit.rank, 'dimension')} ({n} models span at most {n - 1}), so "
+                f"only {which} published.",
+            )
+        ]
+    return []
+
+
+def category_notes(profiles: embedding.Profiles, categories: embedding.Categories) -> list[Note]:
+    """k capped at the distinct profiles, one category per model, or no k for 'auto'."""
+    n = len(profiles.models)
+    if n == 0:
+        return []
+    out = []
+    requested = categories.requested
+    if requested == "auto":
+        if categories.k == 1:
+            out.append(
+                Note(
+                    "categories",
+                    "auto_single_category",
+                    "n_categories is auto, but choosing k by silhouette needs at least three "
+                    f"models with two distinct profiles (here {plural(n, 'model')}, "
+                    f"{categories.n_distinct} distinct), so all models form one category (C1).",
+                )
+            )
+        return out
+    if int(requested) > categories.k:
+        everyone = "both models" if n == 2 else f"all {n} models"
+        what = (
+            f"so {everyone} form one category (C1)"
+            if categories.k == 1
+            else f"so k = {categories.k}"
+        )
+        if n == 1:
+            what = "so it forms one category (C1)"
+        out.append(
+            Note(
+                "categories",
+                "categories_capped",
+                f"n_categories is {requested}, but there {'is' if n == 1 else 'are'} "
+                f"{plural(n, 'model')} with {plural(categories.n_distinct, 'distinct profile')}, "
+                f"{what}.",
+            )
+        )
+    if n > 1 and categories.k == n:
+        out.append(
+            Note(
+                "categories",
+                "one_model_per_category",
+                f"With k = {n} for {n} models every model is a category of its own, so the "
+                "categories say nothing beyond the models' names.",
+            )
+        )
+    return out
+
+
+def correlation_notes(
+    embedded: Sequence[str], fit: embedding.PcaFit, benchmarks: pd.DataFrame | None
+) -> list[Note]:
+    """Task results whose correlation with the components cannot be computed."""
+    if benchmarks is None or benchmarks.empty or not embedded:
+        return []
+    if fit.scores.shape[1] == 0:
+        return [
+            Note(
+                "correlations",
+                "no_correlations",
+                "No component is published, so no task result is correlated with the embedding.",
+            )
+        ]
+    rows = benchmarks[benchmarks["model"].isin(set(embedded))]
+    keys = ["task", "dataset", "metric"]
+    values = {tuple(key): group["value"].to_numpy(dtype=float) for key, group in rows.groupby(keys)}
+    results = [tuple(key) for key in benchmarks[keys].drop_duplicates().itertuples(index=False)]
+    sizes = [len(values.get(key, ())) for key in results]
+    all_results = len(results)
+    too_few = sum(size < MIN_CORRELATION_MODELS for size in sizes)
+    constant = sum(
+        len(v) >= MIN_CORRELATION_MODELS and float(np.ptp(v)) == 0 for v in values.values()
+    )
+    out = []
+    if too_few:
+        if too_few == all_results:
+            what = f"no task result has more than {max(sizes)}, so every r and p is"
+        else:
+            what = f"{too_few} of the {all_results} task results have fewer, so their r and p are"
+        out.append(
+            Note(
+                "correlations",
+                "too_few_models",
+                f"Pearson r needs at least {MIN_CORRELATION_MODELS} embedded models with a "
+                f"result, but {what} left empty.",
+            )
+        )
+    if constant:
+        out.append(
+            Note(
+                "correlations",
+                "constant_result",
+                f"{plural(constant, 'task result')} {'has' if constant == 1 else 'have'} the "
+                "same value for every embedded model, so their r and p are left empty.",
+            )
+        )
+    return out
+
+
+def distance_notes(models: pd.DataFrame) -> list[Note]:
+    """Cosine distances need two models with a profile."""
+    profiled = sorted(models.loc[models["n_interpretable_units"] > 0, "model"].tolist())
+    if len(profiled) >= 2 or not models["has_profile"].astype(bool).any():
+        return []
+    which = f"only one ({profiled[0]})" if profiled else "none"
+    return [
+        Note(
+            "distances",
+            "no_distances",
+            f"Cosine distances need two models with interpretable units and there is {which}, "
+            "so fct_model_distances is empty.",
+        )
+    ]
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def join(names: Sequence[str], limit: int = 8) -> str:
+    """'a', 'a and b', 'a, b and c'; long lists end in '... and N more'."""
+    names = list(names)
+    if len(names) > limit:
+        return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} and {names[-1]}"

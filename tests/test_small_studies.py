@@ -1,0 +1,348 @@
+"""Small and degenerate studies build, publish and say what they could not compute (issue 17).
+
+One model; two models with identical profiles (one network under two names); two different
+models; three models with k = 3; a model with no interpretable unit among others. Each study
+is a real lake (``write_partition``) built by real dbt (``lce build``). The expected numbers
+come from an independent recompute of the paper's profile (numpy) and scikit-learn's PCA on
+it, never from lce's own functions. The explorer renders every page of each (AppTest).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sklearn.decomposition import PCA
+from streamlit.testing.v1 import AppTest
+
+from lce import build_notes, embedding, marts
+from tests.conftest import REPO, lce
+from warehouse import dbt_failures
+from warehouse.lake import write_partition
+from warehouse.paths import demo_dir
+
+APP = REPO / "app.py"
+PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "sql"]
+
+# Profiles as (concept, category, interpretable units); each unit's IoU is 0.1 (> min_iou).
+A = [("red", "color", 3), ("disc", "object", 2), ("stripes", "material", 1)]
+B = [("red", "color", 1), ("square", "object", 4), ("dots", "material", 2)]
+C = [("blue", "color", 2), ("disc", "object", 1), ("square", "object", 1), ("dots", "material", 3)]
+DEAD = [("red", "color", 4), ("disc", "object", 4)]  # every IoU 0.01: nothing interpretable
+
+# case -> (models and profiles, models without an interpretable unit, expected note codes)
+CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]]] = {
+    "one_model": (
+        {"m1": A},
+        set(),
+        {"single_model", "categories_capped", "no_correlations", "no_distances"},
+    ),
+    "identical": (
+        {"m1": A, "m2": A},
+        set(),
+        {"identical_profiles", "no_variance", "categories_capped", "no_correlations"},
+    ),
+    "two_models": (
+        {"m1": A, "m2": B},
+        set(),
+        {"components_capped", "categories_capped", "one_model_per_category", "too_few_models"},
+    ),
+    "three_k3": (
+        {"m1": A, "m2": B, "m3": C},
+        set(),
+        {"components_capped", "one_model_per_category"},
+    ),
+    "no_interpretable": (
+        {"m1": A, "m2": B, "m3": C, "dead": DEAD},
+        {"dead"},
+        {"no_interpretable_units", "components_capped", "one_model_per_category"},
+    ),
+}
+# Task results: one value per model, different for every model (so r exists where n >= 3).
+RESULTS = {"m1": 0.61, "m2": 0.47, "m3": 0.83, "dead": 0.30}
+
+
+def write_study(lake: Path, models: dict[str, list[tuple[str, str, int]]], dead: set[str]) -> None:
+    rows = []
+    for model, spec in models.items():
+        unit = 0
+        for concept, category, count in spec:
+            for _ in range(count):
+                rows.append(
+                    (model, "layer4", unit, concept, category, 0.01 if model in dead else 0.1)
+                )
+                unit += 1
+    write_partition(
+        lake,
+        "unit_labels",
+        {"source": "study"},
+        pa.table(
+            list(zip(*rows, strict=True)),
+            names=["model", "layer", "unit", "concept", "category", "iou"],
+        ),
+    )
+    names = list(models)
+    write_partition(
+        lake,
+        "task_benchmarks",
+        {"source": "tasks"},
+        pa.table(
+            {
+                "model": names * 2,
+                "task": ["probe"] * 2 * len(names),
+                "dataset": ["shapes"] * len(names) + ["colours"] * len(names),
+                "metric": ["accuracy"] * 2 * len(names),
+                "value": [RESULTS[m] for m in names] + [1 - RESULTS[m] for m in names],
+                "higher_is_better": [True] * 2 * len(names),
+            }
+        ),
+    )
+
+
+def expected_profiles(
+    models: dict[str, list[tuple[str, str, int]]], dead: set[str]
+) -> tuple[list[str], np.ndarray]:
+    """The paper's profile, recomputed by hand: units per concept / distinct concepts of its
+    category among every interpretable unit; rows are the models with interpretable units."""
+    live = {m: spec for m, spec in models.items() if m not in dead}
+    vocabulary = Counter(cat for _, cat in {(c, cat) for s in live.values() for c, cat, _ in s})
+    columns = sorted({(cat, c) for s in live.values() for c, cat, _ in s})
+    names = sorted(live)
+    matrix = np.zeros((len(names), len(columns)))
+    for i, model in enumerate(names):
+        for concept, category, count in live[model]:
+            matrix[i, columns.index((category, concept))] += count / vocabulary[category]
+    return names, matrix
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def study(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """(case, home, output of `lce build`) for one built and published study."""
+    case = request.param
+    models, dead, _ = CASES[case]
+    home = tmp_path_factory.mktemp(case)
+    write_study(home / "lake", models, dead)
+    # k = 3 is the default; it is given explicitly only where the lake has three models or more
+    # (lce build refuses an explicit k above the models dissected).
+    explicit = ["--var", "n_categories=3"] if len(models) >= 3 else []
+    code, out = lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb", *explicit)
+    assert code == 0, out
+    yield case, home, out
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.mark.slow
+def test_builds_and_says_what_it_could_not_compute(study: tuple[str, Path, str]) -> None:
+    case, home, out = study
+    db = home / "lce.duckdb"
+    notes = rows(db, "select topic, code, message from fct_build_notes order by note_id")
+    assert {code for _, code, _ in notes} == CASES[case][2]
+    for _, _, message in notes:
+        # one plain sentence each, printed by `lce build` (after publishing) and `lce summary`
+        assert message.endswith(".") and "nan" not in message.lower()
+        assert f"note: {message}" in " ".join(out.split())
+    code, summary_out = lce("summary", "--db", db)
+    assert code == 0, summary_out
+    flat = " ".join(summary_out.split())
+    assert all(message in flat for _, _, message in notes)
+
+
+@pytest.mark.slow
+def test_published_embedding_matches_sklearn_with_no_nan_or_dust(
+    study: tuple[str, Path, str],
+) -> None:
+    case, home, _ = study
+    db = home / "lce.duckdb"
+    models, dead, _ = CASES[case]
+    names, matrix = expected_profiles(models, dead)
+    centred = matrix - matrix.mean(axis=0)
+    rank = int(np.linalg.matrix_rank(centred, tol=1e-9)) if len(names) > 1 else 0
+    assert rank == {"one_model": 0, "identical": 0, "two_models": 1}.get(case, 2)
+
+    evr = rows(db, "select component, explained_variance_ratio from fct_lce_components")
+    assert [c for c, _ in evr] == list(range(1, rank + 1))
+    assert all(math.isfinite(r) and r > 1e-6 for _, r in evr)  # no NaN, no 1e-33 component
+    scores = rows(db, "select model, component, value from fct_lce order by model, component")
+    loadings = rows(db, "select loading from fct_component_loadings")
+    assert all(math.isfinite(v) for *_, v in scores) and all(math.isfinite(v) for (v,) in loadings)
+    assert len(loadings) == rank * matrix.shape[1]
+    if rank:
+        pca = PCA(n_components=rank, svd_solver="full").fit(matrix)
+        np.testing.assert_allclose([r for _, r in evr], pca.explained_variance_ratio_, atol=1e-9)
+        expected = pca.transform(matrix)
+        got = np.array([v for *_, v in scores]).reshape(len(names), rank)
+        assert [m for m, *_ in scores][::rank] == names
+        for c in range(rank):  # the sign of a component is a convention: compare up to it
+            sign = np.sign(got[:, c] @ expected[:, c])
+            np.testing.assert_allclose(got[:, c], sign * expected[:, c], atol=1e-9)
+    else:
+        assert scores == []
+
+
+@pytest.mark.slow
+def test_categories_and_distances(study: tuple[str, Path, str]) -> None:
+    case, home, _ = study
+    db = home / "lce.duckdb"
+    models, dead, _ = CASES[case]
+    names, matrix = expected_profiles(models, dead)
+    categories = dict(rows(db, "select model, category_id from dim_model_categories"))
+    assert sorted(categories) == names
+    k = {"one_model": 1, "identical": 1, "two_models": 2}.get(case, 3)
+    assert len(set(categories.values())) == k
+    assert set(
+        n for (n,) in rows(db, "select distinct n_categories from dim_model_categories")
+    ) == {k}
+    distances = {(a, b): d for a, b, d in rows(db, "select * from fct_model_distances")}
+    assert {m for pair in distances for m in pair} == (set(names) if len(names) > 1 else set())
+    for (a, b), d in distances.items():
+        x, y = matrix[names.index(a)], matrix[names.index(b)]
+        assert d == pytest.approx(1 - x @ y / (np.linalg.norm(x) * np.linalg.norm(y)), abs=1e-12)
+    if case == "identical":
+        assert distances[("m1", "m2")] == 0.0  # exactly, not float dust
+
+
+@pytest.mark.slow
+def test_correlations_only_where_they_exist(study: tuple[str, Path, str]) -> None:
+    case, home, _ = study
+    db = home / "lce.duckdb"
+    correlations = rows(db, "select component, n, pearson_r from fct_component_task_correlations")
+    n_components = rows(db, "select count(*) from fct_lce_components")[0][0]
+    assert {c for c, _, _ in correlations} <= set(range(1, n_components + 1))
+    for _, n, r in correlations:
+        assert (r is None) == (n < 3)
+        assert r is None or (math.isfinite(r) and -1 <= r <= 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(
+    study: tuple[str, Path, str], page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case, home, _ = study
+    db = home / "lce.duckdb"
+    monkeypatch.setenv("LCE_DB", str(db))
+    monkeypatch.delenv("LCE_PROBE_DIR", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert at.title, "every page has a title"
+    if page == "embedding":
+        shown = " ".join(str(e.value) for e in at.info)
+        for (message,) in rows(db, "select message from fct_build_notes"):
+            assert message in shown
+
+
+# ---------------------------------------------------------------------------------------------
+# The notes' sentences on hand-made inputs (no dbt), and dbt failures explained
+# ---------------------------------------------------------------------------------------------
+
+
+def inputs_for(
+    models: dict[str, list[tuple[str, str, int]]],
+    n_components: int = 3,
+    n_categories: int | str = 3,
+) -> marts.MartInputs:
+    """MartInputs as dbt would hand them: profile rows and dim_models (all interpretable)."""
+    names, matrix = expected_profiles(models, set())
+    columns = sorted({(cat, c) for s in models.values() for c, cat, _ in s})
+    profile = [
+        (m, concept, category, 1, matrix[i, columns.index((category, concept))])
+        for i, m in enumerate(names)
+        for category, concept in columns
+        if matrix[i, columns.index((category, concept))] > 0
+    ]
+    return marts.MartInputs(
+        profiles=pd.DataFrame(
+            profile, columns=["model", "concept", "category", "n_units", "weight"]
+        ),
+        models=pd.DataFrame(
+            {
+                "model": names,
+                "in_embedding": [True] * len(names),
+                "has_profile": [True] * len(names),
+                "n_interpretable_units": [5] * len(names),
+            }
+        ),
+        n_components=n_components,
+        n_categories=n_categories,
+    )
+
+
+def test_notes_for_auto_categories_and_enough_components() -> None:
+    codes = [n.code for n in build_notes.notes(inputs_for({"a": A, "b": B}, 1, "auto"))]
+    assert codes == ["auto_single_category"]  # one component asked and given: no note for it
+    assert build_notes.notes(inputs_for({"a": A, "b": B, "c": C}, 2, 2)) == []
+    assert embedding.categorise(np.eye(3), "auto").k == 2  # three distinct: auto has k = 2
+
+
+def test_failed_dbt_tests_are_explained() -> None:
+    line = (
+        "Failure in test value_between_fct_lce_components_explained_variance_ratio__1__0 "
+        "(models/marts/_marts.yml)"
+    )
+    parsed = dbt_failures.parse_test_name(line.split()[3])
+    assert (parsed.kind, parsed.model, parsed.column) == (
+        "value_between",
+        "fct_lce_components",
+        "explained_variance_ratio",
+    )
+    assert "explained variance" in (dbt_failures.explain(line) or "")
+    generic = dbt_failures.explain("Failure in test not_null_fct_build_notes_message (x.yml)")
+    assert generic == "fct_build_notes.message has empty (null) values"
+    hashed = dbt_failures.explain("Failure in test unique_combination_fct_componen_0a1b (x)")
+    assert hashed == "a warehouse table has two rows for the same key"
+    assert dbt_failures.explain("Compilation Error in model x") is None
+    staged = dbt_failures.explain("Failure in test not_null_stg_task_benchmarks_value (x)")
+    assert staged == "the lake's task_benchmarks.value has empty (null) values"
+
+
+@pytest.mark.slow
+def test_a_failed_dbt_test_says_what_it_means_for_the_data(tmp_path: Path) -> None:
+    """Two unit_labels sources labelling the same units: a data problem dbt's test catches."""
+    lake = tmp_path / "lake"
+    for source in ("first", "second"):
+        write_partition(
+            lake,
+            "unit_labels",
+            {"source": source},
+            pa.table(
+                {
+                    "model": ["m1", "m1"],
+                    "layer": ["layer4", "layer4"],
+                    "unit": [0, 1],
+                    "concept": ["red", "disc"],
+                    "category": ["color", "object"],
+                    "iou": [0.1, 0.2],
+                }
+            ),
+        )
+    code, out = lce("build", "--lake", lake, "--db", tmp_path / "lce.duckdb")
+    flat = " ".join(out.split())
+    assert code != 0
+    assert "one unit (model, layer, unit) is labelled twice" in flat, flat
+    assert "Failure in test unique_combination_" in flat  # dbt's name still there, for the log
+    assert not (tmp_path / "lce.duckdb").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo's home
+# ---------------------------------------------------------------------------------------------
+
+
+def test_demo_folder_follows_lce_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
+    assert demo_dir() == tmp_path / "home" / "demo"
+    monkeypatch.delenv("LCE_HOME")
+    assert demo_dir() == Path("lce-data") / "demo"
