@@ -262,8 +262,11 @@ def _coco_panoptic(src: Path, size: int, label_size: int) -> tuple:
 # --- masks (custom datasets) --------------------------------------------------------------------
 
 
-def read_classes(path: Path) -> list[Label]:
-    """classes.csv: id (1..65535), name, category; one line-numbered error per bad row."""
+def read_classes(path: Path, first_id: int = 1, allow_ignored: bool = False) -> list[Label]:
+    """classes.csv: id (first_id..65535), name, category; one line-numbered error per bad row.
+
+    With ``allow_ignored`` an empty category means "not a concept" (a segmenter's background).
+    """
     if not path.is_file():
         raise LceError(f"{path}: class list not found")
     labels: list[Label] = []
@@ -277,12 +280,12 @@ def read_classes(path: Path) -> list[Label]:
                 number = int(row["id"])
             except (TypeError, ValueError):
                 raise LceError(f"{path}: line {line}: id {row['id']!r} is not an integer") from None
-            if not 1 <= number <= 65535:
-                raise LceError(f"{path}: line {line}: id {number} outside 1..65535 (0 is no label)")
+            if not first_id <= number <= 65535:
+                raise LceError(f"{path}: line {line}: id {number} outside {first_id}..65535")
             name, category = (row["name"] or "").strip(), (row["category"] or "").strip()
-            if not name or not category:
+            if not name or not (category or allow_ignored):
                 raise LceError(f"{path}: line {line}: empty name or category")
-            if not category.replace("_", "").replace("-", "").isalnum():
+            if category and not category.replace("_", "").replace("-", "").isalnum():
                 raise LceError(
                     f"{path}: line {line}: category {category!r}: letters, digits, - _ only"
                 )
