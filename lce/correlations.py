@@ -37,6 +37,7 @@ STAT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("spearman_p", pa.float64()),
     ("r_lo", pa.float64()),
     ("r_hi", pa.float64()),
+    ("n_boot_used", pa.int32()),
     ("q_value", pa.float64()),
     ("significant", pa.bool_()),
     ("fdr_family", pa.string()),
@@ -170,7 +171,7 @@ def correlate(features: pd.DataFrame, target: pd.Series, settings: Settings) -> 
     models = [m for m in features.index if m in target.index]
     x = features.loc[models].to_numpy(dtype=float) if models else np.zeros((0, features.shape[1]))
     y = target.loc[models].to_numpy(dtype=float)
-    lo, hi = stats.bootstrap_intervals(x, y, settings.n_boot, settings.seed)
+    lo, hi, used = stats.bootstrap_intervals(x, y, settings.n_boot, settings.seed)
     out = []
     for j in range(features.shape[1]):
         r, p = stats.pearson(x[:, j], y)
@@ -184,10 +185,11 @@ def correlate(features: pd.DataFrame, target: pd.Series, settings: Settings) -> 
                 "spearman_p": sp,
                 "r_lo": lo[j],
                 "r_hi": hi[j],
+                "n_boot_used": int(used[j]),
             }
         )
-    return pd.DataFrame(out, columns=["n", "pearson_r", "p_value", "spearman_rho", "spearman_p",
-                                      "r_lo", "r_hi"])  # fmt: skip
+    columns = ["n", "pearson_r", "p_value", "spearman_rho", "spearman_p", "r_lo", "r_hi"]
+    return pd.DataFrame(out, columns=columns + ["n_boot_used"])
 
 
 def with_q(frame: pd.DataFrame, settings: Settings, by_task: bool) -> pd.DataFrame:

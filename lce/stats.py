@@ -72,16 +72,19 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def bootstrap_intervals(
     x: np.ndarray, y: np.ndarray, n_boot: int, seed: int, level: float = 0.95
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Percentile bootstrap interval of Pearson r for each column of ``x`` against ``y``.
 
     The rows (models) are resampled with replacement, ``n_boot`` times, from a generator seeded
     with ``seed``: the same models and seed give the same interval whatever else the build holds.
     All columns share each resample (one draw of models), which is what "resampling models"
     means. Resamples in which a side is constant (likely with few models) have no r and are left
-    out; an interval is NaN when the full data's r is undefined or no resample has an r.
+    out, and counted: when one model carries the whole signal (say, the only model with units
+    of a category) every resample without it is skipped, and the interval describes only the
+    resamples that contain it; the count says how many that was. An interval is NaN when the
+    full data's r is undefined or no resample has an r.
 
-    Returns (lo, hi), each of length ``x.shape[1]``.
+    Returns (lo, hi, used), each of length ``x.shape[1]``; used = resamples with an r.
     """
     x = np.asarray(x, dtype=float)
     if x.ndim == 1:
@@ -90,13 +93,14 @@ def bootstrap_intervals(
     n, k = x.shape
     lo = np.full(k, np.nan)
     hi = np.full(k, np.nan)
+    used = np.zeros(k, dtype=int)
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     if n < MIN_POINTS or standardise(y) is None:
-        return lo, hi
+        return lo, hi, used
     defined = [j for j in range(k) if standardise(x[:, j]) is not None]
     if not defined:
-        return lo, hi
+        return lo, hi, used
     # Scale once by max |value| (as standardise does), so resampled sums cannot overflow.
     xs = x[:, defined] / np.max(np.abs(x[:, defined]), axis=0)
     ys = y / np.max(np.abs(y))
@@ -124,9 +128,10 @@ def bootstrap_intervals(
     for col, j in enumerate(defined):
         values = rs[:, col]
         values = values[~np.isnan(values)]
+        used[j] = values.size
         if values.size:
             lo[j], hi[j] = np.percentile(values, [tail, 100.0 - tail])
-    return lo, hi
+    return lo, hi, used
 
 
 def bh_q_values(p: np.ndarray) -> np.ndarray:

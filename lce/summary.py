@@ -6,6 +6,7 @@ Plain functions (tested without a terminal); the command line renders them with 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -65,3 +66,131 @@ def build_notes(db: Path) -> pl.DataFrame:
     if not exists["n"][0]:
         return pl.DataFrame(schema={"topic": pl.String, "message": pl.String})
     return query(db, "select topic, message from fct_build_notes order by note_id")
+
+
+# ----------------------------------------------------------------------------------------------
+# Correlations: only what survives the multiple-testing correction
+# ----------------------------------------------------------------------------------------------
+
+CORRELATION_MARTS = {
+    "fct_component_task_correlations": "component / task",
+    "fct_category_task_correlations": "concept category / task",
+    "fct_concept_task_correlations": "concept / task",
+    "fct_component_category_correlations": "component / concept category",
+}
+
+
+def _has_table(db: Path, table: str) -> bool:
+    found = query(db, "select count(*) as n from duckdb_tables() where table_name = ?", [table])
+    return bool(found["n"][0])
+
+
+def correlation_survival(db: Path) -> pl.DataFrame:
+    """Per correlation mart: how many tests it holds (defined p-values), how many survive the
+    Benjamini-Hochberg correction, at which q_threshold, over which family, and the smallest q
+    (so "none survive" still says how close the best one came)."""
+    parts = []
+    for table, label in CORRELATION_MARTS.items():
+        if not _has_table(db, table):
+            continue
+        parts.append(
+            query(
+                db,
+                f"""
+                select ? as correlations, count(p_value)::int as tests,
+                       count(*) filter (where significant)::int as surviving,
+                       max(q_threshold) as q_threshold,
+                       case when bool_and(fdr_family = 'build') then 'build' else 'task' end
+                           as fdr_family,
+                       min(q_value) as smallest_q
+                from {table}
+                """,
+                [label],
+            )
+        )
+    if not parts:
+        return pl.DataFrame(
+            schema={
+                "correlations": pl.String,
+                "tests": pl.Int32,
+                "surviving": pl.Int32,
+                "q_threshold": pl.Float64,
+                "fdr_family": pl.String,
+                "smallest_q": pl.Float64,
+            }
+        )
+    return pl.concat(parts)
+
+
+def survival_line(row: dict[str, Any]) -> str:
+    """'k of N component / task correlations survive Benjamini-Hochberg at q < 0.05 (...)'."""
+    family = (
+        "corrected over every pair of the table"
+        if row["fdr_family"] == "build"
+        else "corrected within each task family"
+    )
+    threshold = row["q_threshold"] if row["q_threshold"] is not None else 0.05
+    line = (
+        f"{row['surviving']} of {row['tests']} {row['correlations']} correlations survive "
+        f"Benjamini-Hochberg at q < {threshold:g} ({family})"
+    )
+    if not row["surviving"] and row["smallest_q"] is not None:
+        line += f"; the smallest q is {row['smallest_q']:.3g}"
+    return line
+
+
+def no_task_results_reason(db: Path) -> str | None:
+    """Why the task correlation marts are empty, or None when they are not."""
+    if query(db, "select count(*) as n from fct_task_benchmarks")["n"][0]:
+        return None
+    return (
+        "no task results in this warehouse (fct_task_benchmarks is empty), so there are no "
+        "task correlations: add results with `lce benchmarks add FILE` (or `lce reference load` "
+        "for the paper's), then `lce build`"
+    )
+
+
+def significant_correlations(db: Path) -> pl.DataFrame:
+    """The component / task correlations that survive the correction, smallest q first, with
+    r, its bootstrap 95% interval, p and q."""
+    return query(
+        db,
+        """
+        select component as pc, task || ': ' || dataset || ' ' || metric as result, n,
+               pearson_r as r, r_lo, r_hi, p_value as p, q_value as q
+        from fct_component_task_correlations where significant
+        order by q_value, abs(pearson_r) desc, component, task, dataset, metric
+        """,
+    )
+
+
+def task_requirements(db: Path) -> pl.DataFrame:
+    """What each task family requires: per family, the concept categories (and measure) whose
+    correlation with its results survives the correction, the sign, how many of the family's
+    results, and the strongest r with its result."""
+    if not _has_table(db, "fct_category_task_correlations"):
+        return pl.DataFrame()
+    return query(
+        db,
+        """
+        with family as (
+            select task, count(distinct (dataset, metric))::int as results
+            from fct_category_task_correlations group by task
+        ),
+        kept as (
+            select *, row_number() over (
+                partition by task, category, measure order by abs(pearson_r) desc, dataset, metric
+            ) as rank
+            from fct_category_task_correlations where significant
+        )
+        select k.task, k.category, k.measure,
+               case when bool_and(k.pearson_r > 0) then '+'
+                    when bool_and(k.pearson_r < 0) then '-' else '+/-' end as sign,
+               count(*)::int || ' of ' || any_value(f.results) as results,
+               max(k.pearson_r) filter (where k.rank = 1) as strongest_r,
+               max(k.dataset || ' ' || k.metric) filter (where k.rank = 1) as at
+        from kept k join family f using (task)
+        group by k.task, k.category, k.measure
+        order by k.task, max(abs(k.pearson_r)) desc, k.category, k.measure
+        """,
+    )

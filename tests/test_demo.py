@@ -168,3 +168,38 @@ def test_demo_rerun_reuses_its_work(demo: tuple[Path, str]) -> None:
     )  # fmt: skip
     assert code == 0, out
     assert {p: p.stat().st_mtime_ns for p in weights} == stamps  # nothing retrained
+
+
+def test_shape_few_shot_goes_with_object_units(demo: tuple[Path, str]) -> None:
+    """The world is built so: only shape supervision grows object units, and it is the best
+    few-shot shape learner, so fct_category_task_correlations shows r > 0 for every shape
+    few-shot result against object units. Recomputed here with numpy from the file's inputs."""
+    work, out = demo
+    with duckdb.connect(str(work / "lce.duckdb"), read_only=True) as c:
+        rows = c.execute(
+            "select dataset, metric, n, pearson_r, r_lo, r_hi, q_value, significant "
+            "from fct_category_task_correlations "
+            "where category = 'object' and measure = 'n_units' and task = 'few_shot' "
+            "and dataset = 'shape'"
+        ).fetchall()
+        embedded = [m for (m,) in c.execute("select model from dim_models where in_embedding")]
+        units = dict(
+            c.execute(
+                "select model, n_units from fct_category_profiles where category = 'object'"
+            ).fetchall()
+        )
+        values = c.execute(
+            "select metric, model, value from fct_task_benchmarks "
+            "where task = 'few_shot' and dataset = 'shape'"
+        ).fetchall()
+    assert len(rows) == 2  # 5-shot and 20-shot
+    for _, metric, n, r, lo, hi, q, significant in rows:
+        models = sorted(m for k, m, _ in values if k == metric and m in embedded)
+        value_of = {m: v for k, m, v in values if k == metric}
+        x = np.array([units.get(m, 0) for m in models], dtype=float)
+        y = np.array([value_of[m] for m in models])
+        assert n == len(models) >= 5
+        assert r == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-9)
+        assert r > 0, (metric, r)
+        assert lo <= r <= hi and significant == (q < 0.05)
+    assert "survive Benjamini-Hochberg" in out

@@ -50,8 +50,8 @@ def test_undefined_correlations_are_nan_not_zero() -> None:
     assert np.isnan(stats.pearson([1, 1, 1, 1], [1, 2, 3, 4])).all()  # constant side
     assert np.isnan(stats.pearson([1, 2, np.nan], [1, 2, 3])).all()
     assert np.isnan(stats.spearman([5, 5, 5], [1, 2, 3])).all()
-    lo, hi = stats.bootstrap_intervals(np.array([1.0, 1, 1, 1]), np.arange(4.0), 50, 0)
-    assert np.isnan(lo).all() and np.isnan(hi).all()
+    lo, hi, used = stats.bootstrap_intervals(np.array([1.0, 1, 1, 1]), np.arange(4.0), 50, 0)
+    assert np.isnan(lo).all() and np.isnan(hi).all() and (used == 0).all()
 
 
 def test_extreme_values_do_not_overflow() -> None:
@@ -68,8 +68,8 @@ def test_extreme_values_do_not_overflow() -> None:
     assert r2 == pytest.approx(1.0)
     rho, _ = stats.spearman(x, y)
     assert rho == pytest.approx(sps.spearmanr(x, y / 1e308).statistic, abs=1e-12)
-    lo, hi = stats.bootstrap_intervals(x, y, 200, 0)
-    lo_scaled, hi_scaled = stats.bootstrap_intervals(x, y / 1e308, 200, 0)
+    lo, hi, _ = stats.bootstrap_intervals(x, y, 200, 0)
+    lo_scaled, hi_scaled, _ = stats.bootstrap_intervals(x, y / 1e308, 200, 0)
     assert (
         np.isfinite(lo).all() and lo == pytest.approx(lo_scaled) and hi == pytest.approx(hi_scaled)
     )
@@ -109,9 +109,12 @@ def test_bh_q_skips_undefined_tests() -> None:
     np.testing.assert_allclose(q[[0, 3, 2]], [0.03, 0.04, 0.04])
 
 
-def _loop_bootstrap(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+def _loop_bootstrap(
+    x: np.ndarray, y: np.ndarray, n_boot: int, seed: int
+) -> tuple[float, float, int]:
     """The documented protocol, written out: default_rng(seed) draws an (n_boot, n) index
-    matrix; r per resample by numpy's corrcoef; constant resamples skipped; percentiles."""
+    matrix; r per resample by numpy's corrcoef; constant resamples skipped (and not counted);
+    percentiles."""
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(x), size=(n_boot, len(x)))
     rs = []
@@ -121,18 +124,20 @@ def _loop_bootstrap(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> tup
             continue
         rs.append(np.corrcoef(xb, yb)[0, 1])
     lo, hi = np.percentile(rs, [2.5, 97.5])
-    return float(lo), float(hi)
+    return float(lo), float(hi), len(rs)
 
 
 def test_bootstrap_follows_its_protocol_and_is_reproducible_by_seed() -> None:
     rng = np.random.default_rng(4)
     x = rng.normal(size=(12, 3))
-    x[:, 2] = rng.integers(0, 2, size=12)  # ties: some resamples are constant
+    x[:, 2] = (np.arange(12) == 0).astype(float)  # one model carries it: many constant resamples
     y = x[:, 0] + rng.normal(size=12)
-    lo, hi = stats.bootstrap_intervals(x, y, 1000, 7)
+    lo, hi, used = stats.bootstrap_intervals(x, y, 1000, 7)
     for j in range(3):
         expected = _loop_bootstrap(x[:, j], y, 1000, 7)
-        assert (lo[j], hi[j]) == pytest.approx(expected, abs=1e-12)
+        assert (lo[j], hi[j]) == pytest.approx(expected[:2], abs=1e-12)
+        assert used[j] == expected[2]
+    assert used[0] == 1000 and 500 < used[2] < 1000  # (11/12)^12 = 35% of resamples lack it
     again = stats.bootstrap_intervals(x, y, 1000, 7)
     np.testing.assert_array_equal(again[0], lo)
     np.testing.assert_array_equal(again[1], hi)
@@ -149,8 +154,8 @@ def test_bootstrap_chunks_give_the_same_interval(monkeypatch: pytest.MonkeyPatch
     whole = stats.bootstrap_intervals(x, y, 300, 1)
     monkeypatch.setattr(stats, "_CHUNK_VALUES", 50)  # many small chunks
     chunked = stats.bootstrap_intervals(x, y, 300, 1)
-    np.testing.assert_array_equal(whole[0], chunked[0])
-    np.testing.assert_array_equal(whole[1], chunked[1])
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_settings_parse_dbt_text_and_refuse_bad_values() -> None:
