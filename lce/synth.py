@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from extract.probe_write import write_label_png
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 40),
     "green": (40, 160, 60),
@@ -200,10 +202,7 @@ def render_labels(spec: SceneSpec, size: int) -> dict[str, list[np.ndarray]]:
 
 
 def _write_label_png(path: Path, numbers: np.ndarray) -> None:
-    rgb = np.zeros((*numbers.shape, 3), dtype=np.uint8)
-    rgb[..., 0] = numbers % 256
-    rgb[..., 1] = numbers // 256
-    Image.fromarray(rgb).save(path)
+    write_label_png(path, numbers)  # the one R + 256 G encoder, shared with lce probe from
 
 
 def write_probe(out: Path, n: int = 400, size: int = 64, seed: int = 7) -> dict[str, int]:

@@ -375,3 +375,9 @@ def test_other_formats_bad_input(tmp_path: Path) -> None:
     assert_clean_failure(code, text, tmp_path / "o4", "empty-missing: source folder not found")
     code, text = lce("probe", "from", "kitti", tmp_path / "voc", tmp_path / "o5")
     assert_clean_failure(code, text, tmp_path / "o5", "format 'kitti'")
+
+
+def test_info_missing_folder(tmp_path: Path) -> None:
+    code, text = lce("probe", "info", tmp_path / "nowhere")
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    assert code != 0 and len(lines) == 1 and "nowhere: probe set folder not found" in text, text
