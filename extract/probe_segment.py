@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,8 @@ def run_segment(cfg: SegmentConfig) -> int:
 
     out = Path(cfg.out)
     previous = stage_path(out) / "segment.json"
+    if stage_path(out).is_dir() and not previous.is_file():
+        shutil.rmtree(stage_path(out))  # not a resumable segment run (a killed converter's)
     if previous.is_file() and json.loads(previous.read_text()) != settings:
         # checked before staging: a mismatch must not delete the interrupted run's work
         raise LceError(

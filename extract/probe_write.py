@@ -131,12 +131,15 @@ def staged(out: Path, keep_on_interrupt: bool = False) -> Iterator[Path]:
     """A hidden sibling folder to write into, renamed to ``out`` when the block succeeds.
 
     ``out`` must not exist (or be an empty folder). On an error the sibling is removed, so no
-    output folder is left behind; with ``keep_on_interrupt`` a Ctrl+C keeps it for a resume.
+    output folder is left behind; with ``keep_on_interrupt`` a Ctrl+C keeps it for a resume (and
+    an existing sibling is reused: the caller checks that it belongs to the same run).
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LceError(f"{out}: exists and is not an empty folder")
     stage = stage_path(out)
+    if stage.exists() and not keep_on_interrupt:
+        shutil.rmtree(stage)  # left by a killed run: its files must not mix with this one's
     stage.mkdir(parents=True, exist_ok=True)
     try:
         yield stage

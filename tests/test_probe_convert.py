@@ -371,10 +371,34 @@ def test_other_formats_bad_input(tmp_path: Path) -> None:
     code, text = lce("probe", "from", "coco-panoptic", tmp_path / "coco", tmp_path / "o3")
     assert_clean_failure(code, text, tmp_path / "o3", "000000000140.png: class id(s)")
 
+    jpeg = tmp_path / "voc" / "JPEGImages" / "2007_000000.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated
+    code, text = lce("probe", "from", "voc", tmp_path / "voc", tmp_path / "o6")
+    assert_clean_failure(code, text, tmp_path / "o6", "2007_000000.jpg: cannot read image")
+
+    parts = next((tmp_path / "ade").rglob("*00000001_parts_1.png"))
+    Image.fromarray(ade_png(np.zeros((20, 20), dtype=np.int64), 0)).save(parts)
+    code, text = lce("probe", "from", "ade20k", tmp_path / "ade", tmp_path / "o7")
+    assert_clean_failure(code, text, tmp_path / "o7", "_parts_1.png: label map is 20x20")
+
+    png = tmp_path / "coco" / "annotations" / "panoptic_val2017" / "000000000139.png"
+    Image.fromarray(np.zeros((36, 50, 3), dtype=np.uint8)).save(png)  # its image is 41x57
+    code, text = lce("probe", "from", "coco-panoptic", tmp_path / "coco", tmp_path / "o8")
+    assert_clean_failure(code, text, tmp_path / "o8", "000000000139.png: label map is 36x50")
+
     code, text = lce("probe", "from", "voc", tmp_path / "empty-missing", tmp_path / "o4")
     assert_clean_failure(code, text, tmp_path / "o4", "empty-missing: source folder not found")
     code, text = lce("probe", "from", "kitti", tmp_path / "voc", tmp_path / "o5")
     assert_clean_failure(code, text, tmp_path / "o5", "format 'kitti'")
+
+
+def test_stale_partial_folder_is_not_mixed_in(tmp_path: Path) -> None:
+    write_masks(tmp_path / "mine")
+    stale = tmp_path / ".probe.partial" / "images"
+    stale.mkdir(parents=True)
+    (stale / "old.png").write_bytes(b"from a killed run")
+    convert("masks", tmp_path / "mine", tmp_path / "probe")
+    assert not (tmp_path / "probe" / "images" / "old.png").exists()
 
 
 def test_info_missing_folder(tmp_path: Path) -> None:
