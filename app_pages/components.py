@@ -32,8 +32,10 @@ st.plotly_chart(explore.loadings_figure(frame, component, evr.get(component)))
 st.subheader("Components and concept counts")
 st.caption(
     "Pearson r, over the embedded models, between each component's scores and the number of "
-    "interpretable units (all) or distinct concepts (unique) of each concept category. "
-    "Stars: p < .05 / .01 / .001."
+    "interpretable units (all) or distinct concepts (unique) of each concept category "
+    "(fct_component_category_correlations), with bootstrap 95% intervals. A star marks a "
+    "correlation that survives the Benjamini-Hochberg correction (q below the build's "
+    "q_threshold); the table adds each category's share of the units."
 )
 correlations = ui.load(explore.category_count_correlations, db)
 if correlations.is_empty():
@@ -41,4 +43,14 @@ if correlations.is_empty():
 else:
     st.plotly_chart(explore.category_correlation_figure(correlations))
     with st.expander("As a table"):
-        st.dataframe(correlations, hide_index=True)
+        st.dataframe(
+            correlations,
+            hide_index=True,
+            column_config={
+                "pearson_r": st.column_config.NumberColumn("r", format="%.3f"),
+                "r_lo": st.column_config.NumberColumn("r 95% lo", format="%.3f"),
+                "r_hi": st.column_config.NumberColumn("r 95% hi", format="%.3f"),
+                "p_value": st.column_config.NumberColumn("p", format="%.4f"),
+                "q_value": st.column_config.NumberColumn("q (BH)", format="%.4f"),
+            },
+        )

@@ -25,6 +25,10 @@ for column, (label, key) in zip(
 ):
     column.metric(label, counts[key])
 
+survival = ui.load(explore.correlation_survival, db)
+if survival:
+    st.caption("Correlations: " + survival[0] + ".", help="\n\n".join(survival))
+
 models = ui.load(explore.models_overview, db)
 if models.is_empty():
     ui.stop("The warehouse has no models yet: dissect some with `lce extract`, or load the "

@@ -28,8 +28,10 @@ correlations = ui.load(explore.task_correlations, db, task)
 st.subheader("Component / task correlations")
 st.caption(
     "Pearson r between each component's scores and each result, over the embedded models that "
-    "have it (n on hover). Stars: p < .05 / .01 / .001. r is on the raw metric: for a "
-    "lower-is-better metric a negative r goes with better results."
+    "have it, with its bootstrap 95% interval (models resampled). A star marks a correlation "
+    "that survives the Benjamini-Hochberg correction (q below the build's q_threshold); p, q "
+    "and n on hover. r is on the raw metric: for a lower-is-better metric a negative r goes "
+    "with better results."
 )
 if correlations.is_empty():
     st.info(f"No correlations for {task}: no embedded model has these results.")
@@ -41,9 +43,28 @@ else:
             hide_index=True,
             column_config={
                 "pearson_r": st.column_config.NumberColumn("r", format="%.3f"),
+                "r_lo": st.column_config.NumberColumn("r 95% lo", format="%.3f"),
+                "r_hi": st.column_config.NumberColumn("r 95% hi", format="%.3f"),
                 "p_value": st.column_config.NumberColumn("p", format="%.4f"),
+                "q_value": st.column_config.NumberColumn("q (BH)", format="%.4f"),
+                "spearman_rho": st.column_config.NumberColumn("Spearman rho", format="%.3f"),
             },
         )
+
+st.subheader("What the task family requires: concept categories")
+st.caption(
+    "Pearson r between each concept category's count in a model and each result of the family "
+    "(fct_category_task_correlations), over the embedded models that have it. A star marks a "
+    "cell that survives the Benjamini-Hochberg correction; interval, p and q on hover."
+)
+measure = st.radio(
+    "Category measure", list(explore.CATEGORY_MEASURES), horizontal=True, key="task_measure"
+)
+matrix = ui.load(explore.category_task_matrix, db, task, explore.CATEGORY_MEASURES[measure])
+if matrix.is_empty():
+    st.info(f"No concept category correlations for {task}.")
+else:
+    st.plotly_chart(explore.category_task_heatmap(matrix, task, measure))
 
 st.subheader("One result against one component")
 results = ui.load(explore.task_results, db, task)
@@ -59,10 +80,23 @@ points = ui.load(explore.task_points, db, task, row["dataset"], row["metric"])
 if points.height < 2:
     ui.stop(f"Fewer than two embedded models have {result}; nothing to draw.")
 r, p = pearson(np.array(points[f"pc{component}"].to_list()), np.array(points["value"].to_list()))
-a, b, c = st.columns(3)
+mart = correlations.filter(
+    (correlations["dataset"] == row["dataset"])
+    & (correlations["metric"] == row["metric"])
+    & (correlations["component"] == component)
+)
+q = mart["q_value"][0] if mart.height else None
+a, b, c, d = st.columns(4)
 a.metric("Pearson r", "n/a" if math.isnan(r) else f"{r:.3f}")
 b.metric("p-value", "n/a" if math.isnan(p) else f"{p:.3g}")
-c.metric("models", points.height)
+c.metric("q (BH)", "n/a" if q is None else f"{q:.3g}")
+d.metric("models", points.height)
+if mart.height and mart["r_lo"][0] is not None:
+    st.caption(
+        f"Bootstrap 95% interval of r: [{mart['r_lo'][0]:.3f}, {mart['r_hi'][0]:.3f}]; "
+        + ("survives" if mart["significant"][0] else "does not survive")
+        + " the Benjamini-Hochberg correction."
+    )
 st.plotly_chart(
     explore.task_scatter_figure(points, component, evr.get(component), result, row["metric"]),
     width="content",

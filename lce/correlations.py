@@ -287,7 +287,11 @@ def fct_component_category_correlations(
     settings: Settings,
 ) -> pa.Table:
     """Each component's scores against each category measure, over the embedded models."""
-    fields = [("component", pa.int32()), ("category", pa.string()), ("measure", pa.string())]
+    fields: list[tuple[str, pa.DataType]] = [
+        ("component", pa.int32()),
+        ("category", pa.string()),
+        ("measure", pa.string()),
+    ]
     scores = component_scores(lce)
     features = category_features(category_profiles, models)
     columns = [name for name, _ in fields + STAT_FIELDS]

@@ -698,65 +698,83 @@ def loadings_figure(frame: pl.DataFrame, component: int, evr: float | None) -> g
     return fig
 
 
+MEASURE_KINDS = {
+    "n_units": "all units",
+    "n_unique_concepts": "unique concepts",
+    "unit_share": "share of units",
+}
+
+
 def category_count_correlations(db: Path) -> pl.DataFrame:
-    """Pearson r of each component's scores with each concept category's count, over the embedded
-    models: all interpretable units and unique concepts (0 where a model has none)."""
-    scores = query(db, "select model, component, value from fct_lce")
-    counts = query(
+    """Each component against each concept category's counts over the embedded models, from
+    fct_component_category_correlations (all units, unique concepts, share of units; 0 where a
+    model has none): r with its bootstrap interval, p, and BH q / significant."""
+    if not table_exists(db, "fct_component_category_correlations"):
+        return pl.DataFrame(
+            schema={
+                "component": pl.Int32, "category": pl.String, "kind": pl.String, "n": pl.Int32,
+                "pearson_r": pl.Float64, "r_lo": pl.Float64, "r_hi": pl.Float64,
+                "p_value": pl.Float64, "q_value": pl.Float64, "significant": pl.Boolean,
+            }
+        )  # fmt: skip
+    frame = query(
         db,
         """
-        select model, category, n_units, n_unique_concepts from fct_category_profiles
-        where model in (select model from fct_lce)
+        select component, category, measure, n, pearson_r, r_lo, r_hi, p_value, q_value,
+               significant
+        from fct_component_category_correlations order by component, category, measure
         """,
     )
-    rows: list[dict[str, Any]] = []
-    models = sorted(set(scores["model"].to_list()))
-    categories = sorted(set(counts["category"].to_list()), key=concept_category_sort_key)
-    for component in sorted(set(scores["component"].to_list())):
-        comp = scores.filter(pl.col("component") == component)
-        score_of = dict(zip(comp["model"].to_list(), comp["value"].to_list(), strict=True))
-        x = np.array([score_of[m] for m in models], dtype=float)
-        for category in categories:
-            part = counts.filter(pl.col("category") == category)
-            for kind, column in (
-                ("all units", "n_units"),
-                ("unique concepts", "n_unique_concepts"),
-            ):
-                count_of = dict(zip(part["model"].to_list(), part[column].to_list(), strict=True))
-                y = np.array([count_of.get(m, 0) for m in models], dtype=float)
-                r, p = pearson(x, y)
-                rows.append(
-                    {
-                        "component": component,
-                        "category": category,
-                        "kind": kind,
-                        "n": len(models),
-                        "pearson_r": None if math.isnan(r) else r,
-                        "p_value": None if math.isnan(p) else p,
-                    }
-                )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "component": pl.Int64,
-            "category": pl.String,
-            "kind": pl.String,
-            "n": pl.Int64,
-            "pearson_r": pl.Float64,
-            "p_value": pl.Float64,
-        },
+    kinds = [MEASURE_KINDS.get(m, m) for m in frame["measure"].to_list()]
+    frame = frame.with_columns(pl.Series("measure", kinds, dtype=pl.String)).rename(
+        {"measure": "kind"}
     )
+    rank = {c: i for i, c in enumerate(sorted(set(frame["category"].to_list()),
+                                              key=concept_category_sort_key))}  # fmt: skip
+    order = pl.Series("_rank", [rank[c] for c in frame["category"].to_list()])
+    return frame.with_columns(order).sort(["component", "_rank", "kind"]).drop("_rank")
 
 
-def significance(p: float | None) -> str:
-    """The usual stars, shown above bars instead of numbers that would collide."""
-    if p is None or math.isnan(p):
-        return ""
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+def survives(significant: bool | None) -> str:
+    """The mark of a correlation that survives the Benjamini-Hochberg correction."""
+    return "*" if significant else ""
+
+
+# r with its interval, p and q on hover; customdata columns are _interval_data's.
+INTERVAL_HOVER = (
+    "r=%{y:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<br>"
+    "p=%{customdata[2]:.3g}, q=%{customdata[3]:.3g}, n=%{customdata[4]}"
+)
+
+
+def _interval_data(frame: pl.DataFrame) -> list[list[float | None]]:
+    """Per bar: r_lo, r_hi, p, q, n (None where null), for INTERVAL_HOVER; plain lists, so
+    the figure's JSON carries numbers rather than a binary array."""
+    columns = [
+        frame[c].cast(pl.Float64).to_list() for c in ("r_lo", "r_hi", "p_value", "q_value", "n")
+    ]
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def interval_bars(frame: pl.DataFrame) -> dict[str, Any]:
+    """Asymmetric error bars from r to its bootstrap interval (none where r is null)."""
+    r = frame["pearson_r"].fill_null(float("nan")).to_numpy()
+    lo = frame["r_lo"].fill_null(float("nan")).to_numpy()
+    hi = frame["r_hi"].fill_null(float("nan")).to_numpy()
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": np.nan_to_num(hi - r).tolist(),
+        "arrayminus": np.nan_to_num(r - lo).tolist(),
+        "color": "#444444",
+        "thickness": 1,
+        "width": 3,
+    }
 
 
 def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
-    """Two panels (all units, unique concepts): bars per component, one per concept category."""
+    """Two panels (all units, unique concepts): bars per component, one per concept category,
+    with bootstrap intervals; a star marks what survives the Benjamini-Hochberg correction."""
     kinds = ["all units", "unique concepts"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=kinds, shared_yaxes=True)
     for col, kind in enumerate(kinds, start=1):
@@ -769,15 +787,16 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
                 showlegend=col == 1,
                 x=[f"PC{c}" for c in cat["component"].to_list()],
                 y=cat["pearson_r"].to_list(),
-                text=[significance(p) for p in cat["p_value"].to_list()],
+                error_y=interval_bars(cat),
+                text=[survives(s) for s in cat["significant"].to_list()],
                 textposition="outside",
-                customdata=cat["p_value"].to_list(),
+                customdata=_interval_data(cat),
                 marker_color=concept_category_colour(category),
-                hovertemplate="%{x} vs " + category + "<br>r=%{y:.3f}, p=%{customdata:.3g}"
-                "<extra>" + kind + "</extra>",
+                hovertemplate="%{x} vs " + category + "<br>" + INTERVAL_HOVER
+                + "<extra>" + kind + "</extra>",
                 row=1,
                 col=col,
-            )
+            )  # fmt: skip
     fig.update_layout(
         barmode="group",
         title={"text": "Correlation of each component with the per-category counts", "y": 0.98},
@@ -813,7 +832,8 @@ def task_correlations(db: Path, task: str) -> pl.DataFrame:
     frame = query(
         db,
         """
-        select component, dataset, metric, higher_is_better, n, pearson_r, p_value
+        select component, dataset, metric, higher_is_better, n, pearson_r, r_lo, r_hi, p_value,
+               q_value, significant, spearman_rho
         from fct_component_task_correlations where task = ?
         order by dataset = 'Avg.', dataset, metric, component
         """,
@@ -834,7 +854,8 @@ def task_correlations(db: Path, task: str) -> pl.DataFrame:
 
 
 def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
-    """Grouped bars of r per result and component; stars mark p < .05/.01/.001, p on hover."""
+    """Grouped bars of r per result and component with their bootstrap 95% intervals; a star
+    marks a correlation that survives the Benjamini-Hochberg correction; p and q on hover."""
     fig = go.Figure()
     order = list(dict.fromkeys(frame["result"].to_list()))
     for component in sorted(set(frame["component"].to_list())):
@@ -843,14 +864,12 @@ def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
             name=f"PC{component}",
             x=part["result"].to_list(),
             y=part["pearson_r"].to_list(),
-            text=[significance(p) for p in part["p_value"].to_list()],
+            error_y=interval_bars(part),
+            text=[survives(v) for v in part["significant"].to_list()],
             textposition="outside",
-            customdata=np.column_stack(
-                [part["p_value"].fill_null(float("nan")).to_numpy(), part["n"].to_numpy()]
-            ),
+            customdata=_interval_data(part),
             marker_color=component_colour(component),
-            hovertemplate="%{x}<br>r=%{y:.3f}, p=%{customdata[0]:.3g}, n=%{customdata[1]}"
-            "<extra>PC" + str(component) + "</extra>",
+            hovertemplate="%{x}<br>" + INTERVAL_HOVER + "<extra>PC" + str(component) + "</extra>",
         )
     lower = frame.filter(~pl.col("higher_is_better"))["result"].unique().to_list()
     subtitle = f"<br><sup>lower is better for: {', '.join(sorted(lower))}</sup>" if lower else ""
@@ -864,6 +883,100 @@ def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
         xaxis={"categoryorder": "array", "categoryarray": order, "tickangle": -30},
     )
     return fig
+
+
+CATEGORY_MEASURES = {
+    "interpretable units": "n_units",
+    "distinct concepts": "n_unique_concepts",
+    "share of units": "unit_share",
+}
+
+
+def category_task_matrix(db: Path, task: str, measure: str) -> pl.DataFrame:
+    """fct_category_task_correlations for one task family and category measure: one row per
+    (concept category, result) with r, its interval, p, q and whether it survives."""
+    frame = query(
+        db,
+        """
+        select category, dataset, metric, n, pearson_r, r_lo, r_hi, p_value, q_value,
+               significant
+        from fct_category_task_correlations where task = ? and measure = ?
+        order by dataset = 'Avg.', dataset, metric, category
+        """,
+        [task, measure],
+    )
+    datasets, metrics = frame["dataset"].n_unique(), frame["metric"].n_unique()
+    return frame.with_columns(
+        pl.Series(
+            "result",
+            [
+                result_label(d, m, datasets, metrics)
+                for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(), strict=True)
+            ],
+            dtype=pl.String,
+        )
+    )
+
+
+def category_task_heatmap(frame: pl.DataFrame, task: str, measure: str) -> go.Figure:
+    """Concept categories x the family's results, coloured by r (blue negative, red positive);
+    a star marks each cell whose correlation survives the correction; interval, p, q on hover."""
+    results = list(dict.fromkeys(frame["result"].to_list()))
+    categories = sorted(set(frame["category"].to_list()), key=concept_category_sort_key)
+    cell = {(c, r): row for c, r, row in zip(frame["category"].to_list(),
+                                             frame["result"].to_list(),
+                                             frame.iter_rows(named=True), strict=True)}  # fmt: skip
+    z, text, custom = [], [], []
+    for category in categories:
+        z_row, text_row, custom_row = [], [], []
+        for result in results:
+            row = cell.get((category, result))
+            r = None if row is None else row["pearson_r"]
+            z_row.append(r)
+            text_row.append(survives(row["significant"]) if row else "")
+            custom_row.append(
+                [float("nan") if row is None or row[k] is None else row[k]
+                 for k in ("r_lo", "r_hi", "p_value", "q_value", "n")]
+            )  # fmt: skip
+        z.append(z_row)
+        text.append(text_row)
+        custom.append(custom_row)
+    fig = go.Figure()
+    fig.add_heatmap(
+        x=results,
+        y=categories,
+        z=z,
+        zmin=-1,
+        zmax=1,
+        colorscale="RdBu",
+        reversescale=True,
+        text=text,
+        texttemplate="%{text}",
+        textfont={"size": 18},
+        customdata=custom,
+        colorbar={"title": {"text": "Pearson r"}},
+        hovertemplate="%{y} vs %{x}<br>r=%{z:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"
+        "<br>p=%{customdata[2]:.3g}, q=%{customdata[3]:.3g}, n=%{customdata[4]}<extra></extra>",
+    )
+    fig.update_layout(
+        title=f"Concept categories x {task} results ({measure}); * survives the correction",
+        height=160 + 45 * max(1, len(categories)),
+        margin={"l": 10, "r": 10, "t": 60, "b": 40},
+        xaxis={"tickangle": -30},
+        yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def correlation_survival(db: Path) -> list[str]:
+    """One sentence per correlation table with tests: how many survive the correction."""
+    from lce import summary
+
+    return [
+        summary.survival_line(row)
+        for row in summary.correlation_survival(db).iter_rows(named=True)
+        if row["tests"]
+    ]
 
 
 def task_results(db: Path, task: str) -> pl.DataFrame:

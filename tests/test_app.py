@@ -45,6 +45,8 @@ def no_benchmarks_db(app_db: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     with duckdb.connect(str(copy)) as conn:
         conn.execute("delete from fct_task_benchmarks")
         conn.execute("delete from fct_component_task_correlations")
+        conn.execute("delete from fct_category_task_correlations")
+        conn.execute("delete from fct_concept_task_correlations")
         conn.execute("update dim_models set has_benchmarks = false, n_benchmarks = 0")
     return copy
 
@@ -556,6 +558,108 @@ def test_no_task_results_is_a_clear_note(
     assert "lce benchmarks add" in texts(at.info)
     at = open_page(no_benchmarks_db, "compare")
     assert "No task results for" in texts(at.info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Correlations with intervals and the multiple-testing correction
+# ---------------------------------------------------------------------------------------------
+
+
+def test_task_bars_carry_the_interval_and_mark_what_survives(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "tasks")
+    task = at.selectbox(key="task_family").value
+    rows = sql(
+        app_db,
+        "select component, dataset, metric, pearson_r, r_lo, r_hi, q_value, significant "
+        "from fct_component_task_correlations where task = ?",
+        [task],
+    )
+    datasets = {r[1] for r in rows}
+    metrics = {r[2] for r in rows}
+
+    def label(d: str, m: str) -> str:
+        return d if len(metrics) == 1 else m if len(datasets) == 1 else f"{d} · {m}"
+
+    expected = {(c, label(d, m)): (r, lo, hi, q, s) for c, d, m, r, lo, hi, q, s in rows}
+    fig = chart_with_title(at, "Component / task correlations")
+    checked = 0
+    for trace in fig["data"]:
+        component = int(trace["name"][2:])
+        bars = zip(trace["x"], trace["y"], trace["text"], trace["error_y"]["array"],
+                   trace["error_y"]["arrayminus"], trace["customdata"], strict=True)  # fmt: skip
+        for result, r, star, up, down, custom in bars:
+            er, lo, hi, q, significant = expected[(component, result)]
+            if er is None:
+                continue
+            assert r == pytest.approx(er)
+            assert r + up == pytest.approx(hi) and r - down == pytest.approx(lo)
+            assert custom[3] == pytest.approx(q)
+            assert (star == "*") == significant == (q < 0.05)
+            checked += 1
+    assert checked == sum(1 for row in rows if row[3] is not None)
+    shown = table(at, "q_value")
+    assert sorted(shown["q_value"].dropna()) == pytest.approx(
+        sorted(row[6] for row in rows if row[6] is not None)
+    )
+
+
+def test_category_task_heatmap_is_the_file_and_follows_the_measure(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "tasks")
+    task = at.selectbox(key="task_family").value
+
+    def expected(measure: str) -> dict[tuple[str, str, str], tuple[float | None, bool]]:
+        rows = sql(
+            app_db,
+            "select category, dataset, metric, pearson_r, significant "
+            "from fct_category_task_correlations where task = ? and measure = ?",
+            [task, measure],
+        )
+        return {(c, d, m): (r, s) for c, d, m, r, s in rows}
+
+    def shown() -> dict[tuple[str, str], tuple[float | None, str]]:
+        fig = chart_with_title(at, "Concept categories x")
+        heat = fig["data"][0]
+        return {
+            (category, result): (heat["z"][i][j], heat["text"][i][j])
+            for i, category in enumerate(heat["y"])
+            for j, result in enumerate(heat["x"])
+        }
+
+    def check(measure: str) -> list[float | None]:
+        want = expected(measure)
+        got = shown()
+        assert len(got) == len(want)
+        datasets = {d for _, d, _ in want}
+        metrics = {m for _, _, m in want}
+        for (category, d, m), (r, significant) in want.items():
+            result = d if len(metrics) == 1 else m if len(datasets) == 1 else f"{d} · {m}"
+            z, star = got[(category, result)]
+            assert z == pytest.approx(r)
+            assert (star == "*") == significant
+        return [v for v, _ in got.values()]
+
+    before = check("n_units")
+    at.radio(key="task_measure").set_value("share of units").run()
+    assert_clean(at)
+    after = check("unit_share")
+    assert before != after
+
+
+def test_overview_says_how_many_correlations_survive(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "overview")
+    ((tests, kept),) = sql(
+        app_db,
+        "select count(p_value), count(*) filter (where q_value < 0.05) "
+        "from fct_component_task_correlations",
+    )
+    line = f"{kept} of {tests} component / task correlations survive Benjamini-Hochberg"
+    assert line in texts(at.caption)
 
 
 # ---------------------------------------------------------------------------------------------
