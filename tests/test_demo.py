@@ -182,7 +182,9 @@ def test_shape_few_shot_goes_with_object_units(demo: tuple[Path, str]) -> None:
             "where category = 'object' and measure = 'n_units' and task = 'few_shot' "
             "and dataset = 'shape'"
         ).fetchall()
-        embedded = [m for (m,) in c.execute("select model from dim_models where in_embedding")]
+        embedded = {
+            m for (m,) in c.execute("select model from dim_models where in_embedding").fetchall()
+        }
         units = dict(
             c.execute(
                 "select model, n_units from fct_category_profiles where category = 'object'"
