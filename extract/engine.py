@@ -42,6 +42,7 @@ from extract.tally import ActivationStats, ConceptTally, TopImages
 from extract.upsample import upsample
 from lce import __version__
 from lce.errors import LceError
+from lce.faults import pause_point
 from warehouse.lake import (
     Write,
     check_name,
@@ -290,6 +291,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     )
     # One writer per work folder: two identical runs would share (and corrupt) one cache.
     with file_lock(lock, exclusive=True, wait=False, busy=busy):
+        pause_point("extract-locked")
         try:
             result = _run_locked(cfg, probe, loaded, model, layers, patch, device, dist, workdir)
         except Interrupted:

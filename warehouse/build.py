@@ -31,6 +31,7 @@ from warehouse import dbt_failures
 from warehouse.lake import file_lock, has_data, os_error, reading
 from warehouse.paths import dbt_project_dir
 
+_URL_CHARACTERS = {"?", "#"}
 VARS = (
     "min_iou",
     "exclude_models",
@@ -141,6 +142,11 @@ def build(lake: Path, db: Path, dbt_vars: dict[str, Any] | None = None) -> Build
             "or `lce extract` first"
         )
     db = db.resolve()
+    if set(str(db)) & _URL_CHARACTERS:
+        raise LceError(
+            f"{db}: a database path must not contain '?' or '#' (dbt-duckdb reads it as a URL "
+            "and would open another file); choose another --db or LCE_HOME"
+        )
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

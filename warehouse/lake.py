@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lce.errors import LceError
+from lce.faults import kill_point
 
 
 def _schema(fields: list[tuple[str, Any]]) -> pa.Schema:
@@ -256,7 +256,9 @@ def _lake_lock(lake: Path, exclusive: bool) -> AbstractContextManager[bool]:
 # so they see the lake before or after a commit, never between. A process killed at any step
 # leaves either staging without commit.json (rolled back: deleted) or commit.json (rolled
 # forward: every move is idempotent), and the next lce command that touches the lake does that
-# first (`recover`). dbt run by hand refuses a lake with an unfinished commit.
+# first (`recover`). dbt run by hand refuses a lake with an unfinished commit. The tests kill a
+# real process at each step (lce.faults.kill_point: commit-staged, commit-committed,
+# commit-applying, commit-applied).
 
 
 @dataclass(frozen=True)
@@ -266,13 +268,6 @@ class Write:
     table: str
     keys: Mapping[str, str]
     data: pa.Table
-
-
-def _fault(step: str) -> None:
-    """Testing hook: LCE_TEST_KILL_AT=<step> kills this process (SIGKILL, as `kill -9` would)
-    at that step of a lake commit, so tests can prove each step leaves a recoverable lake."""
-    if os.environ.get("LCE_TEST_KILL_AT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _partitions(lake: Path, table: str) -> list[Path]:
@@ -307,7 +302,7 @@ def commit(
                 staged = folder / "new" / final.relative_to(lake)
                 staged.mkdir(parents=True)
                 pq.write_table(table, staged / "part-0.parquet", compression="zstd")
-            _fault("staged")
+            kill_point("commit-staged")
             replaced = {final for _, _, final in data}
             dropped = [p for t in drop_tables for p in _partitions(lake, t) if p not in replaced]
             moves = [str(final.relative_to(lake)) for final in sorted(replaced)]
@@ -317,7 +312,7 @@ def commit(
             with pending.open("rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(pending, folder / COMMITTED)  # the commit point
-            _fault("committed")
+            kill_point("commit-committed")
             _apply(lake, folder)
     except OSError as exc:
         raise os_error(exc, str(folder)) from exc
@@ -338,13 +333,13 @@ def _apply(lake: Path, folder: Path) -> None:
                 os.rename(final, old)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(new, final)
-            _fault("applying")
+            kill_point("commit-applying")
     for rel in plan["drop"]:
         final, old = lake / rel, folder / "old" / rel
         if final.exists():
             old.parent.mkdir(parents=True, exist_ok=True)
             os.rename(final, old)
-    _fault("applied")
+    kill_point("commit-applied")
     (folder / COMMITTED).unlink()
     shutil.rmtree(folder, ignore_errors=True)
     for rel in plan["drop"]:  # folders of models whose every layer was dropped
