@@ -91,7 +91,8 @@ def test_probe_synth_command(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    work = tmp_path_factory.mktemp("demo")
+    # $HOME/demo, so that the rerun below can find the same work through LCE_HOME alone
+    work = tmp_path_factory.mktemp("demo-home") / "demo"
     code, out = lce(
         "demo", "--workdir", work, "--probe-images", "150", "--train-steps", "100",
         "--task-images", "600",
@@ -158,16 +159,21 @@ def test_shape_supervision_beats_random_on_the_shape_probe(demo: tuple[Path, str
     assert acc["shape-sup"] > 1 / 6  # above chance over six shapes
 
 
-def test_demo_rerun_reuses_its_work(demo: tuple[Path, str]) -> None:
+def test_demo_rerun_reuses_its_work(
+    demo: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rerun names no --workdir: with LCE_HOME set, the demo works in $LCE_HOME/demo."""
     work, _ = demo
     weights = sorted((work / "zoo").glob("*.pt"))
     stamps = {p: p.stat().st_mtime_ns for p in weights}
-    code, out = lce(
-        "demo", "--workdir", work, "--probe-images", "150", "--train-steps", "100",
-        "--task-images", "600",
-    )  # fmt: skip
+    published = (work / "lce.duckdb").stat().st_mtime_ns
+    monkeypatch.setenv("LCE_HOME", str(work.parent))
+    monkeypatch.chdir(tmp_path)
+    code, out = lce("demo", "--probe-images", "150", "--train-steps", "100", "--task-images", "600")
     assert code == 0, out
     assert {p: p.stat().st_mtime_ns for p in weights} == stamps  # nothing retrained
+    assert (work / "lce.duckdb").stat().st_mtime_ns > published  # rebuilt under $LCE_HOME/demo
+    assert not (tmp_path / "lce-data").exists()  # nothing in ./lce-data
 
 
 def test_shape_few_shot_goes_with_object_units(demo: tuple[Path, str]) -> None:

@@ -191,6 +191,25 @@ def test_published_embedding_matches_sklearn_with_no_nan_or_dust(
 
 
 @pytest.mark.slow
+def test_no_table_of_the_file_holds_nan(study: tuple[str, Path, str]) -> None:
+    """Every floating column of every table: what cannot be computed is absent or null."""
+    _, home, _ = study
+    db = home / "lce.duckdb"
+    columns = rows(
+        db,
+        "select table_name, column_name from duckdb_columns() "
+        "where data_type in ('DOUBLE', 'FLOAT') and not internal",
+    )
+    assert columns
+    with_nan = [
+        (table, column)
+        for table, column in columns
+        if rows(db, f'select count(*) from "{table}" where isnan("{column}")')[0][0]
+    ]
+    assert with_nan == []
+
+
+@pytest.mark.slow
 def test_categories_and_distances(study: tuple[str, Path, str]) -> None:
     case, home, _ = study
     db = home / "lce.duckdb"
