@@ -270,6 +270,57 @@ def build(
     print_notes(result.db)
 
 
+@app.command("sensitivity")
+@friendly
+def sensitivity(
+    lake: LakeOpt = None,
+    db: DbOpt = None,
+    min_iou: Annotated[
+        str, typer.Option("--min-iou", help="min_iou values, comma-separated.")
+    ] = "0.02,0.04,0.06",
+    n_components: Annotated[
+        str, typer.Option("--n-components", help="n_components values, comma-separated.")
+    ] = "3",
+    n_categories: Annotated[
+        str, typer.Option("--n-categories", help="k values (or auto), comma-separated.")
+    ] = "2,3,4",
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="Other dbt vars for every setting, as `lce build --var`."),
+    ] = None,
+) -> None:
+    """Rebuild over a grid of thresholds into scratch files; publish fct_sensitivity atomically."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from lce import sensitivity as sensitivity_mod
+
+    grid = (
+        sensitivity_mod.parse_list(min_iou, "min_iou"),
+        sensitivity_mod.parse_list(n_components, "n_components"),
+        sensitivity_mod.parse_list(n_categories, "n_categories"),
+    )
+    extra = build_mod.parse_vars(var or [])
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("building", total=None)
+
+        def step(i: int, n: int, setting: sensitivity_mod.Setting) -> None:
+            bar.update(task, total=n, completed=i - 1, description=f"building {setting.label()}")
+
+        sensitivity_mod.run(lake_dir(lake), db_path(db), *grid, extra_vars=extra, progress=step)
+    from warehouse.query import query
+
+    print_frame(
+        query(
+            db_path(db),
+            "select setting, min_iou, n_components, n_categories, n_models, explained_variance, "
+            "k, adjusted_rand_index from fct_sensitivity order by setting",
+        ),
+        "Threshold sensitivity (setting 1 is the reference; adjusted Rand index vs its categories)",
+    )
+    say(f"published fct_sensitivity into {db_path(db)}")
+
+
 probe_app = typer.Typer(help="Probe sets.", no_args_is_help=True)
 app.add_typer(probe_app, name="probe")
 
@@ -462,9 +513,16 @@ def summarize(db: DbOpt = None) -> None:
     path = db_path(db)
     print_frame(summary.models(path), "Models")
     print_frame(summary.explained_variance(path), "Explained variance")
+    print_stability(path)
     print_frame(summary.top_loadings(path), "Concepts loading most on each component")
     print_correlations(path)
     print_notes(path)
+
+
+def print_stability(db: Path) -> None:
+    """The unit bootstrap in two lines: how often the categories come back, least stable first."""
+    for line in summary.stability_lines(db):
+        say(line)
 
 
 def print_correlations(db: Path) -> None:
@@ -490,7 +548,7 @@ def print_correlations(db: Path) -> None:
             requirements,
             "What each task family requires (concept categories whose correlation survives)",
         )
-    elif not reason:
+    elif not reason and requirements.width:  # no columns: a file from before the mart
         say(
             "What each task family requires: no concept category's correlation with a task "
             "result survives the correction (`lce build --var fdr_family=task` corrects within "

@@ -81,7 +81,14 @@ CORRELATION_MARTS = {
 
 
 def _has_table(db: Path, table: str) -> bool:
-    found = query(db, "select count(*) as n from duckdb_tables() where table_name = ?", [table])
+    """Whether the file has the correlation table with its q-values (a file built before them
+    has none, and the summary then leaves them out instead of failing)."""
+    found = query(
+        db,
+        "select count(*) as n from duckdb_columns() "
+        "where table_name = ? and column_name = 'significant'",
+        [table],
+    )
     return bool(found["n"][0])
 
 
@@ -152,7 +159,9 @@ def no_task_results_reason(db: Path) -> str | None:
 
 def significant_correlations(db: Path) -> pl.DataFrame:
     """The component / task correlations that survive the correction, smallest q first, with
-    r, its bootstrap 95% interval, p and q."""
+    r, its bootstrap 95% interval, p and q (none from a file built before these columns)."""
+    if not _has_table(db, "fct_component_task_correlations"):
+        return pl.DataFrame()
     return query(
         db,
         """
@@ -194,3 +203,66 @@ def task_requirements(db: Path) -> pl.DataFrame:
         order by k.task, max(abs(k.pearson_r)) desc, k.category, k.measure
         """,
     )
+
+
+def category_stability(db: Path) -> dict[str, Any] | None:
+    """The unit bootstrap's verdict on the categories (fct_category_stability): resamples, the
+    median and 5th percentile of the adjusted Rand index, and how often the published
+    partition came back exactly. None when the warehouse has no resamples."""
+    if not _has_column(db, "fct_category_stability", "adjusted_rand_index"):
+        return None
+    row = query(
+        db,
+        """
+        select count(*)::int as resamples,
+               median(adjusted_rand_index) as median_ari,
+               quantile_cont(adjusted_rand_index, 0.05) as p5_ari,
+               avg(same_partition::int) as share_same
+        from fct_category_stability
+        """,
+    ).row(0, named=True)
+    return row if row["resamples"] else None
+
+
+def least_stable_models(db: Path, limit: int = 3) -> pl.DataFrame:
+    """The models whose category membership the unit bootstrap moves most (lowest stability)."""
+    if not _has_column(db, "dim_model_categories", "stability"):
+        return pl.DataFrame()
+    return query(
+        db,
+        """
+        select model, category_label as category, stability from dim_model_categories
+        where stability is not null order by stability, model limit ?
+        """,
+        [limit],
+    )
+
+
+def stability_lines(db: Path) -> list[str]:
+    """Two plain sentences for `lce summary` (none without a bootstrap)."""
+    verdict = category_stability(db)
+    if verdict is None:
+        return []
+    lines = [
+        f"Category stability over {verdict['resamples']} unit-bootstrap resamples: the "
+        f"categories come back exactly in {100 * verdict['share_same']:.0f}% of them; adjusted "
+        f"Rand index median {verdict['median_ari']:.3f}, 5th percentile {verdict['p5_ari']:.3f}."
+    ]
+    least = least_stable_models(db)
+    if not least.is_empty():
+        names = ", ".join(
+            f"{r['model']} ({r['category']}, {r['stability']:.3f})"
+            for r in least.iter_rows(named=True)
+        )
+        lines.append(f"Least stable category membership (dim_model_categories.stability): {names}.")
+    return lines
+
+
+def _has_column(db: Path, table: str, column: str) -> bool:
+    """A file built before the bootstrap marts has neither; the summary then says nothing."""
+    found = query(
+        db,
+        "select count(*) as n from duckdb_columns() where table_name = ? and column_name = ?",
+        [table, column],
+    )
+    return bool(found["n"][0])

@@ -33,6 +33,13 @@ MARTS = (
     "fct_model_distances",
     "fct_task_benchmarks",
     "fct_build_notes",
+    "fct_lce_resamples",
+    "fct_category_coassignment",
+    "fct_category_stability",
+    "fct_lce_intervals",
+    "fct_explained_variance_intervals",
+    "fct_task_prediction",
+    "fct_sensitivity",
 )
 
 

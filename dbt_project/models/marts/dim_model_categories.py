@@ -1,9 +1,10 @@
-"""dbt Python model: computed by lce.marts.dim_model_categories (shared with the tests).
+"""dbt Python model: computed by lce.marts.dim_model_categories (shared with the tests);
+the stability column by lce.stability.with_stability from the bootstrap's co-assignments.
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import marts
+from lce import marts, stability
 
 
 def model(dbt, session):
@@ -14,4 +15,5 @@ def model(dbt, session):
         profiles=dbt.ref("fct_concept_profiles").df(),
         models=dbt.ref("dim_models").df(),
     )
-    return marts.dim_model_categories(inputs)
+    categories = marts.dim_model_categories(inputs)
+    return stability.with_stability(categories, dbt.ref("fct_category_coassignment").df())

@@ -1,0 +1,18 @@
+"""dbt Python model: computed by lce.prediction.fct_task_prediction (shared with the tests).
+
+dbt reads refs and config keys from this file's own source, so they stay here.
+"""
+
+from lce import marts, prediction
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    inputs = marts.inputs(
+        dbt.config.get("n_components"),
+        dbt.config.get("n_categories"),
+        profiles=dbt.ref("fct_concept_profiles").df(),
+        models=dbt.ref("dim_models").df(),
+        benchmarks=dbt.ref("fct_task_benchmarks").df(),
+    )
+    return prediction.fct_task_prediction(inputs)

@@ -1,0 +1,131 @@
+"""`lce sensitivity` (real dbt builds into scratch files) and the vars `lce build` refuses
+before dbt runs (stability_resamples < 1, n_categories above the lake's models)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score
+
+from lce import sensitivity
+from lce.errors import LceError
+from tests.conftest import lce
+from warehouse import study
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def home(toy_home: Path, tmp_path: Path) -> Path:
+    """A private copy of the explorer tests' toy study (lake and published file): no rebuild."""
+    shutil.copytree(toy_home / "lake", tmp_path / "lake")
+    shutil.copyfile(toy_home / "lce.duckdb", tmp_path / "lce.duckdb")
+    return tmp_path
+
+
+def _frame(db: Path, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(sql).df()
+
+
+@pytest.mark.slow
+def test_sensitivity_grid_published_atomically(home: Path) -> None:
+    db = home / "lce.duckdb"
+    before = _frame(db, "select * from fct_lce order by model, component")
+    assert _frame(db, "select count(*) n from fct_sensitivity")["n"].item() == 0
+    code, out = lce(
+        "sensitivity", "--lake", home / "lake", "--db", db,
+        "--min-iou", "0.04", "--n-components", "3", "--n-categories", "2,3",
+    )  # fmt: skip
+    assert code == 0, out
+    table = _frame(db, "select * from fct_sensitivity order by setting")
+    assert table["setting"].tolist() == [1, 2]
+    assert table["is_reference"].tolist() == [True, False]
+    assert table["n_categories"].tolist() == ["3", "2"]
+    # the reference setting is the published build: its numbers, recomputed with scikit-learn
+    profiles = _frame(db, "select * from fct_concept_profiles")
+    embedded = _frame(db, "select model from dim_models where in_embedding")["model"]
+    wide = (
+        profiles[profiles["model"].isin(embedded)]
+        .pivot_table(index="model", columns=["category", "concept"], values="weight", aggfunc="sum")
+        .reindex(
+            columns=pd.MultiIndex.from_frame(profiles[["category", "concept"]].drop_duplicates())
+        )
+        .fillna(0.0)
+        .sort_index()
+    )
+    matrix = wide.to_numpy()
+    ratios = PCA(n_components=3, svd_solver="full").fit(matrix).explained_variance_ratio_
+    assert table["explained_variance"].tolist() == pytest.approx([ratios.sum()] * 2)
+    assert table["n_models"].tolist() == [len(wide)] * 2
+    cats = _frame(db, "select model, category_id from dim_model_categories order by model")
+    k2 = KMeans(n_clusters=2, n_init=20, random_state=0).fit_predict(matrix)
+    assert table["adjusted_rand_index"][0] == 1.0
+    expected = adjusted_rand_score(cats["category_id"], k2)
+    assert table["adjusted_rand_index"][1] == pytest.approx(expected)
+    # the rest of the file is the same, and no work file or scratch folder is left behind
+    pd.testing.assert_frame_equal(
+        before, _frame(db, "select * from fct_lce order by model, component")
+    )
+    assert not [p.name for p in home.iterdir() if "sensitivity" in p.name]
+
+
+def test_sensitivity_refuses_bad_grids_before_building(home: Path) -> None:
+    db = home / "lce.duckdb"
+    digest = _digest(db)
+    for flags, message in [
+        (["--min-iou", "0.04,abc"], "min_iou must be a number"),
+        (["--n-components", "0"], "n_components must be a positive integer"),
+        (["--n-categories", "2,99"], "larger than the 5 dissected models"),
+        (["--var", "min_iou=0.1"], "set it with the grid's own flag"),
+    ]:
+        code, out = lce("sensitivity", "--lake", home / "lake", "--db", db, *flags)
+        assert code == 1 and message in out, (flags, out)
+        assert len(out.strip().splitlines()) == 1, out
+    code, out = lce("sensitivity", "--lake", home / "lake", "--db", home / "none.duckdb")
+    assert code == 1 and "run `lce build` first" in out
+    assert _digest(db) == digest
+    assert not (home / ".lce.build.log").exists()  # no dbt ran
+
+
+def test_publish_refuses_a_file_replaced_meanwhile(home: Path) -> None:
+    db = home / "lce.duckdb"
+    digest = _digest(db)
+    with pytest.raises(LceError, match="replaced while the grid was built"):
+        sensitivity.publish(db, [], (0, 0, 0))
+    assert _digest(db) == digest
+    assert sorted(p.name for p in home.iterdir()) == [".lce.duckdb.lock", "lake", "lce.duckdb"]
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("stability_resamples=0", "stability_resamples must be an integer >= 1"),
+        ("stability_resamples=two", "stability_resamples must be an integer >= 1"),
+        ("n_categories=6", "n_categories=6: larger than the 5 dissected models"),
+    ],
+)
+def test_build_refuses_vars_before_dbt(home: Path, pair: str, message: str) -> None:
+    db = home / "lce.duckdb"
+    digest = _digest(db)
+    code, out = lce("build", "--lake", home / "lake", "--db", db, "--var", pair)
+    assert code == 1 and message in out, out
+    assert len(out.strip().splitlines()) == 1, out
+    assert _digest(db) == digest
+    assert not (home / ".lce.build.log").exists()  # refused before dbt ran
+
+
+def test_dissected_models_of_the_toy_lake(home: Path) -> None:
+    # tA and tB have runs (tallies); p1..p3 published labels; benchmarks alone do not count
+    assert study.dissected_models(home / "lake") == {"tA", "tB", "p1", "p2", "p3"}
+    study.check_vars_against_lake(home / "lake", {"n_categories": 5})
+    study.check_vars_against_lake(home / "lake", {"n_categories": "auto"})
