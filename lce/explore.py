@@ -894,7 +894,10 @@ CATEGORY_MEASURES = {
 
 def category_task_matrix(db: Path, task: str, measure: str) -> pl.DataFrame:
     """fct_category_task_correlations for one task family and category measure: one row per
-    (concept category, result) with r, its interval, p, q and whether it survives."""
+    (concept category, result) with r, its interval, p, q and whether it survives; empty for
+    a file built before the mart existed."""
+    if not table_exists(db, "fct_category_task_correlations"):
+        return pl.DataFrame(schema={"category": pl.String, "result": pl.String})
     frame = query(
         db,
         """
