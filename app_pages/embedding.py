@@ -44,7 +44,16 @@ highlight = right.selectbox(
     format_func=lambda m: "(none)" if m is None else m,
 )  # fmt: skip
 
-st.plotly_chart(explore.embedding_figure(emb, x, y, evr, highlight), width="content")
+intervals = ui.load(explore.lce_intervals, db)
+show_intervals = not intervals.is_empty() and st.toggle(
+    "Show 95% intervals (unit bootstrap)", key="emb_intervals",
+    help="Each model's units resampled with replacement; every resample's scores rotated onto "
+    "these by orthogonal Procrustes (fct_lce_intervals).",
+)  # fmt: skip
+figure = explore.embedding_figure(emb, x, y, evr, highlight)
+if show_intervals:
+    figure = explore.add_intervals(figure, emb, intervals, x, y)
+st.plotly_chart(figure, width="content")
 
 if highlight is not None:
     st.subheader(f"Nearest models to {highlight}")
@@ -56,6 +65,27 @@ if highlight is not None:
         hide_index=True,
         column_config={"cosine_distance": st.column_config.NumberColumn(format="%.3f")},
     )
+
+stable = ui.load(explore.category_stability, db)
+verdict = ui.load(explore.stability_summary, db)
+if not stable.is_empty() and verdict is not None:
+    st.subheader("How stable are the categories?")
+    st.caption(
+        f"Over {verdict['resamples']} resamples of every model's units (dbt var "
+        f"stability_resamples), k-means reproduced these categories exactly in "
+        f"{100 * verdict['share_same']:.0f}% of them (adjusted Rand index: median "
+        f"{verdict['median_ari']:.3f}, 5th percentile {verdict['p5_ari']:.3f}). A model's "
+        "stability is its mean agreement with the others: how often a resample keeps it with "
+        "its category-mates and apart from the rest."
+    )
+    left, right = st.columns([1, 2])
+    left.dataframe(
+        stable,
+        hide_index=True,
+        column_config={"stability": st.column_config.NumberColumn(format="%.3f")},
+    )
+    pairs = ui.load(explore.coassignment, db)
+    right.plotly_chart(explore.coassignment_figure(pairs, stable), width="content")
 
 if len(components) >= 3:
     st.subheader("3-D view")

@@ -20,7 +20,8 @@ if not families:
     )
 evr = ui.evr_by_component(db)
 if not evr:
-    ui.stop("No model is in the embedding, so there is nothing to relate the tasks to.")
+    ui.stop("The embedding has no component to relate the tasks to: fewer than two embedded "
+            "models, or profiles that do not vary (the Embedding page's notes say which).")  # fmt: skip
 components = sorted(evr)
 
 task = st.selectbox("Task family", families, key="task_family")
@@ -65,6 +66,28 @@ if matrix.is_empty():
     st.info(f"No concept category correlations for {task}.")
 else:
     st.plotly_chart(explore.category_task_heatmap(matrix, task, measure))
+
+# Does the embedding predict transfer? (fct_task_prediction; issue 11 part 3)
+skill = ui.load(explore.task_prediction, db, task)
+if skill.height:
+    st.subheader("Does the embedding predict the results?")
+    st.caption(
+        "Each model is held out in turn; the PCA and k-means are refitted without it and its "
+        "result is predicted from the others: knn (3 nearest on the components), ridge (on the "
+        "components), category (mean of its k-means category). Skill = 1 - MAE / MAE of the "
+        "others' plain mean: above 0 the embedding helps, 1 is perfect."
+    )
+    st.plotly_chart(explore.task_prediction_figure(skill, task), width="content")
+    with st.expander("Skill as a table"):
+        st.dataframe(
+            skill.drop("dataset", "metric"),
+            hide_index=True,
+            column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in skill.columns
+                if c.startswith("skill_") or c == "mae_mean"
+            },
+        )
 
 st.subheader("One result against one component")
 results = ui.load(explore.task_results, db, task)

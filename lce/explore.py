@@ -1440,3 +1440,179 @@ def to_csv(frame: pl.DataFrame) -> str:
     """The result as CSV for the download button (``run_sql`` already made every column a
     scalar, so this cannot meet nested data)."""
     return frame.write_csv()
+
+
+# --------------------------------------------------------------------------------------------
+# Uncertainty: the unit bootstrap (intervals, category stability) and task prediction skill
+# --------------------------------------------------------------------------------------------
+
+INTERVAL_COLOUR = "rgba(90,90,90,0.55)"
+PREDICTION_METHODS = ("knn", "ridge", "category")  # the baseline (mean) has skill 0 by definition
+PREDICTION_COLOURS = {"knn": "#1B9E77", "ridge": "#D95F02", "category": "#7570B3"}
+
+
+def lce_intervals(db: Path) -> pl.DataFrame:
+    """95% unit-bootstrap intervals of every model's coordinates (fct_lce_intervals); empty for
+    a warehouse built before the bootstrap."""
+    if not table_exists(db, "fct_lce_intervals"):
+        return pl.DataFrame(
+            schema={"model": pl.String, "component": pl.Int32, "lo": pl.Float64, "hi": pl.Float64}
+        )
+    return query(db, "select model, component, lo, hi from fct_lce_intervals order by all")
+
+
+def add_intervals(
+    fig: go.Figure, emb: pl.DataFrame, intervals: pl.DataFrame, x: int, y: int
+) -> go.Figure:
+    """A cross per model (its 95% interval on each axis) under the points, in one grey trace;
+    the axes grow to hold the crosses."""
+    xc, yc = f"pc{x}", f"pc{y}"
+    bounds = {(m, c): (lo, hi) for m, c, lo, hi in intervals.iter_rows()}
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for model, px, py in zip(emb["model"], emb[xc], emb[yc], strict=True):
+        if (model, x) not in bounds or (model, y) not in bounds:
+            continue
+        (x_lo, x_hi), (y_lo, y_hi) = bounds[(model, x)], bounds[(model, y)]
+        xs += [x_lo, x_hi, None, px, px, None]
+        ys += [py, py, None, y_lo, y_hi, None]
+    if not xs:
+        return fig
+    fig.add_scatter(
+        x=xs, y=ys, mode="lines", name="95% interval (unit bootstrap)",
+        line={"color": INTERVAL_COLOUR, "width": 1.5}, hoverinfo="skip",
+    )  # fmt: skip
+    fig.data = (fig.data[-1], *fig.data[:-1])  # drawn first, under the points
+    x_values = [v for v in xs if v is not None] + emb[xc].to_list()
+    y_values = [v for v in ys if v is not None] + emb[yc].to_list()
+    fig.update_xaxes(range=list(padded_range(x_values)))
+    fig.update_yaxes(range=list(padded_range(y_values)))
+    return fig
+
+
+def category_stability(db: Path) -> pl.DataFrame:
+    """Each embedded model's category and how stable its membership is under the bootstrap."""
+    if not table_exists(db, "fct_category_stability"):
+        return pl.DataFrame(
+            schema={"model": pl.String, "category_label": pl.String, "stability": pl.Float64}
+        )
+    return query(
+        db,
+        "select model, category_label, stability from dim_model_categories "
+        "order by category_id, model",
+    )
+
+
+def stability_summary(db: Path) -> dict[str, Any] | None:
+    """Resamples, median and 5th percentile of the adjusted Rand index, share reproduced."""
+    from lce.summary import category_stability as verdict
+
+    return verdict(db)
+
+
+def coassignment(db: Path) -> pl.DataFrame:
+    """fct_category_coassignment with both models' published categories (for the ordering)."""
+    if not table_exists(db, "fct_category_coassignment"):
+        return pl.DataFrame(
+            schema={"model_a": pl.String, "model_b": pl.String, "share": pl.Float64}
+        )
+    return query(
+        db,
+        """
+        select c.model_a, c.model_b, c.share
+        from fct_category_coassignment c
+        join dim_model_categories a on a.model = c.model_a
+        join dim_model_categories b on b.model = c.model_b
+        order by a.category_id, c.model_a, b.category_id, c.model_b
+        """,
+    )
+
+
+def coassignment_figure(frame: pl.DataFrame, categories: pl.DataFrame) -> go.Figure:
+    """Heatmap of the share of resamples putting two models together, models grouped by their
+    published category (the blocks on the diagonal are the categories)."""
+    order = categories["model"].to_list()
+    label = dict(zip(categories["model"], categories["category_label"], strict=True))
+    share = {(a, b): s for a, b, s in frame.iter_rows()}
+    z = [[share.get((a, b)) for b in order] for a in order]
+    names = [f"{m} ({label[m]})" for m in order]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=names, y=names, zmin=0, zmax=1, colorscale="Blues",
+            colorbar={"title": "share"},
+            hovertemplate="%{y}<br>%{x}<br>together in %{z:.0%} of resamples<extra></extra>",
+        )
+    )  # fmt: skip
+    side = max(420, 28 * len(order) + 220)
+    fig.update_layout(
+        title="Category co-assignment over the bootstrap resamples",
+        width=side + COLORBAR_PX,
+        height=side,
+        font={"size": FONT_PX},
+        yaxis={"autorange": "reversed"},
+        margin={"l": 160, "r": 30, "t": 60, "b": 160},
+    )
+    return fig
+
+
+def task_prediction(db: Path, task: str) -> pl.DataFrame:
+    """Leave-one-model-out skill per result of one family: one column per method, with the
+    baseline's mean absolute error and the models held out (fct_task_prediction)."""
+    if not table_exists(db, "fct_task_prediction"):
+        return pl.DataFrame(schema={"result": pl.String})
+    long = query(
+        db,
+        """
+        select dataset, metric, method, n_models, mae, skill from fct_task_prediction
+        where task = ? order by dataset = 'Avg.', dataset, metric
+        """,
+        [task],
+    )
+    if long.is_empty():
+        return pl.DataFrame(schema={"result": pl.String})
+    datasets, metrics = long["dataset"].n_unique(), long["metric"].n_unique()
+    long = long.with_columns(
+        pl.Series(
+            "result",
+            [
+                result_label(d, m, datasets, metrics)
+                for d, m in zip(long["dataset"].to_list(), long["metric"].to_list(), strict=True)
+            ],
+            dtype=pl.String,
+        )
+    )
+    wide = long.filter(pl.col("method") != "mean").pivot(
+        on="method", index=["result", "dataset", "metric", "n_models"], values="skill"
+    )
+    baseline = long.filter(pl.col("method") == "mean").select(
+        "dataset", "metric", pl.col("mae").alias("mae_mean")
+    )
+    wide = wide.join(baseline, on=["dataset", "metric"], how="left", maintain_order="left")
+    return wide.rename({m: f"skill_{m}" for m in PREDICTION_METHODS if m in wide.columns})
+
+
+def task_prediction_figure(frame: pl.DataFrame, task: str) -> go.Figure:
+    """Skill per result and method: bars right of 0 beat the mean of the other models."""
+    fig = go.Figure()
+    for method in PREDICTION_METHODS:
+        column = f"skill_{method}"
+        if column not in frame.columns:
+            continue
+        fig.add_bar(
+            x=frame[column].to_list(), y=frame["result"].to_list(), orientation="h",
+            name=method, marker_color=PREDICTION_COLOURS[method],
+            hovertemplate="%{y}: skill %{x:.3f}<extra>" + method + "</extra>",
+        )  # fmt: skip
+    fig.add_vline(x=0, line_color="#555555", line_width=1)
+    fig.update_layout(
+        title=f"Leave-one-model-out skill: {task}",
+        barmode="group",
+        width=SCATTER_WIDTH,
+        height=max(320, 26 * 3 * frame.height + 140),
+        xaxis_title="skill = 1 - MAE / MAE of the others' mean",
+        yaxis={"autorange": "reversed"},
+        legend=LEGEND,
+        margin={"l": 200, "r": 30, "t": 90, "b": 60},
+        font={"size": FONT_PX},
+    )
+    return fig

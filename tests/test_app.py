@@ -995,3 +995,81 @@ def test_lce_app_warns_when_there_is_no_warehouse_yet(
     code, out = lce("app", "--db", tmp_path / "none.duckdb")
     assert code == 0
     assert "no published warehouse yet" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Uncertainty (issue 11 parts 2-3): bootstrap intervals, category stability, prediction skill
+# ---------------------------------------------------------------------------------------------
+
+INTERVAL_TRACE = "95% interval (unit bootstrap)"
+
+
+def test_embedding_intervals_toggle_draws_the_intervals_of_the_file(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "embedding")
+    fig = chart_with_title(at, "Learned Concepts Embedding")
+    assert INTERVAL_TRACE not in [t.get("name") for t in fig["data"]]
+    at.toggle(key="emb_intervals").set_value(True).run()
+    assert_clean(at)
+    fig = chart_with_title(at, "Learned Concepts Embedding")
+    (trace,) = [t for t in fig["data"] if t.get("name") == INTERVAL_TRACE]
+    bounds = {(m, c): (lo, hi) for m, c, lo, hi in sql(app_db, "select * from fct_lce_intervals")}
+    points = _points(fig)
+    xs, ys = trace["x"], trace["y"]
+    crosses = len(xs) // 6
+    assert crosses == len(points)
+    for i in range(crosses):
+        x_lo, x_hi, _, px, _, _ = xs[6 * i : 6 * i + 6]
+        py, _, _, y_lo, y_hi, _ = ys[6 * i : 6 * i + 6]
+        (model,) = [m for m, (a, b) in points.items() if a == px and b == py]
+        assert (x_lo, x_hi) == pytest.approx(bounds[(model, 1)])
+        assert (y_lo, y_hi) == pytest.approx(bounds[(model, 2)])
+    x_range = fig["layout"]["xaxis"]["range"]
+    assert x_range[0] <= min(lo for (_, c), (lo, _) in bounds.items() if c == 1)
+
+
+def test_embedding_shows_category_stability_and_coassignment_of_the_file(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "embedding")
+    shown = table(at, "stability")
+    expected = dict(sql(app_db, "select model, stability from dim_model_categories"))
+    assert dict(zip(shown["model"], shown["stability"], strict=True)) == pytest.approx(expected)
+    ari = sql(
+        app_db,
+        "select count(*), avg(same_partition::int), median(adjusted_rand_index) "
+        "from fct_category_stability",
+    )[0]
+    caption = texts(at.caption)
+    assert f"Over {ari[0]} resamples" in caption
+    assert f"exactly in {100 * ari[1]:.0f}%" in caption and f"median {ari[2]:.3f}" in caption
+    heat = chart_with_title(at, "Category co-assignment")["data"][0]
+    share = {(a, b): s for a, b, s in sql(app_db, "select * from fct_category_coassignment")}
+    names = [label.rsplit(" (", 1)[0] for label in heat["y"]]
+    assert len(names) == len(expected)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            assert heat["z"][i][j] == pytest.approx(share[(a, b)])
+
+
+def test_tasks_show_the_prediction_skill_of_the_file(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "tasks")
+    task = at.selectbox(key="task_family").value
+    rows = sql(
+        app_db,
+        "select dataset, metric, method, skill from fct_task_prediction "
+        "where task = ? and method <> 'mean'",
+        [task],
+    )
+    fig = chart_with_title(at, "Leave-one-model-out skill")
+    shown = sorted(x for trace in fig["data"] for x in trace["x"])
+    assert shown == pytest.approx(sorted(r[3] for r in rows))
+    assert {trace["name"] for trace in fig["data"]} == {r[2] for r in rows}
+    other = [f for f in at.selectbox(key="task_family").options if f != task][0]
+    at.selectbox(key="task_family").set_value(other).run()
+    assert_clean(at)
+    moved = chart_with_title(at, "Leave-one-model-out skill")
+    assert sorted(x for trace in moved["data"] for x in trace["x"]) != shown
