@@ -10,7 +10,8 @@ db = ui.require_db()
 st.title("Components")
 evr = ui.evr_by_component(db)
 if not evr:
-    ui.stop("The warehouse has no LCE components (no model is in the embedding).")
+    ui.stop("The warehouse has no LCE components: fewer than two embedded models, or profiles "
+            "that do not vary (the Embedding page's notes say which).")  # fmt: skip
 components = sorted(evr)
 
 left, right = st.columns([1, 2])

@@ -257,10 +257,12 @@ def test_every_page_renders(
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert at.title, "every page has a title"
+    shown = " ".join(str(e.value) for e in at.info)
     if page == "embedding":
-        shown = " ".join(str(e.value) for e in at.info)
         for (message,) in rows(db, "select message from fct_build_notes"):
             assert message in shown
+    if page in ("components", "tasks") and case in ("one_model", "identical"):
+        assert "notes say which" in shown  # not "no model is in the embedding": two are
 
 
 # ---------------------------------------------------------------------------------------------
