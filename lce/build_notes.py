@@ -7,7 +7,7 @@ NaN or float dust; this module says, in one plain sentence per decision, what wa
 why. ``lce build`` and ``lce summary`` print the sentences and the Embedding page shows them.
 
 The decisions themselves are made in ``lce.embedding`` (``fit_pca``'s rank, ``categorise``'s
-cap, ``pearson``'s minimum of three points); the sentences are derived from the same results,
+cap, ``lce.stats``' minimum of three points); the sentences are derived from the same results,
 so they cannot disagree with the marts.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lce import embedding, marts
+from lce import embedding, marts, stats
 
-MIN_CORRELATION_MODELS = 3  # embedding.pearson returns NaN below this
+MIN_CORRELATION_MODELS = stats.MIN_POINTS  # r and p are undefined (null) below this
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,8 @@ def correlation_notes(
         if too_few == all_results:
             what = f"no task result has more than {max(sizes)}, so every r and p is"
         else:
-            what = f"{too_few} of the {all_results} task results have fewer, so their r and p are"
+            verb, its = ("has", "its") if too_few == 1 else ("have", "their")
+            what = f"{too_few} of the {all_results} task results {verb} fewer, so {its} r and p are"
         out.append(
             Note(
                 "correlations",
@@ -222,7 +223,8 @@ def correlation_notes(
                 "correlations",
                 "constant_result",
                 f"{plural(constant, 'task result')} {'has' if constant == 1 else 'have'} the "
-                "same value for every embedded model, so their r and p are left empty.",
+                f"same value for every embedded model, so {'its' if constant == 1 else 'their'} "
+                "r and p are left empty.",
             )
         )
     return out

@@ -308,6 +308,39 @@ def test_notes_for_auto_categories_and_enough_components() -> None:
     assert embedding.categorise(np.eye(3), "auto").k == 2  # three distinct: auto has k = 2
 
 
+def test_notes_for_correlations_and_an_empty_embedding() -> None:
+    inputs = inputs_for({"a": A, "b": B, "c": C})
+    bench = pd.DataFrame(
+        [
+            ("a", "t", "d1", "acc", 0.5, True),
+            ("b", "t", "d1", "acc", 0.5, True),
+            ("c", "t", "d1", "acc", 0.5, True),  # one value for all three: no r
+            ("a", "t", "d2", "acc", 0.1, True),
+            ("b", "t", "d2", "acc", 0.2, True),  # two models only: no r
+            ("a", "t", "d3", "acc", 0.1, True),
+            ("b", "t", "d3", "acc", 0.2, True),
+            ("c", "t", "d3", "acc", 0.4, True),  # r exists
+        ],
+        columns=["model", "task", "dataset", "metric", "value", "higher_is_better"],
+    )
+    notes = build_notes.notes(marts.MartInputs(inputs.profiles, inputs.models, bench, 2, 2))
+    assert [(n.code, n.message) for n in notes] == [
+        (
+            "too_few_models",
+            "Pearson r needs at least 3 embedded models with a result, but 1 of the 3 task "
+            "results has fewer, so its r and p are left empty.",
+        ),
+        (
+            "constant_result",
+            "1 task result has the same value for every embedded model, so its r and p are "
+            "left empty.",
+        ),
+    ]
+    nobody = inputs.models.assign(in_embedding=False)
+    codes = [n.code for n in build_notes.notes(marts.MartInputs(inputs.profiles, nobody, bench))]
+    assert codes == ["no_models"]
+
+
 def test_failed_dbt_tests_are_explained() -> None:
     line = (
         "Failure in test value_between_fct_lce_components_explained_variance_ratio__1__0 "
