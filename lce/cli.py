@@ -475,7 +475,7 @@ def probe_segment(
 def demo(
     workdir: Annotated[
         Path | None,
-        typer.Option(help="Work folder [default: $LCE_HOME/demo, i.e. ./lce-data/demo]."),
+        typer.Option(help="Work folder (default: $LCE_HOME/demo, i.e. ./lce-data/demo)."),
     ] = None,
     probe_images: Annotated[int, typer.Option(help="Probe set images.")] = 400,
     train_steps: Annotated[int, typer.Option(help="Training steps per zoo model.")] = 200,
