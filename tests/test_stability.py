@@ -237,3 +237,37 @@ def test_reference_first_resamples_replayed(reference_home: Path) -> None:
         np.testing.assert_allclose(got.sort_index().to_numpy(), scores, atol=1e-9)
         part = res[(res["resample"] == b) & (res["component"] == 1)].sort_values("model")
         assert adjusted_rand_score(part["category_id"], labels) == 1.0
+
+
+NEW_MARTS = [
+    "fct_lce_resamples",
+    "fct_category_coassignment",
+    "fct_category_stability",
+    "fct_lce_intervals",
+    "fct_explained_variance_intervals",
+    "fct_task_prediction",
+    "fct_sensitivity",
+]
+
+
+@pytest.mark.slow
+def test_new_marts_are_described_tables(reference_home: Path) -> None:
+    db = reference_home / "lce.duckdb"
+    tables = _frame(db, "select table_name, table_type from information_schema.tables")
+    kinds = dict(zip(tables["table_name"], tables["table_type"], strict=True))
+    for mart in NEW_MARTS:
+        assert kinds.get(mart) == "BASE TABLE", mart
+        described = _frame(
+            db,
+            "select column_name, comment from duckdb_columns() where table_name = "
+            f"'{mart}' union all select 'table', comment from duckdb_tables() "
+            f"where table_name = '{mart}'",
+        )
+        assert described["comment"].notna().all() and (described["comment"] != "").all(), mart
+    stability = _frame(
+        db,
+        "select comment from duckdb_columns() where table_name = 'dim_model_categories' "
+        "and column_name = 'stability'",
+    )
+    assert "bootstrap" in stability["comment"].item()
+    assert _frame(db, "select count(*) n from fct_sensitivity")["n"].item() == 0
