@@ -53,7 +53,12 @@ from warehouse.lake import (
     read_table,
 )
 
-DISSECTION_TABLES = ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "concepts")
+DISSECTION_TABLES = (
+    "runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "unit_null_iou", "concepts",
+)  # fmt: skip
+# Seed of the null permutations: fixed, so a null is reproducible and the same for every model
+# of a study (each is compared with the same shuffled pairs of images).
+NULL_SEED = 0
 
 
 @dataclass
@@ -77,6 +82,7 @@ class ExtractConfig:
     new_study: bool = False
     workers: int = 0
     checkpoint_every: int = 20
+    null_permutations: int = 0
     progress: bool = True
     stop_after_batches: int | None = field(default=None, repr=False)  # testing hook
 
@@ -219,6 +225,8 @@ def check_config(cfg: ExtractConfig) -> None:
         raise LceError(f"--normalize {cfg.normalize!r}: expected auto, {', '.join(NORMALIZATIONS)}")
     if cfg.batch_size < 1 or cfg.top_images < 0:
         raise LceError("--batch-size must be >= 1 and --top-images >= 0")
+    if not 0 <= cfg.null_permutations <= 1000:
+        raise LceError(f"--null-permutations {cfg.null_permutations}: expected 0 to 1000")
     if not cfg.layers:
         raise LceError("give at least one --layer")
     if len(set(cfg.layers)) != len(cfg.layers):
@@ -255,7 +263,8 @@ def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str
         st = Path(cfg.weights).stat()
         weights = f"{Path(cfg.weights).resolve()}:{st.st_size}:{st.st_mtime_ns}"
     parts = [cfg.model, name, weights, cfg.layers, probe.fingerprint, cfg.quantile, cfg.basis,
-             cfg.normalize, cfg.batch_size, cfg.top_images, cfg.skip_bad, cfg.cache, world]  # fmt: skip
+             cfg.normalize, cfg.batch_size, cfg.top_images, cfg.skip_bad, cfg.cache, world,
+             cfg.null_permutations]  # fmt: skip
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 
@@ -624,10 +633,14 @@ def _pass_two(
     state: dict | None,
 ) -> dict[str, ConceptTally]:
     n_concepts, n_categories = len(probe.concepts), len(probe.categories)
+    k_null = cfg.null_permutations
     tallies = {
-        n: ConceptTally(len(thresholds[n]), n_concepts, n_categories, device) for n in cfg.layers
+        n: ConceptTally(len(thresholds[n]), n_concepts, n_categories, device, n_null=k_null)
+        for n in cfg.layers
     }
     kept: list[list[int]] = pass1["kept_batches"]
+    partners = null_partners(probe, [i for batch in kept for i in batch], k_null)
+    category_of = probe.concept_category_index()
     start = 0
     if state is not None and state["pass"] == 2:
         start = state["batch"]
@@ -642,10 +655,14 @@ def _pass_two(
     with progress:
         for offset, (labels, acts) in enumerate(inputs):
             position = start + offset
+            nulls = [
+                [load_labels(probe, probe.records[p[i]], category_of) for p in partners]
+                for i in kept[position]
+            ]
             for name in cfg.layers:
                 a = acts[name].to(device)
                 for j, image_labels in enumerate(labels):
-                    tallies[name].update(a[j], dev_thresholds[name], image_labels)
+                    tallies[name].update(a[j], dev_thresholds[name], image_labels, nulls[j])
             done += len(labels)
             rate = done / max(time.perf_counter() - tic, 1e-9)
             progress.update(task, completed=done, rate=f"{rate:.1f}")
@@ -669,6 +686,26 @@ def _pass_two(
                     f"stopped after {len(batches) + position + 1} batches (testing hook)"
                 )
     return tallies
+
+
+def null_partners(probe: Probe, indices: list[int], count: int) -> list[dict[int, int]]:
+    """``count`` seeded derangements of ``indices``: in each, every image is paired with another
+    image of the same label size (a random single cycle through each size group, so no image is
+    its own partner). An image alone in its size group has no other partner and keeps itself;
+    Broden-style probes have one size, so this does not arise there."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in indices:
+        groups.setdefault((probe.records[i].sh, probe.records[i].sw), []).append(i)
+    out = []
+    for k in range(count):
+        rng = np.random.default_rng([NULL_SEED, k])
+        mapping: dict[int, int] = {}
+        for members in groups.values():
+            order = rng.permutation(np.array(members, dtype=np.int64))
+            for a, b in zip(order.tolist(), np.roll(order, -1).tolist(), strict=True):
+                mapping[a] = b
+        out.append(mapping)
+    return out
 
 
 def _pass_two_inputs(
@@ -843,6 +880,19 @@ def write_results(
                 }
             ),
         )
+        null_rows = _null_rows(layer, category_of, numbers, cfg.null_permutations)
+        write_partition(
+            lake,
+            "unit_null_iou",
+            keys,
+            pa.table(
+                {
+                    "model": [result.model] * len(null_rows["unit"]),
+                    "layer": [layer.layer] * len(null_rows["unit"]),
+                    **null_rows,
+                }
+            ),
+        )
         tv, ti = layer.top.values.numpy(), layer.top.images.numpy()
         rows_u, rows_r = np.nonzero(np.isfinite(tv) & (ti >= 0))
         write_partition(
@@ -902,6 +952,33 @@ def write_results(
     commit(lake, writes, decide=decide)
 
 
+def _null_rows(
+    layer: LayerResult, category_of: np.ndarray, numbers: np.ndarray, count: int
+) -> dict[str, np.ndarray]:
+    """Per unit and null permutation: the best concept against the permuted labels and its IoU
+    (ties to the lowest concept id, as for the real labels; no concept where every IoU is 0)."""
+    units, perms, concepts, ious = [], [], [], []
+    order = np.argsort(numbers, kind="stable")  # dense index order by concept id
+    for k in range(count):
+        iou = layer.tally.iou(category_of, null=k)[:, order]
+        best = np.argmax(iou, axis=1)
+        value = iou[np.arange(len(iou)), best]
+        units.append(np.arange(len(iou)))
+        perms.append(np.full(len(iou), k))
+        concepts.append(np.where(value > 0, numbers[order][best], -1))
+        ious.append(value)
+    if not count:
+        return {k: np.zeros(0) for k in ("unit", "permutation", "concept_id", "iou")}
+    concept = np.concatenate(concepts)
+    return {
+        "unit": np.concatenate(units),
+        "permutation": np.concatenate(perms),
+        "concept_id": pa.array(concept, mask=concept < 0),
+        "iou": np.concatenate(ious),
+    }
+
+
 def _settings(cfg: ExtractConfig) -> dict[str, Any]:
-    keep = ("model", "layers", "weights", "batch_size", "top_images", "cache", "skip_bad", "strict")
+    keep = ("model", "layers", "weights", "batch_size", "top_images", "cache", "skip_bad", "strict",
+            "null_permutations")  # fmt: skip
     return {k: v for k, v in asdict(cfg).items() if k in keep}

@@ -6,6 +6,8 @@ exactly the tally of the whole probe set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -14,35 +16,56 @@ from extract.upsample import label_counts
 
 
 class ConceptTally:
-    """I[u, c] intersections, A[u, k] mask pixels per annotated category, G[c] label pixels."""
+    """I[u, c] intersections, A[u, k] mask pixels per annotated category, G[c] label pixels.
+
+    With ``n_null`` > 0 it also keeps, for each of ``n_null`` null permutations, the same I and A
+    of every unit's mask against the labels of another image (``null_intersection[k]``,
+    ``null_activation[k]``): how well a unit's masks match concepts they have nothing to do with.
+    The permutations are bijections of the probe's images, so G is the same for every one.
+    """
 
     def __init__(
-        self, n_units: int, n_concepts: int, n_categories: int, device: torch.device | str = "cpu"
+        self,
+        n_units: int,
+        n_concepts: int,
+        n_categories: int,
+        device: torch.device | str = "cpu",
+        n_null: int = 0,
     ) -> None:
         self.device = torch.device(device)
         self.intersection = torch.zeros((n_units, n_concepts), dtype=torch.int64, device=device)
         self.activation = torch.zeros((n_units, n_categories), dtype=torch.int64, device=device)
         self.label_pixels = torch.zeros(n_concepts, dtype=torch.int64, device=device)
+        shape = (n_null, n_units)
+        self.null_intersection = torch.zeros((*shape, n_concepts), dtype=torch.int64, device=device)
+        self.null_activation = torch.zeros((*shape, n_categories), dtype=torch.int64, device=device)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {
             "intersection": self.intersection,
             "activation": self.activation,
             "label_pixels": self.label_pixels,
+            "null_intersection": self.null_intersection,
+            "null_activation": self.null_activation,
         }
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
-        self.intersection = state["intersection"].to(self.device)
-        self.activation = state["activation"].to(self.device)
-        self.label_pixels = state["label_pixels"].to(self.device)
+        for name, value in state.items():
+            setattr(self, name, value.to(self.device))
 
     def merge(self, other: ConceptTally) -> None:
-        self.intersection += other.intersection
-        self.activation += other.activation
-        self.label_pixels += other.label_pixels
+        for name, value in other.state().items():
+            getattr(self, name).add_(value.to(self.device))
 
-    def update(self, act: torch.Tensor, thresholds: torch.Tensor, labels: ImageLabels) -> None:
-        """Add one image: ``act`` is the layer's raw (units, h, w) map, on any device.
+    def update(
+        self,
+        act: torch.Tensor,
+        thresholds: torch.Tensor,
+        labels: ImageLabels,
+        partners: Sequence[ImageLabels] = (),
+    ) -> None:
+        """Add one image: ``act`` is the layer's raw (units, h, w) map, on any device;
+        ``partners`` are the null permutations' images for this one (their labels, same size).
 
         Only units with a cell near their threshold are upsampled (``extract.upsample``): bilinear
         upsampling cannot exceed the raw maximum by more than rounding.
@@ -53,20 +76,46 @@ class ConceptTally:
         present = torch.from_numpy(labels.present).to(device)
         self.label_pixels.index_add_(0, present, torch.from_numpy(labels.pixel_counts).to(device))
         self.label_pixels[image_concepts] += sh * sw
-        onehot = torch.from_numpy(labels.onehot()).to(device).float()
-        # one product gives the intersections with every concept present in the image and, in
-        # the last (all-ones) column, each mask's size
+        # one product gives the intersections with every concept present in the image, then with
+        # those of each null partner, and in the last (all-ones) column each mask's size. Sums of
+        # 0/1 are exact in float32, so the extra columns change no real count.
+        matrix = labels.onehot()
+        if partners:
+            blocks = [matrix[:, :-1], *[p.onehot()[:, :-1] for p in partners], matrix[:, -1:]]
+            matrix = np.concatenate(blocks, axis=1)
+        onehot = torch.from_numpy(matrix).to(device).float()
         units, counts = label_counts(act.to(device), thresholds.to(device), (sh, sw), onehot)
         if units.numel() == 0:
             return
-        mask_sums = counts[:, -1]
+        mask_sums = counts[:, -1:]
+        self._add_image(self.intersection, self.activation, units, counts[:, : len(labels.present)],
+                        mask_sums, labels)  # fmt: skip
+        start = len(labels.present)
+        for k, partner in enumerate(partners):
+            stop = start + len(partner.present)
+            self._add_image(self.null_intersection[k], self.null_activation[k], units,
+                            counts[:, start:stop], mask_sums, partner)  # fmt: skip
+            start = stop
+
+    def _add_image(
+        self,
+        intersection: torch.Tensor,
+        activation: torch.Tensor,
+        units: torch.Tensor,
+        counts: torch.Tensor,
+        mask_sums: torch.Tensor,
+        labels: ImageLabels,
+    ) -> None:
+        device = self.device
         annotated = torch.from_numpy(np.nonzero(labels.annotated)[0]).to(device)
+        present = torch.from_numpy(labels.present).to(device)
+        image_concepts = torch.from_numpy(labels.image_concepts).to(device)
         if annotated.numel():
-            self._add(self.activation, units, annotated, mask_sums.view(-1, 1))
+            self._add(activation, units, annotated, mask_sums)
         if present.numel():
-            self._add(self.intersection, units, present, counts[:, :-1])
+            self._add(intersection, units, present, counts)
         if image_concepts.numel():
-            self._add(self.intersection, units, image_concepts, mask_sums.view(-1, 1))
+            self._add(intersection, units, image_concepts, mask_sums)
 
     @staticmethod
     def _add(
@@ -77,10 +126,13 @@ class ConceptTally:
         c = cols.view(1, -1).expand(rows.numel(), -1)
         target.index_put_((r, c), values.expand(rows.numel(), cols.numel()), True)
 
-    def iou(self, category_of: np.ndarray) -> np.ndarray:
-        """IoU[u, c] = I / (A[u, cat(c)] + G[c] - I), 0 where the denominator is 0."""
-        inter = self.intersection.cpu().numpy().astype(np.float64)
-        act = self.activation.cpu().numpy()[:, category_of].astype(np.float64)
+    def iou(self, category_of: np.ndarray, null: int | None = None) -> np.ndarray:
+        """IoU[u, c] = I / (A[u, cat(c)] + G[c] - I), 0 where the denominator is 0; of the
+        ``null``-th null permutation instead when given."""
+        intersection = self.intersection if null is None else self.null_intersection[null]
+        activation = self.activation if null is None else self.null_activation[null]
+        inter = intersection.cpu().numpy().astype(np.float64)
+        act = activation.cpu().numpy()[:, category_of].astype(np.float64)
         denom = act + self.label_pixels.cpu().numpy()[None, :].astype(np.float64) - inter
         out = np.zeros_like(inter)
         np.divide(inter, denom, out=out, where=denom > 0)

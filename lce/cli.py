@@ -195,6 +195,13 @@ def extract(
     checkpoint_every: Annotated[
         int, typer.Option(help="Batches between checkpoints (for --resume).")
     ] = 20,
+    null_permutations: Annotated[
+        int,
+        typer.Option(
+            help="K null permutations: each unit's masks are also tallied against other images' "
+            "labels, giving the null IoU that `--var interpretable_rule=null` compares with."
+        ),
+    ] = 0,
 ) -> None:
     """Dissect model layers on a probe set: exact thresholds and unit x concept tallies -> lake."""
     from extract.engine import ExtractConfig, run_extract
@@ -204,7 +211,7 @@ def extract(
         weights=weights, quantile=quantile, basis=basis, batch_size=batch_size, device=device,
         top_images=top_images, normalize=normalize, strict=not non_strict, skip_bad=skip_bad,
         cache=not no_cache, resume=resume, new_study=new_study, workers=workers,
-        checkpoint_every=max(1, checkpoint_every),
+        checkpoint_every=max(1, checkpoint_every), null_permutations=null_permutations,
         progress=err.is_terminal,
     )  # fmt: skip
     result = run_extract(cfg)
@@ -255,7 +262,7 @@ def build(
         list[str] | None,
         typer.Option(
             "--var",
-            help="dbt var as key=value: min_iou, exclude_models, n_components, n_categories.",
+            help="dbt var as key=value: " + ", ".join(build_mod.VARS) + " (README: dbt vars).",
         ),
     ] = None,
 ) -> None:
@@ -502,6 +509,7 @@ def demo(
     print_frame(summary.explained_variance(db), "Explained variance")
     print_frame(summary.top_loadings(db), "Concepts loading most on each component")
     print_correlations(db)
+    print_rules(db)
     print_notes(db)
     console.print(f"open the explorer: [bold]lce app --db {escape(str(db))}[/]")
 
@@ -516,7 +524,17 @@ def summarize(db: DbOpt = None) -> None:
     print_stability(path)
     print_frame(summary.top_loadings(path), "Concepts loading most on each component")
     print_correlations(path)
+    print_rules(path)
     print_notes(path)
+
+
+def print_rules(db: Path) -> None:
+    """Units each interpretability rule keeps, where the models have a null to compare with."""
+    frame = summary.interpretable_by_rule(db)
+    if not frame.is_empty():
+        print_frame(
+            frame, "Interpretable units by rule (fixed: iou > min_iou; null: also above own null)"
+        )
 
 
 def print_stability(db: Path) -> None:

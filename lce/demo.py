@@ -37,6 +37,9 @@ class DemoConfig:
     probe_seed: int = 7  # the probe set, the training set and the task set use three seeds
     train_seed: int = 1
     task_seed: int = 2025
+    # Null permutations per extraction (lce extract --null-permutations): enough for each unit's
+    # null to be the best of several chance matches, cheap on 400 small images.
+    null_permutations: int = 5
 
 
 def ensure_probe(cfg: DemoConfig) -> Path:
@@ -53,11 +56,19 @@ def ensure_probe(cfg: DemoConfig) -> Path:
     return probe
 
 
-def already_dissected(lake: Path, name: str, weights: Path, fingerprint: str) -> bool:
+def already_dissected(
+    lake: Path, name: str, weights: Path, fingerprint: str, null_permutations: int = 0
+) -> bool:
     for run in read_table(lake, "runs").to_pylist():
         settings = json.loads(run["settings"] or "{}")
         same_weights = str(settings.get("weights")) == str(weights)
-        if run["model"] == name and same_weights and run["probe_fingerprint"] == fingerprint:
+        same_null = settings.get("null_permutations", 0) == null_permutations
+        if (
+            run["model"] == name
+            and same_weights
+            and same_null
+            and run["probe_fingerprint"] == fingerprint
+        ):
             return True
     return False
 
@@ -95,12 +106,14 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
         stage = progress.add_task("3/5 dissect (lce extract)", total=len(zoo.ZOO))
         fingerprint = open_probe(probe).fingerprint
         for entry in zoo.ZOO:
-            if not already_dissected(lake, entry.name, weights[entry.name], fingerprint):
+            if not already_dissected(
+                lake, entry.name, weights[entry.name], fingerprint, cfg.null_permutations
+            ):
                 run_extract(
                     ExtractConfig(
                         model=entry.factory, layers=[zoo.DISSECT_LAYER], probe=probe, lake=lake,
                         name=entry.name, weights=weights[entry.name], batch_size=64, workers=0,
-                        progress=False, new_study=True,
+                        progress=False, new_study=True, null_permutations=cfg.null_permutations,
                     )
                 )  # fmt: skip
             progress.advance(stage)

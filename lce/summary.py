@@ -266,3 +266,21 @@ def _has_column(db: Path, table: str, column: str) -> bool:
         [table, column],
     )
     return bool(found["n"][0])
+
+
+def interpretable_by_rule(db: Path) -> pl.DataFrame:
+    """Per model, the primary-layer units each rule keeps: the paper's fixed IoU threshold, and
+    the null rule (also above the unit's own null IoU). Empty when no model was extracted with
+    --null-permutations, or the file predates the columns."""
+    if not _has_column(db, "dim_models", "n_interpretable_null"):
+        return pl.DataFrame()
+    return query(
+        db,
+        """
+        select model, n_units as units, n_interpretable_fixed as fixed_rule,
+               n_interpretable_null as null_rule,
+               n_interpretable_fixed - n_interpretable_null as removed_by_null
+        from dim_models where n_interpretable_null is not null
+        order by removed_by_null desc, model
+        """,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +53,11 @@ def brute_force(
     basis: str,
     factory: Callable[[], torch.nn.Module] = small_cnn,
     to_map: Callable[[torch.Tensor], torch.Tensor] = lambda out: out,
+    partner: Sequence[int] | None = None,
 ) -> dict[str, object]:
     """The reference: ``to_map`` turns the layer's raw output into (1, C, h, w) (a ViT test
-    reshapes its tokens to the patch grid itself)."""
+    reshapes its tokens to the patch grid itself). With ``partner``, image i's masks are
+    tallied against image ``partner[i]``'s labels (a null permutation)."""
     model = factory().eval()
     captured: dict[str, torch.Tensor] = {}
     module = dict(model.named_modules())[layer]
@@ -84,7 +86,8 @@ def brute_force(
     act_cat = np.zeros((n_units, len(CATEGORIES)), dtype=np.int64)
     label_pixels = np.zeros(len(numbers), dtype=np.int64)
     shape = (probe.label_size, probe.label_size)
-    for img, s in zip(probe.images, ups, strict=True):
+    for i, s in enumerate(ups):
+        img = probe.images[i if partner is None else partner[i]]
         annotated = [k for k, c in enumerate(CATEGORIES) if c in img.maps or c in img.image_labels]
         masks_l = []
         for number in numbers:
@@ -239,3 +242,58 @@ def test_torchrun_two_processes_equal_brute_force(probe: ProbeSet, tmp_path: Pat
         assert_matches(lake, "cnn", layer, brute_force(probe, layer, 0.08, "raw"))
     runs = read_table(lake, "runs").to_pylist()
     assert len(runs) == 2 and all(r["n_images"] == 9 for r in runs)
+
+
+# ---------------------------------------------------------------------------- null permutations
+
+
+def test_null_partners_are_seeded_derangements_within_size_groups(probe: ProbeSet) -> None:
+    from extract.broden import open_probe
+    from extract.engine import null_partners
+
+    opened = open_probe(probe.root)
+    indices = list(range(len(opened.records)))
+    first, second = null_partners(opened, indices, 2)
+    for mapping in (first, second):
+        assert sorted(mapping) == indices and sorted(mapping.values()) == indices  # a bijection
+        assert all(mapping[i] != i for i in indices)  # no image is its own partner
+        size = {i: (opened.records[i].sh, opened.records[i].sw) for i in indices}
+        assert all(size[i] == size[mapping[i]] for i in indices)
+    assert first != second  # each permutation is drawn anew
+    assert null_partners(opened, indices, 2) == [first, second]  # and reproducibly
+
+
+def test_null_permutations_match_brute_force_and_leave_the_rest_bit_for_bit(
+    probe: ProbeSet, tmp_path: Path
+) -> None:
+    from extract.broden import open_probe
+    from extract.engine import null_partners
+
+    common = dict(model=MODEL, layers=LAYERS, probe=probe.root, name="cnn", batch_size=4,
+                  progress=False, quantile=0.05)  # fmt: skip
+    run_extract(ExtractConfig(lake=tmp_path / "plain", **common))  # type: ignore[arg-type]
+    run_extract(ExtractConfig(lake=tmp_path / "null", null_permutations=3, **common))  # type: ignore[arg-type]
+    for table in ("unit_thresholds", "unit_concept_tally", "unit_top_images", "concepts"):
+        assert read_table(tmp_path / "plain", table) == read_table(tmp_path / "null", table), table
+    assert read_table(tmp_path / "plain", "unit_null_iou").num_rows == 0
+
+    opened = open_probe(probe.root)
+    mappings = null_partners(opened, list(range(len(opened.records))), 3)
+    rows = read_table(tmp_path / "null", "unit_null_iou").to_pylist()
+    for layer in LAYERS:
+        for k, mapping in enumerate(mappings):
+            ref = brute_force(probe, layer, 0.05, "raw", partner=[mapping[i] for i in range(9)])
+            iou = np.asarray(ref["iou"])
+            numbers = list(ref["numbers"])  # type: ignore[call-overload]
+            got = sorted(
+                (r["unit"], r["concept_id"], r["iou"])
+                for r in rows
+                if r["layer"] == layer and r["permutation"] == k
+            )
+            expected = []
+            for u in range(iou.shape[0]):
+                best = int(np.argmax(iou[u]))  # numbers ascend: ties go to the lowest id
+                value = float(iou[u, best])
+                expected.append((u, numbers[best] if value > 0 else None, value))
+            assert [(u, c) for u, c, _ in got] == [(u, c) for u, c, _ in expected], (layer, k)
+            np.testing.assert_allclose([v for *_, v in got], [v for *_, v in expected], rtol=1e-12)

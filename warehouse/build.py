@@ -42,6 +42,7 @@ VARS = (
     "q_threshold",
     "fdr_family",
     "stability_resamples",
+    "interpretable_rule",
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -96,6 +97,11 @@ def _check_var(key: str, value: Any, pair: str) -> Any:
     if key == "fdr_family":
         if value not in ("build", "task"):
             raise LceError(bad + "fdr_family must be 'build' or 'task'")
+        return value
+    if key == "interpretable_rule":
+        value = "null" if value is None else value  # YAML reads a bare null as None
+        if value not in ("fixed", "null"):
+            raise LceError(bad + "interpretable_rule must be 'fixed' or 'null'")
         return value
     # exclude_models: a YAML list or a comma-separated string; [] includes every model.
     if value is None:

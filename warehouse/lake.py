@@ -93,6 +93,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("max_activation", pa.float64()),
         ]
     ),
+    "unit_null_iou": _schema(
+        [
+            ("model", pa.string()),
+            ("layer", pa.string()),
+            ("unit", pa.int32()),
+            ("permutation", pa.int32()),
+            ("concept_id", pa.int32()),
+            ("iou", pa.float64()),
+        ]
+    ),
     "concepts": _schema(
         [
             ("probe", pa.string()),
@@ -141,6 +151,7 @@ PARTITION_KEYS: dict[str, tuple[str, ...]] = {
     "unit_thresholds": ("model", "layer"),
     "unit_concept_tally": ("model", "layer"),
     "unit_top_images": ("model", "layer"),
+    "unit_null_iou": ("model", "layer"),
     "concepts": ("probe",),
     "unit_labels": ("source",),
     "task_benchmarks": ("source",),

@@ -5,7 +5,11 @@ with profiled as (
     select
         model,
         count(*) as n_units,
-        count(*) filter (where is_interpretable) as n_interpretable_units
+        count(*) filter (where is_interpretable) as n_interpretable_units,
+        count(*) filter (where passes_fixed) as n_interpretable_fixed,
+        case
+            when count(null_iou) > 0 then count(*) filter (where passes_null)
+        end as n_interpretable_null
     from {{ ref('fct_unit_labels') }}
     where is_primary_layer
     group by model
@@ -38,6 +42,8 @@ classified as (
         all_models.model,
         coalesce(profiled.n_units, 0) as n_units,
         coalesce(profiled.n_interpretable_units, 0) as n_interpretable_units,
+        coalesce(profiled.n_interpretable_fixed, 0) as n_interpretable_fixed,
+        profiled.n_interpretable_null,
         layers.primary_layer,
         coalesce(benchmarked.n_benchmarks, 0) as n_benchmarks,
         case
@@ -61,5 +67,7 @@ select
     primary_layer,
     n_units > 0 as has_profile,
     n_benchmarks > 0 as has_benchmarks,
-    n_benchmarks
+    n_benchmarks,
+    n_interpretable_fixed,
+    n_interpretable_null
 from classified
