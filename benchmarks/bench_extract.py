@@ -8,6 +8,10 @@ runs alternate --repeat times and the medians are compared: on a shared 2-core m
 pair of runs can differ by 20% from one minute to the next.
 
     .venv/bin/python benchmarks/bench_extract.py [--n 200] [--models resnet18,resnet50] [--repeat 3]
+        [--null-permutations K]
+
+With --null-permutations K each round also runs the extraction with K null permutations, and
+a second table compares it with the plain extraction of the same round (pairs and medians).
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ sys.path.insert(0, str(ROOT))
 
 
 def child(
-    kind: str, arch: str, probe: str, n: int, lake: str, basis: str, device: str, batch: int
+    kind: str,
+    arch: str,
+    probe: str,
+    n: int,
+    lake: str,
+    basis: str,
+    device: str,
+    batch: int,
+    null: int = 0,
 ) -> None:
     """Runs inside the subprocess; prints one JSON line."""
     import resource
@@ -68,6 +80,7 @@ def child(
                 batch_size=batch,
                 workers=1,
                 progress=False,
+                null_permutations=null,
             )  # fmt: skip
         )
     seconds = time.perf_counter() - tic
@@ -90,12 +103,14 @@ def subset(probe: Path, n: int) -> Path:
     return out
 
 
-def measure(kind: str, arch: str, probe: Path, n: int, basis: str, device: str, batch: int) -> dict:
+def measure(
+    kind: str, arch: str, probe: Path, n: int, basis: str, device: str, batch: int, null: int = 0
+) -> dict:
     if kind == "extract":
         subset(probe, n)
     with tempfile.TemporaryDirectory() as lake:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch)],
+            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch), str(null)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -110,11 +125,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each kind")
     parser.add_argument("--no-4n", action="store_true", help="skip the 4N memory run")
-    parser.add_argument("--child", nargs=8)
+    parser.add_argument(
+        "--null-permutations", type=int, default=0, help="also time extraction with K nulls"
+    )
+    parser.add_argument("--child", nargs=9)
     args = parser.parse_args()
     if args.child:
-        kind, arch, probe, n, lake, basis, device, batch = args.child
-        child(kind, arch, probe, int(n), lake, basis, device, int(batch))
+        kind, arch, probe, n, lake, basis, device, batch, null = args.child
+        child(kind, arch, probe, int(n), lake, basis, device, int(batch), int(null))
         return
     from probe_factory import make_probe
 
@@ -128,7 +146,7 @@ def main() -> None:
         )
         rows = []
         for arch in args.models.split(","):
-            fwds, exts = [], []
+            fwds, exts, nulls = [], [], []
             for _ in range(args.repeat):
                 fwds.append(
                     measure("forward", arch, probe, args.n, args.basis, args.device, args.batch)
@@ -136,31 +154,49 @@ def main() -> None:
                 exts.append(
                     measure("extract", arch, probe, args.n, args.basis, args.device, args.batch)
                 )
+                if args.null_permutations:
+                    nulls.append(
+                        measure("extract", arch, probe, args.n, args.basis, args.device,
+                                args.batch, args.null_permutations)
+                    )  # fmt: skip
             fwd = {"seconds": statistics.median(r["seconds"] for r in fwds)}
             ext = {
                 "seconds": statistics.median(r["seconds"] for r in exts),
                 "rss_mb": max(r["rss_mb"] for r in exts),
                 "ratios": [e["seconds"] / f["seconds"] for f, e in zip(fwds, exts, strict=True)],
+                "seconds_each": [e["seconds"] for e in exts],
             }
             big = (
                 None
                 if args.no_4n
                 else measure("extract", arch, probe, n4, args.basis, args.device, args.batch)
             )
-            rows.append((arch, fwd, ext, big))
+            rows.append((arch, fwd, ext, big, nulls))
     print(f"\n{platform.node()} {platform.processor() or platform.machine()}, device={args.device}, "
           f"basis={args.basis}, batch={args.batch}, N={args.n}, medians of {args.repeat} runs")  # fmt: skip
     print(
         "| model | layer | forward-only s (N) | extraction s (N) | ratio (pairs) | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for arch, fwd, ext, big in rows:
+    for arch, fwd, ext, big, _ in rows:
         ratio = ext["seconds"] / fwd["seconds"]
         rss4 = f"{big['rss_mb']:.0f}" if big else "-"
         growth = f"{big['rss_mb'] / ext['rss_mb']:.2f}" if big else "-"
         pairs = ", ".join(f"{r:.2f}" for r in ext["ratios"])
         print(f"| {arch} | layer4 | {fwd['seconds']:.1f} | {ext['seconds']:.1f} | {ratio:.2f} ({pairs}) | "
               f"{args.n / ext['seconds']:.1f} | {ext['rss_mb']:.0f} | {rss4} | {growth} |")  # fmt: skip
+
+    if args.null_permutations:
+        print(f"\nnull permutations: K = {args.null_permutations} against K = 0, same rounds")
+        print("| model | extraction K=0 s | extraction K s | ratio (pairs) |")
+        print("|---|---|---|---|")
+        for arch, _, ext, _, nulls in rows:
+            plain = ext["seconds"]
+            with_null = statistics.median(r["seconds"] for r in nulls)
+            pairs = ", ".join(
+                f"{b['seconds'] / a:.2f}" for a, b in zip(ext["seconds_each"], nulls, strict=True)
+            )
+            print(f"| {arch} | {plain:.1f} | {with_null:.1f} | {with_null / plain:.2f} ({pairs}) |")
 
 
 if __name__ == "__main__":
