@@ -1,7 +1,7 @@
 """Does the embedding predict transfer? Leave-one-model-out prediction of task results.
 
 For each embedded model h, the PCA and the k-means are refitted on the *other* embedded models
-(same number of components, the published k), and h's profile is projected into that refit
+(the requested components and k, or 'auto' choosing k again without h), and h's profile is projected into that refit
 (centred by the others' mean) and assigned to the nearest refitted category. So nothing about h
 but its own profile reaches its prediction: no leakage. Then, for every task result, h's value
 is predicted from the others that have it by
@@ -46,7 +46,9 @@ class Refit:
     mates: frozenset[str]  # others in the held-out model's nearest refitted category
 
 
-def refit_without(profiles: embedding.Profiles, held: int, n_components: int, k: int) -> Refit:
+def refit_without(
+    profiles: embedding.Profiles, held: int, n_components: int, k: int | str
+) -> Refit:
     """PCA and k-means on every embedded model but ``held``; ``held`` projected into them."""
     train = np.delete(profiles.matrix, held, axis=0)
     others = [m for i, m in enumerate(profiles.models) if i != held]
@@ -83,14 +85,12 @@ def predict(refit: Refit, values: dict[str, float]) -> dict[str, float]:
 def refits(inputs: marts.MartInputs) -> dict[str, Refit]:
     """One refit per embedded model (shared by every task result)."""
     profiles = marts.embedding_profiles(inputs)
-    categories = marts.dim_model_categories(inputs).to_pandas()
-    k = int(categories["n_categories"].max()) if not categories.empty else 1
     if len(profiles.models) < MIN_MODELS:
         return {}
     # One thread: see lce.stability (OpenMP threads of tiny k-means fits wait on each other).
     with threadpool_limits(1):
         return {
-            model: refit_without(profiles, i, int(inputs.n_components), k)
+            model: refit_without(profiles, i, int(inputs.n_components), inputs.n_categories)
             for i, model in enumerate(profiles.models)
         }
 
