@@ -39,10 +39,11 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 LakeOpt = Annotated[
-    Path | None, typer.Option("--lake", help="Lake folder [default: $LCE_HOME/lake].")
+    Path | None, typer.Option("--lake", help="Lake folder \\[default: $LCE_HOME/lake].")
 ]
 DbOpt = Annotated[
-    Path | None, typer.Option("--db", help="Published DuckDB file [default: $LCE_HOME/lce.duckdb].")
+    Path | None,
+    typer.Option("--db", help="Published DuckDB file \\[default: $LCE_HOME/lce.duckdb]."),
 ]
 
 
@@ -82,7 +83,7 @@ def benchmarks_add(
         ),
     ],
     source: Annotated[
-        str | None, typer.Option(help="Source name [default: the file's stem].")
+        str | None, typer.Option(help="Source name \\[default: the file's stem].")
     ] = None,
     lake: LakeOpt = None,
 ) -> None:
@@ -357,7 +358,7 @@ def probe_synth(
 def probe_get(
     name: Annotated[str, typer.Argument(help="broden1_224 or broden1_227.")],
     to: Annotated[
-        Path | None, typer.Option(help="Folder to put it in [default: $LCE_HOME/probes].")
+        Path | None, typer.Option(help="Folder to put it in \\[default: $LCE_HOME/probes].")
     ] = None,
     url: Annotated[
         str | None, typer.Option(help="Download from this address instead (a mirror).")
@@ -423,7 +424,7 @@ def probe_from(
     out: Annotated[Path, typer.Argument(help="Probe set folder to write (must not exist).")],
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 224,
     label_size: Annotated[
-        int | None, typer.Option(help="Label map side in pixels [default: half of --size].")
+        int | None, typer.Option(help="Label map side in pixels \\[default: half of --size].")
     ] = None,
 ) -> None:
     """Convert a segmentation dataset into a probe set (Broden layout), all or nothing."""
@@ -453,7 +454,7 @@ def probe_segment(
     ] = False,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 224,
     label_size: Annotated[
-        int | None, typer.Option(help="Label map side in pixels [default: half of --size].")
+        int | None, typer.Option(help="Label map side in pixels \\[default: half of --size].")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -633,8 +634,11 @@ def open_app(ctx: typer.Context, db: DbOpt = None) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    # No file watcher (it floods "inotify queue overflowed" while other processes write into
+    # the project folder, and the app never needs a reload) and no Deploy button.
     command = [sys.executable, "-m", "streamlit", "run", str(script),
-               "--browser.gatherUsageStats=false", *ctx.args]  # fmt: skip
+               "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
+               "--client.toolbarMode=minimal", *ctx.args]  # fmt: skip
     console.print(
         f"lce explorer over {escape(str(path))} (Ctrl+C stops it)", highlight=False, soft_wrap=True
     )
