@@ -111,14 +111,13 @@ def studies(tmp_path_factory: pytest.TempPathFactory, probe: Path) -> dict[str, 
     """Solo, uninterrupted runs: weights A, weights B over A, and a q = 0.02 study."""
     root = tmp_path_factory.mktemp("studies")
     a, b = weights_file(root / "a.pt", 1), weights_file(root / "b.pt", 2)
-    for name, runs in {
-        "old": [("--weights", a)],
-        "new": [("--weights", b)],
-        "q02": [("--weights", b, "--quantile", "0.02")],
-    }.items():
-        for extra in runs:
-            proc = run_cli(*extract_args(probe, root / name / "lake", *extra))
-            assert proc.returncode == 0, proc.stderr
+    # in-process (the same code the subprocesses run, on the same machine and batch size)
+    for name, weights, q in (("old", a, 0.005), ("new", b, 0.005), ("q02", b, 0.02)):
+        run_extract(
+            ExtractConfig(model=MODEL, layers=["block1", "block2"], probe=probe,
+                          lake=root / name / "lake", name="cnn", weights=weights, batch_size=4,
+                          workers=0, quantile=q, progress=False)
+        )  # fmt: skip
     return {"root": root, "a": a, "b": b, **{n: root / n / "lake" for n in ("old", "new", "q02")}}
 
 
@@ -141,7 +140,9 @@ def test_kill_at_each_commit_step_leaves_old_or_new_study(
     assert snapshot(lake) == expected  # reading recovers first: old or new, never a mix
     assert unfinished_commits(lake) == []
     assert not list((lake / ".tmp").glob("commit-*"))
-    # and the warehouse built from it holds the same thresholds as the lake
+    if step != "commit-applying":
+        return
+    # and the warehouse built from a recovered lake holds the same thresholds as the lake
     db = tmp_path / "lce.duckdb"
     assert lce("build", "--lake", lake, "--db", db)[0] == 0
     with duckdb.connect(str(db), read_only=True) as conn:
