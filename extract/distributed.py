@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as td
 
@@ -106,6 +107,17 @@ def gather_lists(items: list[str], dist: Dist) -> list[str]:
     out: list[list[str]] = [[] for _ in range(dist.world)]
     td.all_gather_object(out, items)
     return [x for part in out for x in part]
+
+
+def gather_rows(images: np.ndarray, rows: np.ndarray, dist: Dist) -> tuple[np.ndarray, np.ndarray]:
+    """Every rank's (image index, row) pairs, concatenated in rank order (image_features; the
+    caller sorts by image index, so the result does not depend on the world size)."""
+    if dist.world == 1:
+        return images, rows
+    out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * dist.world
+    td.all_gather_object(out, (images, rows))
+    parts = [part for part in out if part is not None]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def barrier(dist: Dist) -> None:

@@ -55,6 +55,7 @@ from warehouse.lake import (
 
 DISSECTION_TABLES = (
     "runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "unit_null_iou", "concepts",
+    "image_features",
 )  # fmt: skip
 # Seed of the null permutations: fixed, so a null is reproducible and the same for every model
 # of a study (each is compared with the same shuffled pairs of images).
@@ -83,6 +84,7 @@ class ExtractConfig:
     workers: int = 0
     checkpoint_every: int = 20
     null_permutations: int = 0
+    features: bool = True  # each image's spatially averaged vector per layer (image_features)
     progress: bool = True
     stop_after_batches: int | None = field(default=None, repr=False)  # testing hook
 
@@ -95,6 +97,10 @@ class LayerResult:
     tally: ConceptTally
     stats: ActivationStats
     top: TopImages
+    # image_features: probe indices (ascending) and their (n, C) float32 mean vectors; empty
+    # without --features
+    feature_images: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
 
 @dataclass
@@ -264,7 +270,7 @@ def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str
         weights = f"{Path(cfg.weights).resolve()}:{st.st_size}:{st.st_mtime_ns}"
     parts = [cfg.model, name, weights, cfg.layers, probe.fingerprint, cfg.quantile, cfg.basis,
              cfg.normalize, cfg.batch_size, cfg.top_images, cfg.skip_bad, cfg.cache, world,
-             cfg.null_permutations]  # fmt: skip
+             cfg.null_permutations, cfg.features]  # fmt: skip
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 
@@ -377,6 +383,7 @@ def _run_locked(
         taps.close()
 
     skipped = distributed.gather_lists(pass1["skipped"], dist)
+    means = _read_features(cfg, pass1, n_units)
     results = []
     for name in cfg.layers:
         tally = tallies[name]
@@ -384,9 +391,14 @@ def _run_locked(
         stats = pass1["stats"][name]
         distributed.sum_stats(stats, dist)
         best = distributed.merge_top_images(pass1["top"][name], dist)
+        images, rows = distributed.gather_rows(*means[name], dist)
+        order = np.argsort(images, kind="stable")  # probe order, whatever the world size
         results.append(
-            LayerResult(name, len(thresholds[name]), thresholds[name].numpy(), tally, stats, best)
-        )
+            LayerResult(
+                name, len(thresholds[name]), thresholds[name].numpy(), tally, stats, best,
+                images[order], rows[order],
+            )
+        )  # fmt: skip
     n_images = len(probe.records) - len(skipped)
     seconds = time.perf_counter() - clock
     result = ExtractResult(
@@ -398,6 +410,23 @@ def _run_locked(
     distributed.barrier(dist)
     shutil.rmtree(workdir.parent if dist.world == 1 else workdir, ignore_errors=True)
     return result
+
+
+def _read_features(
+    cfg: ExtractConfig, pass1: dict[str, Any], n_units: dict[str, int]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer: this process's image indices and their mean vectors, read back from pass 1's
+    features file (batches in ``kept_batches`` order); empty without ``cfg.features``."""
+    kept: list[list[int]] = pass1["kept_batches"] if cfg.features else []
+    parts: dict[str, list[np.ndarray]] = {
+        n: [np.zeros((0, n_units[n]), np.float32)] for n in cfg.layers
+    }
+    shapes = [[(len(b), n_units[n]) for n in cfg.layers] for b in kept]
+    for arrays in pass1["features"].read(shapes) if kept else []:
+        for name, array in zip(cfg.layers, arrays, strict=True):
+            parts[name].append(array)
+    images = np.array([i for b in kept for i in b], dtype=np.int64)
+    return {n: (images, np.concatenate(parts[n])) for n in cfg.layers}
 
 
 def layer_shapes(
@@ -529,6 +558,9 @@ def _pass_one(
     cache_shapes: list[list[tuple[int, ...]]] = []
     kept_batches: list[list[int]] = []
     cache = ActivationCache(workdir / "activations.bin")
+    # Per image and layer, the spatial mean of the map (image_features): appended per batch in
+    # kept_batches order, like the cache, so memory does not grow with the probe set.
+    features = ActivationCache(workdir / "features.bin")
     start = 0
     if state is not None and state["pass"] >= 1:
         start = state["batch"]
@@ -539,8 +571,10 @@ def _pass_one(
         n_seen, skipped = state["n_seen"], state["skipped"]
         cache_shapes, kept_batches = state["cache_shapes"], state["kept_batches"]
         cache.truncate(state["cache_bytes"])
+        features.truncate(state["feature_bytes"])
     else:
         cache.truncate(0)
+        features.truncate(0)
     if state is not None and state["pass"] == 2:
         start = len(batches)
 
@@ -556,6 +590,7 @@ def _pass_one(
             "cache_shapes": list(cache_shapes),
             "kept_batches": list(kept_batches),
             "cache_bytes": cache.size(),
+            "feature_bytes": features.size(),
         }
 
     progress, task = _progress(cfg, len(probe.records), "pass 1/2 activations")
@@ -575,7 +610,7 @@ def _pass_one(
                 acts = _forward(
                     model, taps, torch.stack([it[1] for it in good]), cfg.layers, device
                 )
-                arrays = []
+                arrays, means = [], []
                 for name in cfg.layers:
                     a = acts[name]
                     _check_finite(a, name, probe, indices)
@@ -595,6 +630,10 @@ def _pass_one(
                     topk[name].update(values)
                     if cfg.cache:
                         arrays.append(a.cpu().numpy())
+                    if cfg.features:
+                        means.append(a.mean(dim=(2, 3)).cpu().numpy())
+                if cfg.features:
+                    features.append(means)
                 if cfg.cache:
                     cache.append(arrays)
                     cache_shapes.append([x.shape for x in arrays])
@@ -614,6 +653,7 @@ def _pass_one(
         "n_seen": n_seen,
         "skipped": skipped,
         "cache": cache,
+        "features": features,
         "cache_shapes": cache_shapes,
         "kept_batches": kept_batches,
         "pass1_state": snapshot(len(batches)),
@@ -760,7 +800,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any], cfg: ExtractConfig, prob
 
 
 _CHECKPOINT_KEYS = {"pass", "batch", "topk", "stats", "top", "n_seen", "skipped", "cache_shapes",
-                    "kept_batches", "cache_bytes", "key"}  # fmt: skip
+                    "kept_batches", "cache_bytes", "feature_bytes", "key"}  # fmt: skip
 
 
 def _warn(message: str) -> None:
@@ -803,6 +843,9 @@ def _checkpoint_problem(
     cache = path.parent / "activations.bin"
     if cfg.cache and (not cache.is_file() or cache.stat().st_size < state["cache_bytes"]):
         return "its activation cache is missing or shorter than recorded"
+    means = path.parent / "features.bin"
+    if cfg.features and (not means.is_file() or means.stat().st_size < state["feature_bytes"]):
+        return "its image features file is missing or shorter than recorded"
     return None
 
 
@@ -893,6 +936,7 @@ def write_results(
                 }
             ),
         )
+        write_partition(lake, "image_features", keys, _feature_table(result, layer))
         tv, ti = layer.top.values.numpy(), layer.top.images.numpy()
         rows_u, rows_r = np.nonzero(np.isfinite(tv) & (ti >= 0))
         write_partition(
@@ -950,6 +994,22 @@ def write_results(
         return DISSECTION_TABLES if conflict else ()
 
     commit(lake, writes, decide=decide)
+
+
+def _feature_table(result: ExtractResult, layer: LayerResult) -> pa.Table:
+    """image_features rows of one layer: each image's mean vector as a list<float32> (built from
+    the flat array and offsets, no per-image Python loop); empty without --features."""
+    n, width = layer.features.shape
+    flat = pa.array(np.ascontiguousarray(layer.features, dtype=np.float32).reshape(-1))
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width)
+    return pa.table(
+        {
+            "model": [result.model] * n,
+            "layer": [layer.layer] * n,
+            "image": [result.probe.records[i].image for i in layer.feature_images.tolist()],
+            "features": pa.ListArray.from_arrays(offsets, flat),
+        }
+    )
 
 
 def _null_rows(

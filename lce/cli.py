@@ -203,6 +203,14 @@ def extract(
             "labels, giving the null IoU that `--var interpretable_rule=null` compares with."
         ),
     ] = 0,
+    features: Annotated[
+        bool,
+        typer.Option(
+            "--features/--no-features",
+            help="Keep each image's spatially averaged activation vector per layer "
+            "(lake table image_features, for the similarity marts; C x 4 bytes per image).",
+        ),
+    ] = True,
 ) -> None:
     """Dissect model layers on a probe set: exact thresholds and unit x concept tallies -> lake."""
     from extract.engine import ExtractConfig, run_extract
@@ -213,7 +221,7 @@ def extract(
         top_images=top_images, normalize=normalize, strict=not non_strict, skip_bad=skip_bad,
         cache=not no_cache, resume=resume, new_study=new_study, workers=workers,
         checkpoint_every=max(1, checkpoint_every), null_permutations=null_permutations,
-        progress=err.is_terminal,
+        features=features, progress=err.is_terminal,
     )  # fmt: skip
     result = run_extract(cfg)
     if result.written:

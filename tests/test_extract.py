@@ -242,6 +242,13 @@ def test_torchrun_two_processes_equal_brute_force(probe: ProbeSet, tmp_path: Pat
         assert_matches(lake, "cnn", layer, brute_force(probe, layer, 0.08, "raw"))
     runs = read_table(lake, "runs").to_pylist()
     assert len(runs) == 2 and all(r["n_images"] == 9 for r in runs)
+    # image_features: both ranks' images, merged into probe order
+    from tests.test_image_features import brute_force_means, lake_features
+
+    for layer in LAYERS:
+        images, got = lake_features(lake, layer)
+        assert images == [img.name for img in probe.images]
+        np.testing.assert_allclose(got, brute_force_means(probe, layer), rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------- null permutations

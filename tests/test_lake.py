@@ -245,6 +245,7 @@ ARROW_TO_DUCKDB = {
     pa.int64(): "bigint",
     pa.float64(): "double",
     pa.bool_(): "boolean",
+    pa.list_(pa.float32()): "float[]",
 }
 
 

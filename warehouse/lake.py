@@ -103,6 +103,17 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("iou", pa.float64()),
         ]
     ),
+    # Each image's spatially averaged activation vector per dissected layer (issue 14): the
+    # features the geometric similarity marts compare models by. list<float32>, one width per
+    # (model, layer) partition (the layer's channels).
+    "image_features": _schema(
+        [
+            ("model", pa.string()),
+            ("layer", pa.string()),
+            ("image", pa.string()),
+            ("features", pa.list_(pa.float32())),
+        ]
+    ),
     "concepts": _schema(
         [
             ("probe", pa.string()),
@@ -152,6 +163,7 @@ PARTITION_KEYS: dict[str, tuple[str, ...]] = {
     "unit_concept_tally": ("model", "layer"),
     "unit_top_images": ("model", "layer"),
     "unit_null_iou": ("model", "layer"),
+    "image_features": ("model", "layer"),
     "concepts": ("probe",),
     "unit_labels": ("source",),
     "task_benchmarks": ("source",),
