@@ -8,6 +8,10 @@ from lce import explore, ui
 
 db = ui.require_db()
 st.title("Compare two models")
+st.markdown(
+    "Two models side by side: which concepts their units detect (shared or only in one) and "
+    "which of them does better on each downstream task."
+)
 models = ui.load(explore.profiled_models, db)
 if len(models) < 2:
     ui.stop("Comparing needs at least two dissected models.")
@@ -18,7 +22,8 @@ b = right.selectbox("Model B", models, index=1, key="cmp_b")
 if a == b:
     ui.stop("Choose two different models.")
 
-profiles = ui.load(explore.compare_profiles, db, a, b)
+# 'food (material)' in the chart and the tables alike, wherever a name has two categories
+profiles = explore.with_concept_labels(ui.load(explore.compare_profiles, db, a, b))
 distance = ui.load(explore.model_distance, db, a, b)
 status = profiles["status"].to_list()
 m1, m2, m3, m4 = st.columns(4)
@@ -38,6 +43,7 @@ else:
             "Concepts shown (largest difference first)", 5, profiles.height,
             min(30, profiles.height), key="cmp_top",
         )  # fmt: skip
+    st.caption(explore.WEIGHT_DEFINITION + " " + explore.PART_SUFFIXES)
     st.plotly_chart(explore.profile_difference_figure(profiles, a, b, int(top)))
     names = {"shared": "shared", "only A": f"only in {a}", "only B": f"only in {b}"}
     for tab, key in zip(st.tabs(list(names.values())), names, strict=True):

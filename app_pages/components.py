@@ -8,6 +8,12 @@ from lce import explore, ui
 
 db = ui.require_db()
 st.title("Components")
+st.markdown(
+    "What each principal component of the embedding is made of: a concept's loading is its "
+    "weight in the component (its coefficient in the PCA direction), so concepts with large "
+    "loadings of the same sign move a model along the component together."
+)
+st.caption(explore.PART_SUFFIXES)
 evr = ui.evr_by_component(db)
 if not evr:
     ui.stop("The warehouse has no LCE components: fewer than two embedded models, or profiles "

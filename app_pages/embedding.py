@@ -8,6 +8,10 @@ from lce import explore, ui
 
 db = ui.require_db()
 st.title("Embedding")
+st.markdown(
+    "Where each model sits in the Learned Concepts Embedding: models close together learned "
+    "similar concepts, and the colours are the model categories found by k-means."
+)
 notes = ui.load(explore.build_notes, db)
 if not notes.is_empty():
     # What the build could not compute and why (small or degenerate studies), before any stop.
@@ -35,8 +39,12 @@ x = left.selectbox(
     "x axis", components, index=0, key="emb_x",
     format_func=lambda c: explore.component_label(c, evr.get(c)),
 )  # fmt: skip
+# A component against itself is a diagonal line, not a view: y offers the others only.
+y_options = [c for c in components if c != x]
+if st.session_state.get("emb_y") not in y_options:
+    st.session_state.pop("emb_y", None)
 y = middle.selectbox(
-    "y axis", components, index=1, key="emb_y",
+    "y axis", y_options, index=0, key="emb_y",
     format_func=lambda c: explore.component_label(c, evr.get(c)),
 )  # fmt: skip
 highlight = right.selectbox(

@@ -8,6 +8,11 @@ from lce import explore, ui
 
 db = ui.require_db()
 st.title("Overview")
+st.markdown(
+    "What this warehouse holds: every model, how many of its units detect a concept "
+    "(interpretable units), whether it is in the embedding (and why not), and its concepts by "
+    "category."
+)
 st.caption(f"Warehouse `{db}`")
 
 counts = ui.load(explore.overview_counts, db)

@@ -9,6 +9,7 @@ from lce.explore import EXAMPLE_QUERIES, MAX_ROWS, SqlRefused
 
 db = ui.require_db()
 st.title("SQL")
+st.markdown("Ask the warehouse anything the pages do not show, in DuckDB SQL, and export it.")
 st.caption(
     f"One SELECT at a time over the warehouse, at most {MAX_ROWS} rows back. The file is opened "
     "read-only with external access disabled: no file reads, writes, ATTACH, COPY or INSTALL."

@@ -12,6 +12,11 @@ from lce.embedding import pearson
 
 db = ui.require_db()
 st.title("Tasks")
+st.markdown(
+    "Do a model's coordinates in the embedding go with how well it transfers? Each downstream "
+    "result (a task family's datasets and metrics) against the components, the concept "
+    "categories and the models' positions."
+)
 families = ui.load(explore.task_families, db)
 if not families:
     ui.stop(
@@ -24,7 +29,7 @@ if not evr:
             "models, or profiles that do not vary (the Embedding page's notes say which).")  # fmt: skip
 components = sorted(evr)
 
-task = st.selectbox("Task family", families, key="task_family")
+task = st.selectbox("Task family", families, key="task_family", format_func=explore.task_title)
 correlations = ui.load(explore.task_correlations, db, task)
 st.subheader("Component / task correlations")
 st.caption(
@@ -35,7 +40,7 @@ st.caption(
     "with better results."
 )
 if correlations.is_empty():
-    st.info(f"No correlations for {task}: no embedded model has these results.")
+    st.info(f"No correlations for {explore.task_title(task)}: no embedded model has these results.")
 else:
     st.plotly_chart(explore.task_correlation_figure(correlations, task))
     with st.expander("As a table"):
@@ -63,7 +68,7 @@ measure = st.radio(
 )
 matrix = ui.load(explore.category_task_matrix, db, task, explore.CATEGORY_MEASURES[measure])
 if matrix.is_empty():
-    st.info(f"No concept category correlations for {task}.")
+    st.info(f"No concept category correlations for {explore.task_title(task)}.")
 else:
     st.plotly_chart(explore.category_task_heatmap(matrix, task, measure))
 

@@ -10,6 +10,12 @@ from lce import explore, ui
 
 db = ui.require_db()
 st.title("Units")
+st.markdown(
+    "One model's layer unit by unit: the concept each unit detects best, with its IoU "
+    "(overlap of the unit's thresholded activation with the concept's pixels), and its "
+    "top-activating probe images."
+)
+st.caption(explore.PART_SUFFIXES)
 layers = ui.load(explore.unit_layers, db)
 if layers.is_empty():
     ui.stop("No dissected units in this warehouse: run `lce extract`, then `lce build`.")
@@ -21,6 +27,12 @@ model_layers = layers.filter(layers["model"] == model)["layer"].to_list()
 layer = right.selectbox("Layer", model_layers, key="units_layer")
 
 categories = ui.load(explore.unit_categories, db, model, layer)
+# A category choice belongs to one model and layer: kept across a switch it would silently hide
+# units of the next one (issue 13), so a new model or layer starts with every category.
+if st.session_state.get("units_scope") != (model, layer):
+    st.session_state.pop("units_categories", None)
+    st.session_state.pop("units_probe", None)  # the next model's run may name another probe
+    st.session_state["units_scope"] = (model, layer)
 f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
 chosen = f1.multiselect(
     "Concept categories", categories, default=categories, key="units_categories"
@@ -40,7 +52,7 @@ st.caption(
     "(best IoU above the build's min_iou)."
 )
 st.dataframe(
-    frame,
+    explore.units_for_display(frame),
     hide_index=True,
     column_config={
         "iou": st.column_config.ProgressColumn("IoU", format="%.3f", min_value=0, max_value=0.5),
@@ -68,9 +80,14 @@ unit = st.selectbox(
     format_func=lambda u: f"{u}: {explore.unit_caption(frame, u)}",
 )  # fmt: skip
 probe = st.text_input(
-    "Probe folder", value=os.environ.get("LCE_PROBE_DIR", ""), key="units_probe",
+    "Probe folder",
+    value=explore.default_probe_dir(
+        ui.load(explore.run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
+    ),
+    key="units_probe",
     help="The probe set the models were dissected on (its images/ folder). "
-    "Default: the LCE_PROBE_DIR environment variable.",
+    "Default: the folder the run recorded (runs.probe), else the LCE_PROBE_DIR environment "
+    "variable.",
 )  # fmt: skip
 images = ui.load(explore.top_images, db, model, layer, int(unit))
 if images.is_empty():

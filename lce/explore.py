@@ -118,6 +118,56 @@ def concept_category_sort_key(category: str | None) -> tuple[int, str]:
     return (len(CONCEPT_CATEGORY_ORDER), category or "")
 
 
+TASK_NAMES = {
+    "many_shot_linear": "Many-shot linear classification",
+    "few_shot": "Few-shot classification",
+    "detection_frozen": "Detection (frozen backbone)",
+    "detection_finetuned": "Detection (fine-tuned backbone)",
+    "surface_normals": "Surface normal estimation",
+}
+
+
+def task_title(task: str) -> str:
+    """A task family as people name it ('many_shot_linear' -> 'Many-shot linear
+    classification'); an unknown identifier gets its underscores turned into spaces."""
+    if task in TASK_NAMES:
+        return TASK_NAMES[task]
+    text = task.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def natural_key(text: str | None) -> tuple[tuple[int, float, str], ...]:
+    """Numbers inside a name compare as numbers ('5-shot' < '20-shot' < '50-shot')."""
+    import re
+
+    parts = re.split(r"(\d+(?:\.\d+)?)", text or "")
+    return tuple(
+        (0, float(p), "") if i % 2 else (1, 0.0, p.lower()) for i, p in enumerate(parts) if p
+    )
+
+
+def sort_results(frame: pl.DataFrame, *then: str) -> pl.DataFrame:
+    """Rows in result order ('Avg.' last, datasets and metrics in natural order), then ``then``."""
+    keys = sorted(
+        {
+            (d, m)
+            for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(), strict=True)
+        },
+        key=lambda dm: (dm[0] == "Avg.", natural_key(dm[0]), natural_key(dm[1])),
+    )
+    rank = {dm: i for i, dm in enumerate(keys)}
+    order = pl.Series(
+        "_result_rank",
+        [rank[(d, m)] for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(),
+                                      strict=True)],
+    )  # fmt: skip
+    return (
+        frame.with_columns(order)
+        .sort(["_result_rank", *then], maintain_order=True)
+        .drop("_result_rank")
+    )
+
+
 def task_sort_key(task: str) -> tuple[int, str]:
     return (TASK_ORDER.index(task), "") if task in TASK_ORDER else (len(TASK_ORDER), task)
 
@@ -220,7 +270,7 @@ def models_overview(db: Path) -> pl.DataFrame:
         """
         select
             m.model,
-            c.category_label as category,
+            coalesce(c.category_label, 'not embedded') as category,
             m.n_units as units,
             m.n_interpretable_units as interpretable_units,
             round(100.0 * m.n_interpretable_units / nullif(m.n_units, 0), 1)
@@ -329,8 +379,8 @@ def nearest_models(db: Path, model: str, k: int = 5) -> pl.DataFrame:
     return query(
         db,
         """
-        select d.model_b as model, d.cosine_distance, c.category_label as category,
-               m.in_embedding
+        select d.model_b as model, d.cosine_distance,
+               coalesce(c.category_label, 'not embedded') as category, m.in_embedding
         from fct_model_distances d
         left join dim_model_categories c on c.model = d.model_b
         left join dim_models m on m.model = d.model_b
@@ -505,6 +555,14 @@ def _scatter_layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> N
     )
 
 
+def legend_name(label: str, models: Sequence[str], per_line: int = 3) -> str:
+    """A model category's legend entry names its models (the legend alone says which models
+    each category holds), a few per line so the legend stays narrow."""
+    names = sorted(models)
+    lines = [", ".join(names[i : i + per_line]) for i in range(0, len(names), per_line)]
+    return f"<b>{label}</b>: " + ",<br>".join(lines)
+
+
 def _add_labelled_points(
     fig: go.Figure,
     frame: pl.DataFrame,
@@ -529,7 +587,8 @@ def _add_labelled_points(
             x=part[x].to_list(),
             y=part[y].to_list(),
             mode="markers+text",
-            name=label,
+            name=legend_name(label, part["model"].to_list()),
+            legendgroup=label,
             text=part["model"].to_list(),
             textposition=part["_pos"].to_list(),
             textfont={"size": FONT_PX},
@@ -576,11 +635,14 @@ def embedding_figure(
     return fig
 
 
+CAMERA_EYE_3D = {"x": 1.7, "y": 1.7, "z": 1.1}
+
+
 def embedding_figure_3d(
     emb: pl.DataFrame, evr: dict[int, float], highlight: str | None = None
 ) -> go.Figure:
-    """The first three components in 3-D (names on hover; only the highlighted model is labelled,
-    since 3-D labels cannot be kept apart as the view turns)."""
+    """The first three components in 3-D, every model labelled (small text: turning the view
+    separates labels that overlap from one side), the legend naming each category's models."""
     fig = go.Figure()
     labels = emb["category_label"].fill_null("not embedded")
     for label in sorted(set(labels.to_list())):
@@ -589,9 +651,11 @@ def embedding_figure_3d(
             x=part["pc1"].to_list(),
             y=part["pc2"].to_list(),
             z=part["pc3"].to_list(),
-            mode="markers",
-            name=label,
+            mode="markers+text",
+            name=legend_name(label, part["model"].to_list()),
+            legendgroup=label,
             text=part["model"].to_list(),
+            textfont={"size": FONT_PX - 2},
             marker={"size": 6, "color": model_category_colour(label)},
             hovertemplate="<b>%{text}</b><extra>" + label + "</extra>",
         )
@@ -608,13 +672,17 @@ def embedding_figure_3d(
         )
     fig.update_layout(
         title="The first three components",
-        height=SCATTER_HEIGHT,
-        margin={"l": 0, "r": 0, "t": 60, "b": 0},
+        height=SCATTER_HEIGHT + 160,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
         legend=LEGEND,
         scene={
             "xaxis_title": component_label(1, evr.get(1)),
             "yaxis_title": component_label(2, evr.get(2)),
             "zaxis_title": component_label(3, evr.get(3)),
+            # Far enough back that no axis title leaves the view at the start (plotly's default
+            # eye, (1.25, 1.25, 1.25), cut the z title), the whole cube in the frame.
+            "camera": {"eye": CAMERA_EYE_3D},
+            "aspectmode": "cube",
         },
     )
     return fig
@@ -839,6 +907,7 @@ def task_correlations(db: Path, task: str) -> pl.DataFrame:
         """,
         [task],
     )
+    frame = sort_results(frame, "component")
     datasets = frame["dataset"].n_unique()
     metrics = frame["metric"].n_unique()
     return frame.with_columns(
@@ -875,7 +944,7 @@ def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
     subtitle = f"<br><sup>lower is better for: {', '.join(sorted(lower))}</sup>" if lower else ""
     fig.update_layout(
         barmode="group",
-        title=f"Component / task correlations: {task}{subtitle}",
+        title=f"Component / task correlations: {task_title(task)}{subtitle}",
         height=460,
         margin={"l": 10, "r": 10, "t": 90, "b": 40},
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
@@ -908,6 +977,7 @@ def category_task_matrix(db: Path, task: str, measure: str) -> pl.DataFrame:
         """,
         [task, measure],
     )
+    frame = sort_results(frame, "category")
     datasets, metrics = frame["dataset"].n_unique(), frame["metric"].n_unique()
     return frame.with_columns(
         pl.Series(
@@ -962,7 +1032,7 @@ def category_task_heatmap(frame: pl.DataFrame, task: str, measure: str) -> go.Fi
         "<br>p=%{customdata[2]:.3g}, q=%{customdata[3]:.3g}, n=%{customdata[4]}<extra></extra>",
     )
     fig.update_layout(
-        title=f"Concept categories x {task} results ({measure}); * survives the correction",
+        title=f"Concept categories x {task_title(task)} results ({measure}); * survives the correction",
         height=160 + 45 * max(1, len(categories)),
         margin={"l": 10, "r": 10, "t": 60, "b": 40},
         xaxis={"tickangle": -30},
@@ -992,6 +1062,7 @@ def task_results(db: Path, task: str) -> pl.DataFrame:
         """,
         [task],
     )
+    frame = sort_results(frame)
     datasets, metrics = frame["dataset"].n_unique(), frame["metric"].n_unique()
     return frame.with_columns(
         pl.Series(
@@ -1097,6 +1168,47 @@ def performance_map(
     return PerformanceMap(gx, gy, z.reshape(len(gy), len(gx)))
 
 
+DARK_LABEL, LIGHT_LABEL = "#111111", "#FFFFFF"
+
+
+def relative_luminance(rgb: str) -> float:
+    """WCAG relative luminance of 'rgb(r, g, b)' or '#rrggbb' (0 black, 1 white)."""
+    from plotly.colors import hex_to_rgb, unlabel_rgb
+
+    r, g, b = hex_to_rgb(rgb) if rgb.startswith("#") else unlabel_rgb(rgb)
+
+    def linear(c: float) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+
+
+def map_value_near_label(pmap: PerformanceMap, x: float, y: float, position: str) -> float:
+    """The map's value where a label sits: the grid cell one label-offset from the point in the
+    direction of its textposition (about 4% of each axis)."""
+    dx = 0.04 * (pmap.x[-1] - pmap.x[0])
+    dy = 0.04 * (pmap.y[-1] - pmap.y[0])
+    sx = 1 if "right" in position else -1 if "left" in position else 0
+    sy = 1 if "top" in position else -1 if "bottom" in position else 0
+    i = int(np.abs(pmap.y - (y + sy * dy)).argmin())
+    j = int(np.abs(pmap.x - (x + sx * dx)).argmin())
+    return float(pmap.z[i, j])
+
+
+def label_colour_on_map(value: float, zmin: float, zmax: float, higher_is_better: bool) -> str:
+    """White text where the heatmap is dark, near-black where it is light (WCAG contrast)."""
+    from plotly.colors import sample_colorscale
+
+    t = 0.5 if zmax <= zmin else (value - zmin) / (zmax - zmin)
+    t = min(1.0, max(0.0, t if higher_is_better else 1 - t))
+    background = relative_luminance(sample_colorscale("Viridis", [t])[0])
+    # contrast with white vs with black: pick the larger
+    return (
+        LIGHT_LABEL if (1.05 / (background + 0.05)) > ((background + 0.05) / 0.05) else DARK_LABEL
+    )
+
+
 def performance_map_figure(
     points: pl.DataFrame,
     pmap: PerformanceMap,
@@ -1111,10 +1223,17 @@ def performance_map_figure(
     """The interpolated map as a heatmap (brighter = better, whatever the metric's direction),
     with the models on top."""
     fig = go.Figure()
+    # The colour scale spans the observed values as well as the grid: the grid (weighted means)
+    # need not reach the extreme models, whose value would then fall off the scale.
+    observed = [float(v) for v in points["value"].to_list() if v is not None]
+    zmin = min([float(np.nanmin(pmap.z)), *observed])
+    zmax = max([float(np.nanmax(pmap.z)), *observed])
     fig.add_heatmap(
         x=pmap.x.tolist(),
         y=pmap.y.tolist(),
         z=pmap.z.tolist(),
+        zmin=zmin,
+        zmax=zmax,
         colorscale="Viridis",
         reversescale=not higher_is_better,
         colorbar={"title": {"text": metric + ("" if higher_is_better else " (lower is better)")}},
@@ -1139,8 +1258,13 @@ def performance_map_figure(
         names = list(trace.text)
         value_of = dict(zip(points["model"].to_list(), points["value"].to_list(), strict=True))
         trace.customdata = [value_of[n] for n in names]
-        # dark text with a light halo reads on both ends of the colour scale
-        trace.textfont = {"size": FONT_PX, "color": "#111111", "shadow": "0px 0px 3px white"}
+        # Each label in the colour that reads on the map where it sits: white on the dark end
+        # of Viridis, near-black on the bright end (a halo alone did not carry on dark regions).
+        colours = []
+        for px, py, pos in zip(trace.x, trace.y, trace.textposition, strict=True):
+            under = map_value_near_label(pmap, float(px), float(py), pos)
+            colours.append(label_colour_on_map(under, zmin, zmax, higher_is_better))
+        trace.textfont = {"size": FONT_PX, "color": colours}
     _scatter_layout(
         fig,
         f"{result}: distance-weighted {k}-NN map",
@@ -1155,6 +1279,26 @@ def performance_map_figure(
 # --------------------------------------------------------------------------------------------
 # Compare
 # --------------------------------------------------------------------------------------------
+
+
+WEIGHT_DEFINITION = (
+    "Weight: a concept's entry in the model's concept profile, the number of the model's "
+    "interpretable units that detect it divided by the number of distinct concepts of its "
+    "category across all models (the paper's weighting). It is not a share: a concept that "
+    "many units detect, in a small category, weighs more than 1."
+)
+PART_SUFFIXES = (
+    "Part concepts carry the object they belong to and a suffix for where: -t top, -b bottom, "
+    "-l left, -r right (ceiling-b: the bottom of a ceiling); a name used in two categories "
+    "shows its category in brackets, e.g. food (material)."
+)
+
+
+def with_concept_labels(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with ``concept`` replaced by its disambiguated label ('food (material)' where
+    the name is in two categories), as every figure shows it."""
+    labels = concept_labels(frame["concept"].to_list(), frame["category"].to_list())
+    return frame.with_columns(pl.Series("concept", labels, dtype=pl.String))
 
 
 def profiled_models(db: Path) -> list[str]:
@@ -1299,15 +1443,59 @@ def units(
     if search.strip():
         sql += " and contains(lower(concept), lower(?))"
         params.append(search.strip())
-    sql += " order by iou desc nulls last, unit"
+    # Units whose best match is the background (null concept, often IoU 1.0 on a random
+    # network) go after the units with a concept, not first.
+    sql += " order by concept is null, iou desc nulls last, unit"
     return query(db, sql, params)
+
+
+NO_CONCEPT = "(background: no concept)"
+NO_CATEGORY = "(none)"
+
+
+def units_for_display(frame: pl.DataFrame) -> pl.DataFrame:
+    """The units table as users read it: a unit whose best match is the background (label
+    ``-``, a null concept in the warehouse) says so instead of "None" (issue 13)."""
+    out = frame
+    if "concept" in out.columns:
+        out = out.with_columns(pl.col("concept").fill_null(NO_CONCEPT))
+    if "category" in out.columns:
+        out = out.with_columns(pl.col("category").fill_null(NO_CATEGORY))
+    return out
+
+
+def run_probe_dir(db: Path, model: str, layer: str) -> str | None:
+    """The probe folder the extraction of (model, layer) recorded (runs.probe is
+    ``broden:<path>``), or None when the run names none (precomputed labels, older files)."""
+    if not table_exists(db, "stg_runs"):
+        return None
+    frame = query(
+        db,
+        "select probe from stg_runs where model = ? and layer = ? and probe like 'broden:%' "
+        "order by started_at desc nulls last limit 1",
+        [model, layer],
+    )
+    if frame.is_empty():
+        return None
+    path = str(frame["probe"][0]).removeprefix("broden:")
+    return path or None
+
+
+def default_probe_dir(recorded: str | None, environment: str | None) -> str:
+    """What the probe folder box starts with: the run's own folder when this machine has it,
+    else LCE_PROBE_DIR, else the recorded path (so the note says it is not reachable)."""
+    if recorded and Path(recorded).expanduser().is_dir():
+        return recorded
+    if environment and environment.strip():
+        return environment
+    return recorded or ""
 
 
 def unit_caption(frame: pl.DataFrame, unit: int) -> str:
     """'car (object), IoU 0.206' for a unit picker."""
     row = frame.filter(pl.col("unit") == unit).row(0, named=True)
     if row["concept"] is None:
-        return "no concept"
+        return NO_CONCEPT
     iou = "" if row["iou"] is None else f", IoU {row['iou']:.3f}"
     return f"{row['concept']} ({row['category']}){iou}"
 
@@ -1570,6 +1758,7 @@ def task_prediction(db: Path, task: str) -> pl.DataFrame:
     )
     if long.is_empty():
         return pl.DataFrame(schema={"result": pl.String})
+    long = sort_results(long)
     datasets, metrics = long["dataset"].n_unique(), long["metric"].n_unique()
     long = long.with_columns(
         pl.Series(
@@ -1605,7 +1794,7 @@ def task_prediction_figure(frame: pl.DataFrame, task: str) -> go.Figure:
         )  # fmt: skip
     fig.add_vline(x=0, line_color="#555555", line_width=1)
     fig.update_layout(
-        title=f"Leave-one-model-out skill: {task}",
+        title=f"Leave-one-model-out skill: {task_title(task)}",
         barmode="group",
         width=SCATTER_WIDTH,
         height=max(320, 26 * 3 * frame.height + 140),

@@ -206,7 +206,7 @@ def test_overview_shows_the_models_and_concept_counts_of_the_file(
     assert shown == {m: (u, i, e, x) for m, u, i, e, x in expected}
     categories = dict(sql(app_db, "select model, category_label from dim_model_categories"))
     assert {
-        r.model: r.category for r in frame.itertuples() if isinstance(r.category, str)
+        r.model: r.category for r in frame.itertuples() if r.category != "not embedded"
     } == categories
 
     def bars(fig: dict[str, Any]) -> dict[tuple[str, str], int]:
@@ -281,7 +281,7 @@ def test_embedding_plots_the_scores_of_the_file_and_follows_the_axes(
     categories = dict(sql(app_db, "select model, category_label from dim_model_categories"))
     for trace in fig["data"]:
         if trace.get("mode") == "markers+text":
-            assert {categories[m] for m in trace["text"]} == {trace["name"]}
+            assert {categories[m] for m in trace["text"]} == {trace["legendgroup"]}
 
     last = max(evr)
     at.selectbox(key="emb_x").set_value(last).run()
@@ -440,10 +440,9 @@ def test_tasks_show_the_correlations_of_the_file_per_family(
     open_page: Callable[..., AppTest], app_db: Path
 ) -> None:
     at = open_page(app_db, "tasks")
-    families = at.selectbox(key="task_family").options
-    assert set(families) == {
-        t for (t,) in sql(app_db, "select distinct task from fct_task_benchmarks")
-    }
+    # The box shows each family's name (issue 13); its values are the file's identifiers.
+    families = sorted(t for (t,) in sql(app_db, "select distinct task from fct_task_benchmarks"))
+    assert set(at.selectbox(key="task_family").options) == {explore.task_title(t) for t in families}
 
     def expected(task: str) -> dict[tuple[int, str], float]:
         rows = sql(
@@ -730,8 +729,9 @@ def test_units_table_is_the_file_and_filters_follow_the_widgets(
     def rows(where: str = "", params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return sql(
             app_db,
-            "select unit, concept, category, iou from fct_unit_labels where model = ? "
-            f"and layer = ? {where} order by iou desc nulls last, unit",
+            "select unit, coalesce(concept, '(background: no concept)'), "
+            "coalesce(category, '(none)'), iou from fct_unit_labels where model = ? "
+            f"and layer = ? {where} order by concept is null, iou desc nulls last, unit",
             [model, layer, *(params or [])],
         )
 
@@ -1068,7 +1068,11 @@ def test_tasks_show_the_prediction_skill_of_the_file(
     shown = sorted(x for trace in fig["data"] for x in trace["x"])
     assert shown == pytest.approx(sorted(r[3] for r in rows))
     assert {trace["name"] for trace in fig["data"]} == {r[2] for r in rows}
-    other = [f for f in at.selectbox(key="task_family").options if f != task][0]
+    other = next(
+        t
+        for (t,) in sql(app_db, "select distinct task from fct_task_benchmarks order by task")
+        if t != task
+    )
     at.selectbox(key="task_family").set_value(other).run()
     assert_clean(at)
     moved = chart_with_title(at, "Leave-one-model-out skill")
