@@ -43,6 +43,9 @@ VARS = (
     "fdr_family",
     "stability_resamples",
     "interpretable_rule",
+    "similarity_k",
+    "similarity_min_images",
+    "similarity_permutations",
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -84,6 +87,11 @@ def _check_var(key: str, value: Any, pair: str) -> Any:
     if key == "stability_resamples":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise LceError(bad + "stability_resamples must be an integer >= 1")
+        return value
+    if key in ("similarity_k", "similarity_min_images", "similarity_permutations"):
+        least = {"similarity_k": 1, "similarity_min_images": 4, "similarity_permutations": 1}[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise LceError(bad + f"{key} must be an integer >= {least}")
         return value
     if key in ("n_boot", "seed"):
         least = 1 if key == "n_boot" else 0

@@ -38,6 +38,8 @@ MARTS = (
     "fct_category_stability",
     "fct_lce_intervals",
     "fct_explained_variance_intervals",
+    "fct_model_similarity",
+    "fct_similarity_agreement",
     "fct_task_prediction",
     "fct_sensitivity",
 )
