@@ -120,6 +120,19 @@ def gather_rows(images: np.ndarray, rows: np.ndarray, dist: Dist) -> tuple[np.nd
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def gather_dicts(items: dict, dist: Dist) -> dict:
+    """Every rank's dict merged (unit_top_maps: each (unit, image) pair comes from the one rank
+    that holds the image, so no key is in two parts)."""
+    if dist.world == 1:
+        return items
+    out: list[dict | None] = [None] * dist.world
+    td.all_gather_object(out, items)
+    merged: dict = {}
+    for part in out:
+        merged.update(part or {})
+    return merged
+
+
 def barrier(dist: Dist) -> None:
     if dist.world > 1:
         td.barrier()

@@ -39,6 +39,7 @@ from extract.models import (
 )
 from extract.quantile import TopK, buffer_size, quantile_from_top
 from extract.tally import ActivationStats, ConceptTally, TopImages
+from extract.top_maps import MapRows, TopMaps
 from extract.upsample import upsample
 from lce import __version__
 from lce.errors import LceError
@@ -55,7 +56,7 @@ from warehouse.lake import (
 
 DISSECTION_TABLES = (
     "runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "unit_null_iou", "concepts",
-    "image_features",
+    "image_features", "unit_top_maps",
 )  # fmt: skip
 # Seed of the null permutations: fixed, so a null is reproducible and the same for every model
 # of a study (each is compared with the same shuffled pairs of images).
@@ -101,6 +102,9 @@ class LayerResult:
     # without --features
     feature_images: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    # unit_top_maps: (unit, image index) -> raw map, packed S > T mask, label size, for the
+    # pairs of ``top`` (extract/top_maps.py)
+    top_maps: MapRows = field(default_factory=dict)
 
 
 @dataclass
@@ -376,8 +380,9 @@ def _run_locked(
                 raise LceError(f"{probe.root}: no images could be read")
             per_unit = quantile_from_top(top.float().cpu().numpy(), total, 1 - cfg.quantile)
             thresholds[name] = torch.from_numpy(per_unit.astype(np.float32))
+        maps = TopMaps(pass1["top"])  # this process's top lists: final after pass 1
         tallies = _pass_two(
-            cfg, probe, model, taps, batches, pass1, thresholds, device, workdir, state
+            cfg, probe, model, taps, batches, pass1, thresholds, device, workdir, state, maps
         )
     finally:
         taps.close()
@@ -391,12 +396,15 @@ def _run_locked(
         stats = pass1["stats"][name]
         distributed.sum_stats(stats, dist)
         best = distributed.merge_top_images(pass1["top"][name], dist)
+        # each (unit, image) of the merged lists was captured by the rank that holds the image
+        pairs = _top_pairs(best)
+        top_maps = distributed.gather_dicts(maps.for_pairs(name, pairs), dist)
         images, rows = distributed.gather_rows(*means[name], dist)
         order = np.argsort(images, kind="stable")  # probe order, whatever the world size
         results.append(
             LayerResult(
                 name, len(thresholds[name]), thresholds[name].numpy(), tally, stats, best,
-                images[order], rows[order],
+                images[order], rows[order], top_maps,
             )
         )  # fmt: skip
     n_images = len(probe.records) - len(skipped)
@@ -671,6 +679,7 @@ def _pass_two(
     device: torch.device,
     workdir: Path,
     state: dict | None,
+    maps: TopMaps,
 ) -> dict[str, ConceptTally]:
     n_concepts, n_categories = len(probe.concepts), len(probe.categories)
     k_null = cfg.null_permutations
@@ -686,6 +695,7 @@ def _pass_two(
         start = state["batch"]
         for n in cfg.layers:
             tallies[n].load(state["tally"][n])
+        maps.load(state["top_maps"])
     dev_thresholds = {n: t.to(device) for n, t in thresholds.items()}
     progress, task = _progress(cfg, sum(len(b) for b in kept), "pass 2/2 concept tally")
     done = sum(len(b) for b in kept[:start])
@@ -699,10 +709,12 @@ def _pass_two(
                 [load_labels(probe, probe.records[p[i]], category_of) for p in partners]
                 for i in kept[position]
             ]
+            sizes = [(probe.records[i].sh, probe.records[i].sw) for i in kept[position]]
             for name in cfg.layers:
                 a = acts[name].to(device)
                 for j, image_labels in enumerate(labels):
                     tallies[name].update(a[j], dev_thresholds[name], image_labels, nulls[j])
+                maps.capture(name, kept[position], a, dev_thresholds[name], sizes)
             done += len(labels)
             rate = done / max(time.perf_counter() - tic, 1e-9)
             progress.update(task, completed=done, rate=f"{rate:.1f}")
@@ -716,6 +728,7 @@ def _pass_two(
                     "pass": 2,
                     "batch": position + 1,
                     "tally": {n: {k: v.cpu() for k, v in tallies[n].state().items()} for n in cfg.layers},
+                    "top_maps": maps.state(),
                 })  # fmt: skip
                 _save_checkpoint(workdir / "checkpoint.pt", snap, cfg, probe)
             if (
@@ -840,6 +853,8 @@ def _checkpoint_problem(
             return f"layer {name!r} does not match"
         if state["pass"] == 2 and name not in state.get("tally", {}):
             return f"layer {name!r} has no tally"
+        if state["pass"] == 2 and name not in state.get("top_maps", {}):
+            return f"layer {name!r} has no top-image maps (a checkpoint of an older version)"
     cache = path.parent / "activations.bin"
     if cfg.cache and (not cache.is_file() or cache.stat().st_size < state["cache_bytes"]):
         return "its activation cache is missing or shorter than recorded"
@@ -954,6 +969,7 @@ def write_results(
                 }
             ),
         )
+        write_partition(lake, "unit_top_maps", keys, _top_map_table(result, layer))
         write_partition(
             lake,
             "runs",
@@ -994,6 +1010,45 @@ def write_results(
         return DISSECTION_TABLES if conflict else ()
 
     commit(lake, writes, decide=decide)
+
+
+def _top_pairs(top: TopImages) -> set[tuple[int, int]]:
+    """The (unit, image index) pairs of the top lists (unit_top_images' rows)."""
+    tv, ti = top.values.numpy(), top.images.numpy()
+    units, ranks = np.nonzero(np.isfinite(tv) & (ti >= 0))
+    return set(zip(units.tolist(), ti[units, ranks].tolist(), strict=True))
+
+
+def _top_map_table(result: ExtractResult, layer: LayerResult) -> pa.Table:
+    """unit_top_maps rows of one layer, one per unit_top_images row: the raw map and the packed
+    S > T mask (extract/top_maps.py). A pair without a captured map (none should lack one) is a
+    bug, not something to write around."""
+    from warehouse.lake import SCHEMAS
+
+    tv, ti = layer.top.values.numpy(), layer.top.images.numpy()
+    units, ranks = np.nonzero(np.isfinite(tv) & (ti >= 0))
+    columns: dict[str, list[Any]] = {name: [] for name in SCHEMAS["unit_top_maps"].names}
+    for unit, rank in zip(units.tolist(), ranks.tolist(), strict=True):
+        image = int(ti[unit, rank])
+        found = layer.top_maps.get((unit, image))
+        if found is None:
+            raise LceError(
+                f"internal error: no activation map kept for unit {unit} of {layer.layer} on "
+                f"image {result.probe.records[image].image}"
+            )
+        values, packed, (sh, sw) = found
+        columns["model"].append(result.model)
+        columns["layer"].append(layer.layer)
+        columns["unit"].append(unit)
+        columns["rank"].append(rank + 1)
+        columns["image"].append(result.probe.records[image].image)
+        columns["h"].append(int(values.shape[0]))
+        columns["w"].append(int(values.shape[1]))
+        columns["values"].append(values.numpy().astype(np.float32).reshape(-1))
+        columns["sh"].append(sh)
+        columns["sw"].append(sw)
+        columns["mask"].append(packed.numpy().astype(np.uint8).tobytes())
+    return pa.table(columns, schema=SCHEMAS["unit_top_maps"])
 
 
 def _feature_table(result: ExtractResult, layer: LayerResult) -> pa.Table:

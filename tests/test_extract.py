@@ -249,6 +249,11 @@ def test_torchrun_two_processes_equal_brute_force(probe: ProbeSet, tmp_path: Pat
         images, got = lake_features(lake, layer)
         assert images == [img.name for img in probe.images]
         np.testing.assert_allclose(got, brute_force_means(probe, layer), rtol=1e-5, atol=1e-6)
+    # unit_top_maps: each top image's map comes from the rank that holds the image (issue 13)
+    from tests.test_top_maps import assert_top_maps_match
+
+    for layer in LAYERS:
+        assert_top_maps_match(lake, probe, layer, 0.08, "raw")
 
 
 # ---------------------------------------------------------------------------- null permutations

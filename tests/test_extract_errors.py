@@ -48,14 +48,16 @@ def assert_clean_failure(code: int, out: str, lake: Path, *needles: str) -> None
     assert len(lines) == 1 and lines[0].startswith("error:"), out
     for needle in needles:
         assert needle in out, (needle, out)
-    for table in ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "concepts"):
+    for table in ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images",
+                  "unit_top_maps", "concepts"):  # fmt: skip
         assert not (lake / table).exists(), table
 
 
 def test_good_run_writes_every_table(probe: Path, tmp_path: Path) -> None:
     code, out = extract(probe, tmp_path / "lake")
     assert code == 0, out
-    for table in ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "concepts"):
+    for table in ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images",
+                  "unit_top_maps", "concepts"):  # fmt: skip
         assert read_table(tmp_path / "lake", table).num_rows > 0, table
 
 

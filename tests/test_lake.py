@@ -246,6 +246,7 @@ ARROW_TO_DUCKDB = {
     pa.float64(): "double",
     pa.bool_(): "boolean",
     pa.list_(pa.float32()): "float[]",
+    pa.binary(): "blob",
 }
 
 

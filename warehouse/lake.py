@@ -114,6 +114,25 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("features", pa.list_(pa.float32())),
         ]
     ),
+    # The raw activation map (the layer's own h x w, row-major float32) of each unit on each of
+    # its top images, and the mask S > T at label resolution (sh x sw, row-major, packed eight
+    # pixels a byte by numpy.packbits) exactly as the tally counted it (issue 13): what the
+    # explorer outlines on the top images. One row per unit_top_images row.
+    "unit_top_maps": _schema(
+        [
+            ("model", pa.string()),
+            ("layer", pa.string()),
+            ("unit", pa.int32()),
+            ("rank", pa.int32()),
+            ("image", pa.string()),
+            ("h", pa.int32()),
+            ("w", pa.int32()),
+            ("values", pa.list_(pa.float32())),
+            ("sh", pa.int32()),
+            ("sw", pa.int32()),
+            ("mask", pa.binary()),
+        ]
+    ),
     "concepts": _schema(
         [
             ("probe", pa.string()),
@@ -162,6 +181,7 @@ PARTITION_KEYS: dict[str, tuple[str, ...]] = {
     "unit_thresholds": ("model", "layer"),
     "unit_concept_tally": ("model", "layer"),
     "unit_top_images": ("model", "layer"),
+    "unit_top_maps": ("model", "layer"),
     "unit_null_iou": ("model", "layer"),
     "image_features": ("model", "layer"),
     "concepts": ("probe",),

@@ -1,0 +1,153 @@
+"""unit_top_maps (issue 13): each unit's raw map and S > T mask on its top images.
+
+The reference runs the model one image at a time (as tests/test_extract.py's brute force), takes
+the layer's whole map, upsamples it with F.interpolate and thresholds it with numpy's quantile:
+the lake must hold exactly those maps and masks, for exactly the unit_top_images pairs, after an
+interrupted and resumed run as after a plain one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+import torch.nn.functional as F
+
+from extract.engine import ExtractConfig, Interrupted, run_extract
+from extract.top_maps import pack_mask, unpack_mask
+from extract.upsample import upsample
+from tests.probe_factory import ProbeSet, make_probe, small_cnn
+from tests.test_extract import LAYERS, MEAN, MODEL, STD, brute_force
+from warehouse.lake import read_table
+
+
+@pytest.fixture(autouse=True)
+def _importable_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> ProbeSet:
+    return make_probe(tmp_path_factory.mktemp("probe") / "broden", n_images=9)
+
+
+def reference_maps(probe: ProbeSet, layer: str) -> list[np.ndarray]:
+    """Each image's raw (C, h, w) map of the layer, one image at a time."""
+    model = small_cnn().eval()
+    captured: dict[str, torch.Tensor] = {}
+    dict(model.named_modules())[layer].register_forward_hook(
+        lambda _m, _i, out: captured.__setitem__("a", out)
+    )
+    maps = []
+    for img in probe.images:
+        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
+        with torch.no_grad():
+            model(torch.tensor(x, dtype=torch.float32)[None])
+        maps.append(captured["a"][0].float().numpy())
+    return maps
+
+
+def lake_rows(lake: Path, layer: str) -> list[dict]:  # type: ignore[type-arg]
+    rows = [r for r in read_table(lake, "unit_top_maps").to_pylist() if r["layer"] == layer]
+    return sorted(rows, key=lambda r: (r["unit"], r["rank"]))
+
+
+def assert_top_maps_match(lake: Path, probe: ProbeSet, layer: str, q: float, basis: str) -> None:
+    """The lake's maps and masks against the reference, pixel for pixel at label resolution."""
+    ref = brute_force(probe, layer, q, basis)
+    thresholds = np.asarray(ref["thresholds"])
+    maps = reference_maps(probe, layer)
+    index = {img.name: i for i, img in enumerate(probe.images)}
+    rows = lake_rows(lake, layer)
+    tops = sorted(
+        (r["unit"], r["rank"], r["image"])
+        for r in read_table(lake, "unit_top_images").to_pylist()
+        if r["layer"] == layer
+    )
+    assert [(r["unit"], r["rank"], r["image"]) for r in rows] == tops
+    assert rows, "the run kept maps"
+    size = (probe.label_size, probe.label_size)
+    for r in rows:
+        a = maps[index[r["image"]]]
+        assert (r["h"], r["w"]) == a.shape[1:]
+        np.testing.assert_allclose(
+            np.array(r["values"], dtype=np.float32).reshape(r["h"], r["w"]),
+            a[r["unit"]],
+            rtol=1e-5,
+            atol=1e-6,  # the engine runs images in batches: the last float32 bits may differ
+        )
+        whole = F.interpolate(
+            torch.from_numpy(a)[None], size=size, mode="bilinear", align_corners=False
+        )[0, r["unit"]].numpy()
+        expected = whole > thresholds[r["unit"]]
+        assert (r["sh"], r["sw"]) == size
+        got = unpack_mask(r["mask"], r["sh"], r["sw"])
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("basis", ["raw", "upsampled"])
+def test_top_maps_are_the_maps_and_masks_of_the_top_images(
+    probe: ProbeSet, tmp_path: Path, basis: str
+) -> None:
+    lake = tmp_path / "lake"
+    run_extract(
+        ExtractConfig(
+            model=MODEL, layers=LAYERS, probe=probe.root, lake=lake, name="cnn", batch_size=4,
+            progress=False, top_images=3, quantile=0.08, basis=basis,
+        )
+    )  # fmt: skip
+    for layer in LAYERS:
+        assert_top_maps_match(lake, probe, layer, 0.08, basis)
+
+
+def test_upsampling_the_stored_map_alone_gives_the_stored_mask_here(
+    probe: ProbeSet, tmp_path: Path
+) -> None:
+    """What the app may do without the mask: on these shapes (checked by
+    extract.top_maps.subsets_exact) one unit's map upsampled alone reproduces S bit for bit."""
+    lake = tmp_path / "lake"
+    run_extract(
+        ExtractConfig(
+            model=MODEL, layers=LAYERS, probe=probe.root, lake=lake, name="cnn", batch_size=4,
+            progress=False, top_images=2, quantile=0.08,
+        )
+    )  # fmt: skip
+    thresholds = {
+        (r["layer"], r["unit"]): np.float32(r["threshold"])
+        for r in read_table(lake, "unit_thresholds").to_pylist()
+    }
+    for layer in LAYERS:
+        for r in lake_rows(lake, layer):
+            m = torch.tensor(r["values"], dtype=torch.float32).view(1, 1, r["h"], r["w"])
+            s = upsample(m, (r["sh"], r["sw"]))[0, 0].numpy()
+            t = thresholds[(layer, r["unit"])]
+            np.testing.assert_array_equal(s > t, unpack_mask(r["mask"], r["sh"], r["sw"]))
+
+
+def test_a_resumed_run_keeps_identical_maps(probe: ProbeSet, tmp_path: Path) -> None:
+    base = dict(model=MODEL, layers=LAYERS, probe=probe.root, name="cnn", batch_size=2,
+                progress=False, checkpoint_every=1, top_images=3)  # fmt: skip
+    plain = tmp_path / "plain"
+    run_extract(ExtractConfig(lake=plain, **base))  # type: ignore[arg-type]
+    for stop in (3, 8):  # in pass 1, and in pass 2 (5 batches a pass)
+        lake = tmp_path / f"stopped-{stop}"
+        with pytest.raises(Interrupted):
+            run_extract(ExtractConfig(lake=lake, stop_after_batches=stop, **base))  # type: ignore[arg-type]
+        assert not (lake / "unit_top_maps").exists()  # nothing half-written
+        run_extract(ExtractConfig(lake=lake, resume=True, **base))  # type: ignore[arg-type]
+        for layer in LAYERS:
+            assert lake_rows(lake, layer) == lake_rows(plain, layer)
+    assert_top_maps_match(plain, probe, "block2", 0.005, "raw")
+
+
+def test_mask_packing_round_trips_and_is_numpys_packbits() -> None:
+    rng = np.random.default_rng(0)
+    mask = rng.random((7, 11)) > 0.5
+    data = pack_mask(mask)
+    assert len(data) == (7 * 11 + 7) // 8
+    assert data[0] == int("".join("1" if b else "0" for b in mask.reshape(-1)[:8]), 2)
+    np.testing.assert_array_equal(unpack_mask(data, 7, 11), mask)
+    assert pa.array([data], pa.binary())[0].as_py() == data
