@@ -271,3 +271,23 @@ def test_new_marts_are_described_tables(reference_home: Path) -> None:
     )
     assert "bootstrap" in stability["comment"].item()
     assert _frame(db, "select count(*) n from fct_sensitivity")["n"].item() == 0
+
+
+@pytest.mark.slow
+def test_summary_states_how_stable_the_categories_are(reference_home: Path) -> None:
+    from tests.conftest import lce
+
+    db = reference_home / "lce.duckdb"
+    code, out = lce("summary", "--db", db)
+    assert code == 0, out
+    flat = " ".join(out.split())
+    ari = _frame(db, "select adjusted_rand_index a, same_partition s from fct_category_stability")
+    assert f"over {len(ari)} unit-bootstrap resamples" in flat
+    assert f"exactly in {100 * ari['s'].mean():.0f}% of them" in flat
+    assert f"median {np.median(ari['a']):.3f}" in flat
+    assert f"5th percentile {np.percentile(ari['a'], 5):.3f}" in flat
+    least = _frame(db, "select model, stability from dim_model_categories order by stability")
+    assert (
+        f"Least stable category membership (dim_model_categories.stability): {least['model'][0]}"
+        in flat
+    )
