@@ -129,3 +129,30 @@ def test_dissected_models_of_the_toy_lake(home: Path) -> None:
     assert study.dissected_models(home / "lake") == {"tA", "tB", "p1", "p2", "p3"}
     study.check_vars_against_lake(home / "lake", {"n_categories": 5})
     study.check_vars_against_lake(home / "lake", {"n_categories": "auto"})
+
+
+@pytest.mark.slow
+def test_a_failing_setting_leaves_the_published_file(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference setting builds for real; the second fails (as a dbt failure would): the
+    published file is untouched and no scratch or work file is left."""
+    db = home / "lce.duckdb"
+    digest = _digest(db)
+    real = sensitivity.build_mod.build
+    calls: list[dict] = []
+
+    def second_fails(lake: Path, target: Path, dbt_vars: dict) -> object:
+        calls.append(dbt_vars)
+        if len(calls) == 2:
+            raise LceError(f"dbt build failed, {target} left as it was: boom")
+        return real(lake, target, dbt_vars)
+
+    monkeypatch.setattr(sensitivity.build_mod, "build", second_fails)
+    with pytest.raises(
+        LceError, match=r"setting min_iou=0.06 n_components=3 k=3: dbt build failed"
+    ):
+        sensitivity.run(home / "lake", db, min_ious=[0.06], n_components=[3], n_categories=[3])
+    assert calls[0]["stability_resamples"] == 1 and calls[1]["min_iou"] == 0.06
+    assert _digest(db) == digest
+    assert not [p.name for p in home.iterdir() if "sensitivity-" in p.name]
