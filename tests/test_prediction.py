@@ -1,7 +1,7 @@
 """Leave-one-model-out task prediction (lce.prediction) against independent computations.
 
-The refits, kNN, ridge and category predictions are recomputed here with scikit-learn's PCA and
-KMeans, the explorer's numpy kNN and the ridge normal equations; a constructed case shows that
+The refits, kNN, ridge and category predictions are recomputed here with scikit-learn (PCA,
+KMeans, KNeighborsRegressor, Ridge; the explorer's numpy kNN as a second witness); a constructed case shows that
 a fit that saw the held-out model would score better, and that fct_task_prediction does not.
 """
 
@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.linear_model import Ridge
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.preprocessing import StandardScaler
 
 from lce import marts, prediction
 from lce.explore import knn_interpolate
@@ -59,13 +62,11 @@ def _independent(matrix: np.ndarray, y: np.ndarray, n_components: int, k: int, l
             x, q = pca.transform(matrix[rest]), pca.transform(matrix[[h]])[0]
         yr = y[rest]
         errors["mean"].append(abs(yr.mean() - y[h]))
-        knn = knn_interpolate(x, yr, q[None, :], prediction.KNN_NEIGHBOURS)[0]
-        errors["knn"].append(abs(knn - y[h]))
-        mu, sd = x.mean(axis=0), x.std(axis=0)
-        z, zq = (x - mu) / sd, (q - mu) / sd
-        zc = z - z.mean(axis=0)
-        beta = np.linalg.solve(zc.T @ zc + prediction.RIDGE_ALPHA * np.eye(z.shape[1]), zc.T @ yr)
-        errors["ridge"].append(abs(yr.mean() + (zq - z.mean(axis=0)) @ beta - y[h]))
+        knn = KNeighborsRegressor(n_neighbors=prediction.KNN_NEIGHBOURS, weights="distance")
+        errors["knn"].append(abs(knn.fit(x, yr).predict(q[None, :])[0] - y[h]))
+        scaler = StandardScaler().fit(x)
+        ridge = Ridge(alpha=prediction.RIDGE_ALPHA).fit(scaler.transform(x), yr)
+        errors["ridge"].append(abs(ridge.predict(scaler.transform(q[None, :]))[0] - y[h]))
         km = KMeans(n_clusters=k, n_init=20, random_state=0).fit(matrix[rest])
         mates = yr[km.labels_ == km.predict(matrix[[h]])[0]]
         errors["category"].append(abs((mates.mean() if mates.size else yr.mean()) - y[h]))
@@ -114,3 +115,19 @@ def test_results_with_too_few_models_are_left_out() -> None:
     constant = study(matrix, {"d": np.ones(4)}, k=2, n_components=2)
     skills = _skills(constant)
     assert skills["mae"].eq(0).all() and skills["skill"].isna().all()
+
+
+def test_knn_and_ridge_match_scikit_learn_and_the_explorer() -> None:
+    rng = np.random.default_rng(6)
+    for n, d in [(2, 1), (5, 2), (11, 3)]:
+        x, y, q = rng.normal(size=(n, d)), rng.normal(size=n), rng.normal(size=(4, d))
+        q[0] = x[1]  # a query on a training point takes its value
+        knn = KNeighborsRegressor(n_neighbors=min(3, n), weights="distance").fit(x, y)
+        scaler = StandardScaler().fit(x)
+        ridge = Ridge(alpha=1.0).fit(scaler.transform(x), y)
+        for point in q:
+            got = prediction.knn_predict(x, y, point, 3)
+            assert got == pytest.approx(knn.predict(point[None, :])[0], rel=1e-12)
+            assert got == pytest.approx(knn_interpolate(x, y, point[None, :], 3)[0], rel=1e-12)
+            expected = ridge.predict(scaler.transform(point[None, :]))[0]
+            assert prediction.ridge_predict(x, y, point, 1.0) == pytest.approx(expected, rel=1e-9)
