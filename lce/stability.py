@@ -26,9 +26,6 @@ from threadpoolctl import threadpool_limits
 
 from lce import embedding, marts
 
-DEFAULT_RESAMPLES = 200
-INTERVAL = 0.95  # the intervals' coverage: quantiles (1 - INTERVAL) / 2 and (1 + INTERVAL) / 2
-
 
 @dataclass(frozen=True)
 class UnitColumns:
