@@ -400,3 +400,31 @@ def test_demo_folder_follows_lce_home(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert demo_dir() == tmp_path / "home" / "demo"
     monkeypatch.delenv("LCE_HOME")
     assert demo_dir() == Path("lce-data") / "demo"
+
+
+@pytest.mark.slow
+def test_one_network_dissected_twice_under_two_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case as a user meets it: the same weights extracted under two names (real extraction,
+    real dbt). Their profiles are identical, so the build publishes no component and says why."""
+    from extract.engine import ExtractConfig, run_extract
+    from tests.probe_factory import make_probe
+
+    monkeypatch.syspath_prepend(str(REPO / "tests"))
+    probe = make_probe(tmp_path / "broden", n_images=8).root
+    for name in ("first", "second"):
+        run_extract(
+            ExtractConfig(model="probe_factory:small_cnn", layers=["block2"], probe=probe,
+                          lake=tmp_path / "lake", name=name, batch_size=4, progress=False,
+                          quantile=0.05)
+        )  # fmt: skip
+    db = tmp_path / "lce.duckdb"
+    code, out = lce("build", "--lake", tmp_path / "lake", "--db", db, "--var", "min_iou=0.01")
+    assert code == 0, out
+    profiles = rows(db, "select model, concept, weight from fct_concept_profiles order by all")
+    by_model = {m: [(c, w) for mm, c, w in profiles if mm == m] for m in ("first", "second")}
+    assert by_model["first"] and by_model["first"] == by_model["second"]
+    assert rows(db, "select count(*) from fct_lce_components") == [(0,)]
+    codes = {c for (c,) in rows(db, "select code from fct_build_notes")}
+    assert "identical_profiles" in codes
