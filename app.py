@@ -23,6 +23,8 @@ PAGES = [
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:",
             url_path="compare"),
     st.Page("app_pages/units.py", title="Units", icon=":material/grid_view:", url_path="units"),
+    st.Page("app_pages/similarity.py", title="Similarity", icon=":material/join_inner:",
+            url_path="similarity"),
     st.Page("app_pages/sql.py", title="SQL", icon=":material/terminal:", url_path="sql"),
 ]  # fmt: skip
 

@@ -519,6 +519,7 @@ def demo(
     print_frame(summary.top_loadings(db), "Concepts loading most on each component")
     print_correlations(db)
     print_rules(db)
+    print_similarity(db)
     print_notes(db)
     console.print(f"open the explorer: [bold]lce app --db {escape(str(db))}[/]")
 
@@ -534,6 +535,7 @@ def summarize(db: DbOpt = None) -> None:
     print_frame(summary.top_loadings(path), "Concepts loading most on each component")
     print_correlations(path)
     print_rules(path)
+    print_similarity(path)
     print_notes(path)
 
 
@@ -580,6 +582,22 @@ def print_correlations(db: Path) -> None:
             "What each task family requires: no concept category's correlation with a task "
             "result survives the correction (`lce build --var fdr_family=task` corrects within "
             "each task family instead of over the whole table)."
+        )
+
+
+def print_similarity(db: Path) -> None:
+    """The geometric measures' agreement with the concept embedding, when the file has them."""
+    lines = summary.similarity_lines(db)
+    if not lines:
+        return
+    for line in lines:
+        say(line)
+    agreement = summary.similarity_agreement(db)
+    if not agreement.is_empty():
+        print_frame(
+            agreement,
+            "Geometry vs concepts (Mantel: Spearman r of each measure's distances against the "
+            "concept distances, permutation p)",
         )
 
 

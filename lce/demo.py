@@ -22,7 +22,7 @@ from extract.engine import ExtractConfig, run_extract
 from lce import synth, taskbench, zoo
 from warehouse.benchmarks import add_benchmarks
 from warehouse.build import build
-from warehouse.lake import read_table
+from warehouse.lake import partition_dir, read_table
 from warehouse.query import query
 
 
@@ -68,9 +68,17 @@ def already_dissected(
             and same_weights
             and same_null
             and run["probe_fingerprint"] == fingerprint
+            and _has_features(lake, name, run["layer"])
         ):
             return True
     return False
+
+
+def _has_features(lake: Path, model: str, layer: str) -> bool:
+    """A dissection from before image_features existed is redone, so the similarity marts have
+    every model's features."""
+    folder = partition_dir(lake, "image_features", {"model": model, "layer": layer})
+    return folder.is_dir() and any(folder.glob("*.parquet"))
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:

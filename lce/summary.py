@@ -284,3 +284,53 @@ def interpretable_by_rule(db: Path) -> pl.DataFrame:
         order by removed_by_null desc, model
         """,
     )
+
+
+# ---------------------------------------------------------------------------- similarity (issue 14)
+
+
+def similarity_agreement(db: Path) -> pl.DataFrame:
+    """Per geometric measure, its agreement with the concept embedding (fct_similarity_agreement:
+    Mantel r, permutation p, models). Empty when the file has no such mart (built before it) or
+    the lake had no image features."""
+    if not _has_column(db, "fct_similarity_agreement", "mantel_r"):
+        return pl.DataFrame()
+    return query(
+        db,
+        """
+        select measure, mantel_r, p_value, n_models, n_pairs
+        from fct_similarity_agreement
+        order by case measure when 'linear_cka' then 1 when 'debiased_cka' then 2
+                 when 'mutual_knn' then 3 else 4 end
+        """,
+    )
+
+
+def similarity_lines(db: Path) -> list[str]:
+    """What `lce summary` and the demo say about the geometric measures beside the agreement
+    table: how many pairs were compared, and how many were skipped for too few shared images."""
+    if not _has_column(db, "fct_model_similarity", "n_images"):
+        return []
+    counts = query(
+        db,
+        """
+        select count(distinct least(model_a, model_b) || chr(0) || greatest(model_a, model_b))
+                   filter (where value is not null) as compared,
+               count(distinct least(model_a, model_b) || chr(0) || greatest(model_a, model_b))
+                   filter (where value is null and measure = 'linear_cka') as skipped,
+               min(n_images) filter (where value is not null) as fewest
+        from fct_model_similarity
+        """,
+    ).row(0, named=True)
+    if not counts["compared"] and not counts["skipped"]:
+        return []
+    lines = [
+        f"Geometric similarity: {counts['compared']} model pair(s) compared on the probe images "
+        f"they share (at least {counts['fewest'] or 0} images)."
+    ]
+    if counts["skipped"]:
+        lines.append(
+            f"{counts['skipped']} pair(s) skipped: fewer shared images than var "
+            "similarity_min_images (their fct_model_similarity values are null)."
+        )
+    return lines

@@ -29,7 +29,7 @@ from tests.app_fixtures import TOP_IMAGE_LAYER, TOP_IMAGE_MODEL
 from tests.conftest import REPO, lce
 
 APP = REPO / "app.py"
-PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "sql"]
+PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "similarity", "sql"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -199,3 +199,108 @@ def test_bad_similarity_vars_are_refused_before_dbt(tmp_path: Path, pair: str) -
                     "--var", pair)  # fmt: skip
     assert code != 0
     assert pair.split("=")[0] in out and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_summary_prints_the_agreement_when_the_tables_exist(
+    similarity_home: Path, toy_home: Path
+) -> None:
+    code, out = lce("summary", "--db", similarity_home / "lce.duckdb")
+    assert code == 0, out
+    assert "Geometry vs concepts" in out
+    assert "6 model pair(s) compared" in out  # tA, tB, p1, p2; p3's four are skipped
+    assert "4 pair(s) skipped" in out
+    for measure, r in frame(
+        similarity_home / "lce.duckdb", "select measure, mantel_r from fct_similarity_agreement"
+    ):
+        assert measure in out and f"{r:.3f}"[:5] in out
+    code, out = lce("summary", "--db", toy_home / "lce.duckdb")
+    assert code == 0, out
+    assert "Geometry" not in out and "similarity" not in out
+
+
+# ---------------------------------------------------------------------------- the Similarity page
+
+
+def open_similarity(monkeypatch: pytest.MonkeyPatch, db: Path, measure: str | None = None):  # type: ignore[no-untyped-def]
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("LCE_DB", str(db))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    at.switch_page("app_pages/similarity.py").run()
+    if measure is not None:
+        at.selectbox(key="sim_measure").select(measure).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.slow
+def test_similarity_page_shows_both_views_in_one_order(
+    similarity_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    db = similarity_home / "lce.duckdb"
+    at = open_similarity(monkeypatch, db, "procrustes")
+    figures = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]  # type: ignore[attr-defined]
+    titles = [f["layout"]["title"]["text"] for f in figures]
+    assert titles[0] == "Concept distance (cosine)"
+    assert titles[1] == "Procrustes distance (radians)"
+    concept, geometric = figures[0]["data"][0], figures[1]["data"][0]
+    assert concept["x"] == geometric["x"] == concept["y"] == sorted(PRIMARY, key=concept["x"].index)
+    models = concept["x"]
+    sql = "select model_a, model_b, value from fct_model_similarity where measure = 'procrustes'"
+    expected = {(a, b): v for a, b, v in frame(db, sql)}
+    for i, a in enumerate(models):
+        for j, b in enumerate(models):
+            want = 0.0 if a == b else expected[(a, b)]
+            assert geometric["z"][i][j] == (None if want is None else pytest.approx(want))
+    # the scatter carries the agreement statistic from the mart
+    r, p = frame(
+        db, "select mantel_r, p_value from fct_similarity_agreement where measure = 'procrustes'"
+    )[0]
+    assert f"Mantel r = {r:.3f}" in titles[2] and f"p = {p:.3f}" in titles[2]
+    # the pairs that disagree most: percentile ranks recomputed with scipy
+    table = at.dataframe[1].value
+    concept_d = {(a, b): d for a, b, d in frame(db, "select * from fct_model_distances")}
+    pairs = [
+        (a, b, expected[(a, b)], concept_d.get((a, b)))
+        for (a, b) in expected
+        if a < b and expected[(a, b)] is not None and concept_d.get((a, b)) is not None
+    ]
+    n = len(pairs)
+    rc = stats.rankdata([q[3] for q in pairs]) / n
+    rg = stats.rankdata([q[2] for q in pairs]) / n
+    gaps = sorted(((abs(g - c), a, b) for (a, b, _, _), c, g in zip(pairs, rc, rg, strict=True)),
+                  key=lambda t: (-t[0], t[1], t[2]))  # fmt: skip
+    assert list(zip(table["model_a"], table["model_b"], strict=True)) == [
+        (a, b) for _, a, b in gaps[:10]
+    ]
+    np.testing.assert_allclose(table["rank_gap"].abs(), [g for g, _, _ in gaps[:10]])
+
+
+@pytest.mark.slow
+def test_similarity_page_explains_a_warehouse_without_features(
+    toy_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from lce.explore import NO_FEATURES
+
+    at = open_similarity(monkeypatch, toy_home / "lce.duckdb")
+    assert [i.value for i in at.info] == [NO_FEATURES]
+    assert not at.get("plotly_chart")
+    # a file published before the marts existed
+    old = tmp_path / "old.duckdb"
+    old.write_bytes((toy_home / "lce.duckdb").read_bytes())
+    with duckdb.connect(str(old)) as con:
+        con.execute("drop table fct_similarity_agreement")
+        con.execute("drop table fct_model_similarity")
+    at = open_similarity(monkeypatch, old)  # the app asks for a rebuild, naming the marts
+    assert "fct_model_similarity, fct_similarity_agreement" in at.warning[0].value
+    assert "lce build" in at.warning[0].value
+    from lce.explore import similarity_status
+
+    assert "built before the similarity marts" in str(similarity_status(old))
+    code, out = lce("summary", "--db", old)  # the summary leaves them out instead of failing
+    assert code == 0 and "Geometry" not in out, out
