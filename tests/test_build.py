@@ -283,7 +283,12 @@ def test_failed_build_leaves_published_file(toy: tuple[Path, dict, str], tmp_pat
 
 def test_reader_keeps_snapshot_during_rebuild(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
     home = copy_home(toy[0], tmp_path)
-    reader = duckdb.connect(str(home / "lce.duckdb"), read_only=True)
+    # opened as lce's readers open it (warehouse.query.connect): DuckDB refuses a second
+    # connection to one file with another config in the same process, and `lce build` reads
+    # the file it published (notes, warnings) in this process
+    reader = duckdb.connect(
+        str(home / "lce.duckdb"), read_only=True, config={"enable_external_access": False}
+    )
     try:
         assert reader.execute("select count(*) from fct_lce_components").fetchone()[0] == 3
         code, out = lce(

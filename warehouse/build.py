@@ -30,6 +30,7 @@ from lce.errors import LceError
 from warehouse import dbt_failures
 from warehouse.lake import file_lock, has_data, os_error, reading
 from warehouse.paths import dbt_project_dir
+from warehouse.query import connect
 
 _URL_CHARACTERS = {"?", "#"}
 VARS = (
@@ -277,7 +278,7 @@ def _run_dbt(lake: Path, work: Path, dbt_vars: dict[str, Any]) -> tuple[str, int
 
 def model_warnings(db: Path) -> list[str]:
     """Benchmarks naming models without a profile, and the reverse: reported, not fatal."""
-    with duckdb.connect(str(db), read_only=True) as conn:
+    with connect(db) as conn:  # the readers' own config: one process may hold both
         rows = conn.execute(
             "select model, has_profile, has_benchmarks from dim_models "
             "where not has_profile or not has_benchmarks order by model"
