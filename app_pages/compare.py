@@ -44,7 +44,7 @@ else:
             min(30, profiles.height), key="cmp_top",
         )  # fmt: skip
     st.caption(explore.WEIGHT_DEFINITION + " " + explore.PART_SUFFIXES)
-    st.plotly_chart(explore.profile_difference_figure(profiles, a, b, int(top)))
+    ui.plotly_chart(explore.profile_difference_figure(profiles, a, b, int(top)))
     names = {"shared": "shared", "only A": f"only in {a}", "only B": f"only in {b}"}
     for tab, key in zip(st.tabs(list(names.values())), names, strict=True):
         with tab:

@@ -34,7 +34,7 @@ if total > 10:
         "Concepts shown (largest |loading| first)", 10, total, min(40, total), key="comp_top"
     )
 frame = ui.load(explore.loadings, db, component, int(top))
-st.plotly_chart(explore.loadings_figure(frame, component, evr.get(component)))
+ui.plotly_chart(explore.loadings_figure(frame, component, evr.get(component)))
 
 st.subheader("Components and concept counts")
 st.caption(
@@ -48,7 +48,7 @@ correlations = ui.load(explore.category_count_correlations, db)
 if correlations.is_empty():
     st.info("No concept counts to correlate.")
 else:
-    st.plotly_chart(explore.category_correlation_figure(correlations))
+    ui.plotly_chart(explore.category_correlation_figure(correlations))
     with st.expander("As a table"):
         st.dataframe(
             correlations,

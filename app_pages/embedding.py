@@ -61,7 +61,7 @@ show_intervals = not intervals.is_empty() and st.toggle(
 figure = explore.embedding_figure(emb, x, y, evr, highlight)
 if show_intervals:
     figure = explore.add_intervals(figure, emb, intervals, x, y)
-st.plotly_chart(figure, width="content")
+ui.plotly_chart(figure, width="content")
 
 if highlight is not None:
     st.subheader(f"Nearest models to {highlight}")
@@ -93,11 +93,13 @@ if not stable.is_empty() and verdict is not None:
         column_config={"stability": st.column_config.NumberColumn(format="%.3f")},
     )
     pairs = ui.load(explore.coassignment, db)
-    right.plotly_chart(explore.coassignment_figure(pairs, stable), width="content")
+    right.plotly_chart(
+        explore.coassignment_figure(pairs, stable), width="content", config=ui.figure_config()
+    )
 
 if len(components) >= 3:
     st.subheader("3-D view")
-    st.plotly_chart(explore.embedding_figure_3d(emb, evr, highlight))
+    ui.plotly_chart(explore.embedding_figure_3d(emb, evr, highlight))
 
 with st.expander("Scores and explained variance"):
     st.dataframe(emb, hide_index=True)

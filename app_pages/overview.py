@@ -66,4 +66,4 @@ if category_counts.is_empty():
     st.info("No model has interpretable units, so there are no concept counts to draw.")
 else:
     measure_column = "n_units" if measure == "interpretable units" else "n_unique_concepts"
-    st.plotly_chart(explore.concept_count_figure(category_counts, measure_column))
+    ui.plotly_chart(explore.concept_count_figure(category_counts, measure_column))

@@ -47,6 +47,17 @@ if text and text.strip():
             "Download CSV", explore.to_csv(result.frame), file_name="lce-query.csv",
             mime="text/csv",
         )  # fmt: skip
+        ui.full_export(
+            "Export the full result", "sql_export",
+            lambda fmt: explore.export_sql(db, text, fmt), "lce-query", identity=text,
+        )  # fmt: skip
+
+st.subheader("Export a mart")
+st.caption("Any table of the warehouse in full, as CSV or Parquet (written by DuckDB).")
+mart = st.selectbox("Mart", list(explore.MARTS), key="sql_mart")
+ui.full_export(
+    f"Export {mart}", f"mart_export_{mart}", lambda fmt: explore.export_mart(db, mart, fmt), mart
+)
 
 with st.expander("Tables and columns"):
     st.dataframe(ui.load(explore.table_descriptions, db), hide_index=True)

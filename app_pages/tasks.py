@@ -42,7 +42,7 @@ st.caption(
 if correlations.is_empty():
     st.info(f"No correlations for {explore.task_title(task)}: no embedded model has these results.")
 else:
-    st.plotly_chart(explore.task_correlation_figure(correlations, task))
+    ui.plotly_chart(explore.task_correlation_figure(correlations, task))
     with st.expander("As a table"):
         st.dataframe(
             correlations.drop("result"),
@@ -70,7 +70,7 @@ matrix = ui.load(explore.category_task_matrix, db, task, explore.CATEGORY_MEASUR
 if matrix.is_empty():
     st.info(f"No concept category correlations for {explore.task_title(task)}.")
 else:
-    st.plotly_chart(explore.category_task_heatmap(matrix, task, measure))
+    ui.plotly_chart(explore.category_task_heatmap(matrix, task, measure))
 
 # Does the embedding predict transfer? (fct_task_prediction; issue 11 part 3)
 skill = ui.load(explore.task_prediction, db, task)
@@ -82,7 +82,7 @@ if skill.height:
         "components), category (mean of its k-means category). Skill = 1 - MAE / MAE of the "
         "others' plain mean: above 0 the embedding helps, 1 is perfect."
     )
-    st.plotly_chart(explore.task_prediction_figure(skill, task), width="content")
+    ui.plotly_chart(explore.task_prediction_figure(skill, task), width="content")
     with st.expander("Skill as a table"):
         st.dataframe(
             skill.drop("dataset", "metric"),
@@ -125,7 +125,7 @@ if mart.height and mart["r_lo"][0] is not None:
         + ("survives" if mart["significant"][0] else "does not survive")
         + " the Benjamini-Hochberg correction."
     )
-st.plotly_chart(
+ui.plotly_chart(
     explore.task_scatter_figure(points, component, evr.get(component), result, row["metric"]),
     width="content",
 )
@@ -146,7 +146,7 @@ map_y = my.selectbox(
 )  # fmt: skip
 k = mk.slider("k (neighbours)", 1, points.height, min(3, points.height), key="task_map_k")
 pmap = explore.performance_map(points, map_x, map_y, int(k))
-st.plotly_chart(
+ui.plotly_chart(
     explore.performance_map_figure(
         points, pmap, map_x, map_y, evr, result, row["metric"], bool(row["higher_is_better"]),
         int(k),

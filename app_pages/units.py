@@ -21,6 +21,13 @@ if layers.is_empty():
     ui.stop("No dissected units in this warehouse: run `lce extract`, then `lce build`.")
 
 models = sorted(set(layers["model"].to_list()))
+# A Gallery tile links here with ?model=&layer=&unit=: open that unit with no filter hiding it.
+link = explore.unit_link(st.query_params.to_dict(), layers)
+if link is not None:
+    for key in explore.UNIT_FILTER_KEYS:
+        st.session_state.pop(key, None)
+    st.session_state.update(link)
+    st.query_params.clear()
 left, right = st.columns(2)
 model = left.selectbox("Model", models, key="units_model")
 model_layers = layers.filter(layers["model"] == model)["layer"].to_list()
@@ -104,13 +111,19 @@ else:
     ]
     shown = [(row, path) for row, path in found if path is not None]
     missing = [row["image"] for row, path in found if path is None]
+    tiles = {
+        t["rank"]: t for t in ui.load(explore.unit_tiles, db, probe, model, layer, (int(unit),))
+    }
     if shown:
         st.image(
-            [str(path) for _, path in shown],
+            [
+                tiles[row["rank"]]["pixels"] if row["rank"] in tiles else str(path)
+                for row, path in shown
+            ],
             caption=[
                 f"#{row['rank']}  max activation {row['max_activation']:.3g}" for row, _ in shown
             ],
-            width=180,
+            width=224,
         )
     if missing:
         st.info(
@@ -119,9 +132,17 @@ else:
             + (" ..." if len(missing) > 10 else "")
             + ". Is this the probe set the model was dissected on?"
         )
-st.caption(
-    "The thresholded mask is not outlined: it needs the unit's activation map on each image, "
-    "which the lake does not store"
-    + ("" if threshold is None else f" (only the unit's threshold T = {threshold:.4g})")
-    + ". Re-run the model on these images to draw it."
-)
+if ui.load(explore.top_maps_count, db, model, layer):
+    st.caption(
+        "Outlined in magenta: where the unit fires, S > T (its activation map upsampled to the "
+        "label map, above its threshold"
+        + ("" if threshold is None else f" T = {threshold:.4g}")
+        + "), the very pixels its IoU counts."
+    )
+else:
+    st.caption(
+        "The thresholded mask is not outlined: it needs the unit's activation map on each "
+        "image, which this lake does not hold (written before lce kept `unit_top_maps`)"
+        + ("" if threshold is None else f"; the unit's threshold is T = {threshold:.4g}")
+        + ". Re-run `lce extract` for this model to draw it."
+    )

@@ -25,7 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "sql"]
+PAGES = [
+    "overview", "embedding", "components", "tasks", "compare", "units", "gallery", "concept", "sql",
+]  # fmt: skip
 
 
 def main() -> None:

@@ -1467,18 +1467,17 @@ def units_for_display(frame: pl.DataFrame) -> pl.DataFrame:
 def run_probe_dir(db: Path, model: str, layer: str) -> str | None:
     """The probe folder the extraction of (model, layer) recorded (runs.probe is
     ``broden:<path>``), or None when the run names none (precomputed labels, older files)."""
-    if not table_exists(db, "stg_runs"):
+    if not table_exists(db, TOP_IMAGES):
         return None
     frame = query(
         db,
-        "select probe from stg_runs where model = ? and layer = ? and probe like 'broden:%' "
-        "order by started_at desc nulls last limit 1",
+        f"select probe_dir from {TOP_IMAGES} where model = ? and layer = ? "
+        "and probe_dir is not null limit 1",
         [model, layer],
     )
     if frame.is_empty():
         return None
-    path = str(frame["probe"][0]).removeprefix("broden:")
-    return path or None
+    return str(frame["probe_dir"][0]) or None
 
 
 def default_probe_dir(recorded: str | None, environment: str | None) -> str:
@@ -1491,6 +1490,22 @@ def default_probe_dir(recorded: str | None, environment: str | None) -> str:
     return recorded or ""
 
 
+def unit_link(params: dict[str, str], layers: pl.DataFrame) -> dict[str, Any] | None:
+    """The Units page's widget state for a link ``?model=&layer=&unit=`` (from a Gallery or
+    Concept tile); None when the link names no dissected (model, layer) or no unit number."""
+    model, layer, unit = params.get("model"), params.get("layer"), params.get("unit")
+    if model is None or layer is None or unit is None or not unit.strip().isdigit():
+        return None
+    known = set(zip(layers["model"].to_list(), layers["layer"].to_list(), strict=True))
+    if (model, layer) not in known:
+        return None
+    return {"units_model": model, "units_layer": layer, "units_unit": int(unit)}
+
+
+# The Units page's filters a link clears (back to their defaults) so the linked unit is in view.
+UNIT_FILTER_KEYS = ("units_min_iou", "units_search", "units_interpretable", "units_categories")
+
+
 def unit_caption(frame: pl.DataFrame, unit: int) -> str:
     """'car (object), IoU 0.206' for a unit picker."""
     row = frame.filter(pl.col("unit") == unit).row(0, named=True)
@@ -1500,16 +1515,19 @@ def unit_caption(frame: pl.DataFrame, unit: int) -> str:
     return f"{row['concept']} ({row['category']}){iou}"
 
 
+TOP_IMAGES = "fct_unit_top_images"  # the mart the pages read top images from (issue 16)
+
+
 def top_images(db: Path, model: str, layer: str, unit: int) -> pl.DataFrame:
-    """The unit's top images from the lake (empty when the engine stored none)."""
-    if not table_exists(db, "stg_unit_top_images"):
+    """The unit's top images (empty when the engine stored none)."""
+    if not table_exists(db, TOP_IMAGES):
         return pl.DataFrame(
             schema={"rank": pl.Int32, "image": pl.String, "max_activation": pl.Float64}
         )
     return query(
         db,
-        """
-        select rank, image, max_activation from stg_unit_top_images
+        f"""
+        select rank, image, max_activation from {TOP_IMAGES}
         where model = ? and layer = ? and unit = ? order by rank
         """,
         [model, layer, unit],
@@ -1518,12 +1536,12 @@ def top_images(db: Path, model: str, layer: str, unit: int) -> pl.DataFrame:
 
 def top_image_layers(db: Path) -> pl.DataFrame:
     """The (model, layer)s the lake stored top images for, and how many of their units."""
-    if not table_exists(db, "stg_unit_top_images"):
+    if not table_exists(db, TOP_IMAGES):
         return pl.DataFrame(schema={"model": pl.String, "layer": pl.String, "units": pl.Int64})
     return query(
         db,
-        """
-        select model, layer, count(distinct unit) as units from stg_unit_top_images
+        f"""
+        select model, layer, count(distinct unit) as units from {TOP_IMAGES}
         group by model, layer order by model, layer
         """,
     )
@@ -1531,25 +1549,28 @@ def top_image_layers(db: Path) -> pl.DataFrame:
 
 def top_image_units(db: Path, model: str, layer: str) -> list[int]:
     """Units of one layer that have top images."""
-    if not table_exists(db, "stg_unit_top_images"):
+    if not table_exists(db, TOP_IMAGES):
         return []
     frame = query(
         db,
-        "select distinct unit from stg_unit_top_images where model = ? and layer = ? order by unit",
+        f"select distinct unit from {TOP_IMAGES} where model = ? and layer = ? order by unit",
         [model, layer],
     )
     return [int(u) for u in frame["unit"].to_list()]
 
 
 def unit_threshold(db: Path, model: str, layer: str, unit: int) -> float | None:
-    if not table_exists(db, "stg_unit_thresholds"):
+    """The unit's threshold T (for a unit with top images: the mart carries it)."""
+    if not table_exists(db, TOP_IMAGES):
         return None
     frame = query(
         db,
-        "select threshold from stg_unit_thresholds where model = ? and layer = ? and unit = ?",
+        f"select threshold from {TOP_IMAGES} where model = ? and layer = ? and unit = ? limit 1",
         [model, layer, unit],
     )
-    return None if frame.is_empty() else float(frame["threshold"][0])
+    if frame.is_empty() or frame["threshold"][0] is None:
+        return None
+    return float(frame["threshold"][0])
 
 
 def probe_dir_problem(probe_dir: str | Path | None) -> str | None:
@@ -1806,6 +1827,7 @@ def task_prediction_figure(frame: pl.DataFrame, task: str) -> go.Figure:
     )
     return fig
 
+
 # --------------------------------------------------------------------------------------------
 # Similarity: geometry beside concepts (issue 14; marts from lce/similarity.py)
 # --------------------------------------------------------------------------------------------
@@ -2006,3 +2028,275 @@ def disagreeing_pairs(pairs: pl.DataFrame, measure: str, top: int = 10) -> pl.Da
         .head(top)
         .select(SIMILARITY_PAIR_COLUMNS)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Gallery and concepts (issue 13): units as tiles with their top images, masks outlined
+# --------------------------------------------------------------------------------------------
+
+OUTLINE_RGB = (255, 0, 255)  # magenta: rare in photographs, clear on dark and light regions
+GALLERY_PAGE_SIZE = 24
+TILE_IMAGE_PX = 112
+
+
+def outline_pixels(mask: np.ndarray) -> np.ndarray:
+    """The mask's inner boundary: pixels of the mask with a 4-neighbour outside it (the image's
+    edge counts as outside, so a mask touching the edge is closed there)."""
+    m = np.asarray(mask, dtype=bool)
+    p = np.pad(m, 1, constant_values=False)
+    interior = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return m & ~interior
+
+
+def unpack_mask(data: bytes, sh: int, sw: int) -> np.ndarray:
+    """fct_unit_top_maps.mask as a (sh, sw) bool array (numpy.packbits, row-major)."""
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=sh * sw)
+    return bits.reshape(sh, sw).astype(bool)
+
+
+def outlined_image(path: Path, mask: np.ndarray | None) -> np.ndarray:
+    """The probe image as RGB, with the mask's outline drawn in OUTLINE_RGB.
+
+    The outline is computed at label resolution (sh x sw, where the IoU was counted) and drawn
+    as blocks of s x s image pixels, s = round(image height / sh) (2 for Broden's 224 px images
+    and 112 px labels): the image is resized to (s sh, s sw) when it is not already that size,
+    so every label pixel is exactly s x s screen pixels and outline[::s, ::s] is the label-
+    resolution outline."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+        if mask is None:
+            return np.asarray(rgb)
+        sh, sw = mask.shape
+        scale = max(1, round(rgb.height / sh))
+        if rgb.size != (sw * scale, sh * scale):
+            rgb = rgb.resize((sw * scale, sh * scale), Image.Resampling.BILINEAR)
+        out = np.array(rgb)
+    edge = np.repeat(np.repeat(outline_pixels(mask), scale, axis=0), scale, axis=1)
+    out[edge] = OUTLINE_RGB
+    return out
+
+
+def gallery_units(
+    db: Path,
+    model: str,
+    layer: str,
+    concept: str = "",
+    categories: Sequence[str] | None = None,
+    min_iou: float = 0.0,
+) -> pl.DataFrame:
+    """A layer's units for the gallery, strongest IoU first (background units last), with how
+    many top images each has: filtered by concept (substring), categories and minimum IoU."""
+    counts = (
+        f"select unit, count(*) as n_images from {TOP_IMAGES} "
+        "where model = ? and layer = ? group by unit"
+        if table_exists(db, TOP_IMAGES)
+        else "select null::integer as unit, 0 as n_images where ? is null and ? is null"
+    )
+    sql = f"""
+        select l.unit, l.concept, l.category, l.iou, l.is_interpretable,
+               coalesce(t.n_images, 0) as n_images
+        from fct_unit_labels l left join ({counts}) t using (unit)
+        where l.model = ? and l.layer = ? and coalesce(l.iou, 0) >= ?
+    """
+    params: list[Any] = [model, layer, model, layer, float(min_iou)]
+    if categories is not None:
+        sql += " and list_contains(?, l.category)"
+        params.append(list(categories))
+    if concept.strip():
+        sql += " and contains(lower(l.concept), lower(?))"
+        params.append(concept.strip())
+    sql += " order by l.concept is null, l.iou desc nulls last, l.unit"
+    return query(db, sql, params)
+
+
+def top_maps_count(db: Path, model: str, layer: str) -> int:
+    """How many (unit, image) maps the warehouse holds for a layer (0: no outlines)."""
+    if not table_exists(db, "fct_unit_top_maps"):
+        return 0
+    frame = query(
+        db,
+        "select count(*) as n from fct_unit_top_maps where model = ? and layer = ?",
+        [model, layer],
+    )
+    return int(frame["n"][0])
+
+
+def unit_tiles(
+    db: Path, probe_dir: str, model: str, layer: str, units: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    """For each unit given, its top images as RGB arrays with the S > T outline drawn where the
+    warehouse holds the mask: dicts of unit, rank, image, max_activation, outlined (bool) and
+    pixels (None when the image is not in the probe folder). Cached by the page per file."""
+    if not units or not table_exists(db, TOP_IMAGES):
+        return []
+    with_maps = table_exists(db, "fct_unit_top_maps")
+    maps_join = (
+        "left join fct_unit_top_maps m using (model, layer, unit, rank)"
+        if with_maps
+        else "left join (select null::varchar as model, null::varchar as layer, "
+        "null::integer as unit, null::integer as rank, null::blob as mask, "
+        "null::integer as sh, null::integer as sw where false) m using (model, layer, unit, rank)"
+    )
+    frame = query(
+        db,
+        f"""
+        select t.unit, t.rank, t.image, t.max_activation, m.mask, m.sh, m.sw
+        from {TOP_IMAGES} t {maps_join}
+        where t.model = ? and t.layer = ? and list_contains(?, t.unit)
+        order by t.unit, t.rank
+        """,
+        [model, layer, list(units)],
+    )
+    usable = probe_dir_problem(probe_dir) is None
+    tiles = []
+    for row in frame.iter_rows(named=True):
+        mask = None
+        if row["mask"] is not None:
+            mask = unpack_mask(row["mask"], int(row["sh"]), int(row["sw"]))
+        path = resolve_probe_image(probe_dir, row["image"]) if usable else None
+        tiles.append(
+            {
+                "unit": int(row["unit"]),
+                "rank": int(row["rank"]),
+                "image": row["image"],
+                "max_activation": row["max_activation"],
+                "outlined": mask is not None,
+                "pixels": None if path is None else outlined_image(path, mask),
+            }
+        )
+    return tiles
+
+
+def unit_tile_caption(row: dict[str, Any]) -> str:
+    """'12: car (object), IoU 0.206' for a gallery tile (no 'None' anywhere)."""
+    concept = NO_CONCEPT if row["concept"] is None else row["concept"]
+    category = "" if row["category"] is None else f" ({row['category']})"
+    iou = "" if row["iou"] is None else f", IoU {row['iou']:.3f}"
+    return f"unit {row['unit']}: {concept}{category}{iou}"
+
+
+def interpretable_concepts(db: Path) -> pl.DataFrame:
+    """Every concept some interpretable unit detects (primary layers), with its category, the
+    label the pages show ('food (material)' where a name has two categories) and how many
+    models have it."""
+    frame = query(
+        db,
+        """
+        select concept, category, count(distinct model) as n_models, count(*) as n_units
+        from fct_unit_labels where is_interpretable and is_primary_layer
+        group by concept, category order by n_models desc, n_units desc, concept, category
+        """,
+    )
+    return frame.with_columns(
+        pl.Series(
+            "label",
+            concept_labels(frame["concept"].to_list(), frame["category"].to_list()),
+            dtype=pl.String,
+        )
+    )
+
+
+def concept_models(db: Path, concept: str, category: str) -> pl.DataFrame:
+    """Every model with interpretable primary-layer units for the concept: how many, their
+    share of the model's units, the best IoU and the best unit (ties: lowest unit)."""
+    return query(
+        db,
+        """
+        with hits as (
+            select model, layer, unit, iou from fct_unit_labels
+            where is_interpretable and is_primary_layer and concept = ? and category = ?
+        ),
+        totals as (
+            select model, count(*) as n_model_units from fct_unit_labels
+            where is_primary_layer group by model
+        )
+        select h.model, c.category_label as model_category, any_value(h.layer) as layer,
+               count(*) as n_units, count(*) / any_value(t.n_model_units) as unit_share,
+               max(h.iou) as best_iou, arg_max(h.unit, (h.iou, -h.unit)) as best_unit
+        from hits h join totals t using (model)
+        left join dim_model_categories c using (model)
+        group by h.model, c.category_label
+        order by n_units desc, best_iou desc, h.model
+        """,
+        [concept, category],
+    )
+
+
+def concept_share_figure(frame: pl.DataFrame, label: str) -> go.Figure:
+    """Share of each model's units that detect the concept, one bar per model, coloured by
+    model category."""
+    order = frame.sort(["unit_share", "model"], descending=[False, True])
+    fig = go.Figure()
+    fig.add_bar(
+        x=(100 * order["unit_share"]).to_list(),
+        y=order["model"].to_list(),
+        orientation="h",
+        marker_color=[model_category_colour(c) for c in order["model_category"].to_list()],
+        customdata=order["n_units"].to_list(),
+        hovertemplate="%{y}: %{x:.2f}% of its units (%{customdata})<extra></extra>",
+    )
+    fig.update_layout(
+        title=f"Share of each model's units that detect {label}",
+        height=max(300, 26 * order.height + 120),
+        margin={"l": 10, "r": 10, "t": 60, "b": 50},
+        xaxis_title="% of the model's units (primary layer)",
+        yaxis={"automargin": True},
+        font={"size": FONT_PX},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Export (issue 13): marts and SQL results in full, through DuckDB
+# --------------------------------------------------------------------------------------------
+
+EXPORT_MAX_BYTES = 200_000_000  # of the Arrow result an export brings back
+EXPORT_FORMATS = {"CSV": ("csv", "text/csv"), "Parquet": ("parquet", "application/octet-stream")}
+
+
+def export_sql(db: Path, text: str, fmt: str) -> tuple[bytes, int]:
+    """The whole result of one guarded query (the SQL page's checks and timeout; no row cap,
+    a byte cap of EXPORT_MAX_BYTES) as CSV or Parquet bytes written by DuckDB, and its rows.
+
+    The warehouse connection keeps external access off; DuckDB's COPY writes the result from a
+    separate in-memory connection that holds only that result, into a private temporary
+    folder."""
+    import tempfile
+
+    import duckdb
+
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+    result = run_sql(db, text, max_rows=2**62, max_bytes=EXPORT_MAX_BYTES)
+    table = result.frame.to_arrow()
+    extension = EXPORT_FORMATS[fmt][0]
+    with tempfile.TemporaryDirectory(prefix="lce-export-") as folder:
+        target = Path(folder) / f"result.{extension}"
+        with duckdb.connect(":memory:") as conn:
+            conn.register("result", table)
+            options = "(format parquet)" if extension == "parquet" else "(format csv, header)"
+            conn.execute(f"copy result to '{target}' {options}")
+        return target.read_bytes(), table.num_rows
+
+
+def export_mart(db: Path, mart: str, fmt: str) -> tuple[bytes, int]:
+    """A whole mart (only the names in MARTS) as CSV or Parquet bytes, as ``export_sql``."""
+    if mart not in MARTS:
+        raise ValueError(f"unknown mart {mart!r}")
+    return export_sql(db, f'select * from "{mart}"', fmt)
+
+
+FIGURE_FORMATS = ("png", "svg")
+
+
+def figure_config(fmt: str = "png") -> dict[str, Any]:
+    """Plotly's config for the camera button of the chart's toolbar: it downloads the figure,
+    drawn in the browser, in ``fmt`` (png or svg: no server-side renderer is needed)."""
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"figure format must be png or svg, not {fmt!r}")
+    return {
+        "displaylogo": False,
+        "toImageButtonOptions": {"format": fmt, "filename": "lce-figure", "scale": 2},
+    }

@@ -16,6 +16,7 @@ from warehouse.paths import db_path
 
 T = TypeVar("T")
 DB_KEY = "lce_db_path"
+FIGURE_KEY = "lce_figure_format"
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -53,6 +54,52 @@ def sidebar_db() -> None:
             "launch file is set by `lce app --db FILE`, LCE_DB, or $LCE_HOME/lce.duckdb.",
         )
         st.caption("Opened read-only with file and network access disabled.")
+        st.radio(
+            "Figure download format", explore.FIGURE_FORMATS, horizontal=True, key=FIGURE_KEY,
+            format_func=str.upper,
+            help="What the camera button of a chart's toolbar downloads: PNG, or SVG to edit "
+            "or print at any size. Drawn by your browser.",
+        )  # fmt: skip
+
+
+def figure_config() -> dict[str, Any]:
+    """Plotly config of every chart: its camera button downloads the format chosen in the
+    sidebar (PNG by default, or SVG)."""
+    fmt = st.session_state.get(FIGURE_KEY, "png")
+    return explore.figure_config(fmt if fmt in explore.FIGURE_FORMATS else "png")
+
+
+def plotly_chart(figure: Any, **kwargs: Any) -> Any:
+    """st.plotly_chart with the sidebar's download format (issue 13: figures as SVG or PNG)."""
+    return st.plotly_chart(figure, config=figure_config(), **kwargs)
+
+
+def full_export(
+    label: str,
+    key: str,
+    make: Callable[[str], tuple[bytes, int]],
+    file_stem: str,
+    identity: str = "",
+) -> None:
+    """A format choice and a button that runs the export (not on every rerun: a full result
+    can be large), then the download of what it made, while ``identity`` (the query text) and
+    the format are unchanged; a refusal (timeout, size cap) is shown."""
+    left, right = st.columns([1, 3])
+    fmt = left.radio("Format", list(explore.EXPORT_FORMATS), horizontal=True, key=f"{key}_fmt")
+    extension, mime = explore.EXPORT_FORMATS[fmt]
+    if right.button(label, key=f"{key}_run"):
+        try:
+            st.session_state[f"{key}_data"] = (fmt, identity, *make(fmt))
+        except explore.SqlRefused as exc:
+            st.session_state.pop(f"{key}_data", None)
+            st.error(str(exc))
+    made = st.session_state.get(f"{key}_data")
+    if made is not None and made[:2] == (fmt, identity):
+        _, _, data, rows = made
+        st.download_button(
+            f"Download {rows} rows as {fmt} ({len(data) / 1e6:.2f} MB)", data,
+            file_name=f"{file_stem}.{extension}", mime=mime, key=f"{key}_download",
+        )  # fmt: skip
 
 
 def current_db() -> Path:

@@ -70,3 +70,36 @@ def app_db(request: pytest.FixtureRequest) -> Path:
     else:
         home = request.getfixturevalue("toy_home")
     return home / "lce.duckdb"
+
+
+@pytest.fixture(scope="session")
+def maps_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo-like study made by the real extraction path: a generated probe set, two small
+    CNNs (default and seeded weights) dissected with top images and their activation maps
+    (unit_top_maps), built. The Gallery, Concept and outline tests (issue 13) share it."""
+    import sys
+
+    import torch
+
+    from extract.engine import ExtractConfig, run_extract
+
+    tests_dir = str(Path(__file__).parent)
+    if tests_dir not in sys.path:  # "probe_factory:small_cnn" names tests/probe_factory.py
+        sys.path.insert(0, tests_dir)
+    from tests.probe_factory import make_probe, small_cnn
+
+    home = tmp_path_factory.mktemp("maps-home")
+    probe = make_probe(home / "probe" / "broden", n_images=12)
+    torch.manual_seed(7)
+    weights = home / "seeded.pt"
+    torch.save(type(small_cnn())().state_dict(), weights)
+    for name, extra in (("cnnA", {}), ("cnnB", {"weights": weights})):
+        run_extract(
+            ExtractConfig(
+                model="probe_factory:small_cnn", layers=["block1", "block2"], probe=probe.root,
+                lake=home / "lake", name=name, batch_size=4, progress=False, top_images=3,
+                quantile=0.08, **extra,  # type: ignore[arg-type]
+            )
+        )  # fmt: skip
+    _build(home)
+    return home

@@ -29,7 +29,10 @@ from tests.app_fixtures import TOP_IMAGE_LAYER, TOP_IMAGE_MODEL
 from tests.conftest import REPO, lce
 
 APP = REPO / "app.py"
-PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "similarity", "sql"]
+PAGES = [
+    "overview", "embedding", "components", "tasks", "compare", "units", "gallery", "concept",
+    "similarity", "sql",
+]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -768,16 +771,20 @@ def test_units_table_is_the_file_and_filters_follow_the_widgets(
 def test_units_without_top_images_explain_why(
     open_page: Callable[..., AppTest], app_db: Path, tmp_path: Path, state: str
 ) -> None:
-    """The published paper data has no top images (an empty table); an older file may lack
-    the table altogether. Either way the page says so instead of failing."""
+    """The published paper data has no top images (an empty mart); a file built before the
+    mart lacks it and is named as one to rebuild. Either way the page says so instead of
+    failing."""
     db = tmp_path / "lce.duckdb"
     shutil.copy(app_db, db)
     with duckdb.connect(str(db)) as conn:
         if state == "empty":
-            conn.execute("delete from stg_unit_top_images")
+            conn.execute("delete from fct_unit_top_images")
         else:
-            conn.execute("drop table stg_unit_top_images")
+            conn.execute("drop table fct_unit_top_images")
     at = open_page(db, "units")
+    if state == "absent":
+        assert "lacks fct_unit_top_images" in texts(at.warning) and not at.image
+        return
     assert "no top images" in texts(at.info)
     assert has_table(at, "is_interpretable"), "the unit table is still there"
     assert not at.image

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -38,6 +39,11 @@ def free_port() -> int:
 @pytest.fixture
 def served_app(app_db: Path, tmp_path: Path) -> Iterator[str]:
     """The app served by `streamlit run` (headless, no usage stats) until the test ends."""
+    yield from serve(app_db, tmp_path)
+
+
+def serve(app_db: Path, tmp_path: Path) -> Iterator[str]:
+    """`streamlit run` on ``app_db`` until the generator is closed."""
     port = free_port()
     log = tmp_path / "streamlit.log"
     command = [
@@ -112,5 +118,94 @@ def test_embedding_page_draws_the_chart_in_chromium(
             models = {m for (m,) in conn.execute("select distinct model from fct_lce").fetchall()}
         assert models <= labels, f"missing labels: {models - labels}"
         assert "Embedding" in driver.find_element(By.TAG_NAME, "h1").text
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def served_gallery(maps_home: Path, tmp_path: Path) -> Iterator[str]:
+    """The app on a demo-like warehouse (real extraction, activation maps kept)."""
+    yield from serve(maps_home / "lce.duckdb", tmp_path)
+
+
+def chromium(tmp_path: Path) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1600",
+        "--force-device-scale-factor=1",
+    ]:  # fmt: skip
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+
+
+@pytest.mark.slow
+def test_gallery_draws_mask_outlines_on_the_top_images_in_chromium(
+    served_gallery: str, maps_home: Path, tmp_path: Path
+) -> None:
+    """From the screenshot's pixels: the gallery's top images carry magenta outline pixels
+    (the probe's own images, random noise, have none), as many tiles as the file has units."""
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from lce.explore import OUTLINE_RGB
+
+    driver = chromium(tmp_path)
+    try:
+        driver.get(f"{served_gallery}/gallery")
+        wait = WebDriverWait(driver, 90)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img'))
+        images = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
+        wait.until(lambda d: all(d.execute_script("return arguments[0].complete && "
+                                                  "arguments[0].naturalWidth > 0", i)
+                                 for i in images))  # fmt: skip
+        time.sleep(1)
+        shot = tmp_path / "gallery.png"
+        driver.execute_script("arguments[0].scrollIntoView();", images[0])
+        time.sleep(0.5)
+        assert driver.save_screenshot(str(shot))
+        pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+        target = np.array(OUTLINE_RGB)
+        near = (np.abs(pixels - target) <= 40).all(axis=-1)
+        ratio = driver.execute_script("return window.devicePixelRatio") or 1
+        outlined = 0
+        for img in images:
+            rect = driver.execute_script(
+                "const r = arguments[0].getBoundingClientRect();"
+                "return [r.left, r.top, r.width, r.height];", img
+            )  # fmt: skip
+            x0, y0, w, h = (int(round(v * ratio)) for v in rect)
+            if w <= 0 or h <= 0 or y0 < 0 or y0 + h > pixels.shape[0]:
+                continue  # below the fold
+            if near[y0 : y0 + h, x0 : x0 + w].sum() >= 4:
+                outlined += 1
+        assert outlined >= 3, f"only {outlined} of the visible top images show an outline"
+        # outside the images the page has no such magenta (it is the outline's colour only)
+        mask = np.zeros_like(near)
+        for img in images:
+            x0, y0, w, h = (
+                int(round(v * ratio))
+                for v in driver.execute_script(
+                    "const r = arguments[0].getBoundingClientRect();"
+                    "return [r.left, r.top, r.width, r.height];", img
+                )
+            )  # fmt: skip
+            mask[max(0, y0) : max(0, y0 + h), max(0, x0) : max(0, x0 + w)] = True
+        assert near[~mask].sum() == 0
+        with duckdb.connect(str(maps_home / "lce.duckdb"), read_only=True) as conn:
+            (n_units,) = conn.execute(
+                "select count(*) from fct_unit_labels where model = 'cnnA' and layer = "
+                "(select primary_layer from dim_models where model = 'cnnA')"
+            ).fetchone()  # type: ignore[misc]
+        links = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPageLink"] a')
+        assert len([a for a in links if "in detail" in a.text]) == min(n_units, 24)
+        assert "Gallery" in driver.find_element(By.TAG_NAME, "h1").text
     finally:
         driver.quit()

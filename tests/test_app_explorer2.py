@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -114,14 +115,11 @@ def test_probe_folder_starts_with_the_folder_the_run_recorded(
     shutil.copy(toy_home / "lce.duckdb", db)
     probe = toy_home / "probe"
     with duckdb.connect(str(db)) as conn:
+        # as `lce build` publishes runs.probe = 'broden:<path>' (the toy lake records 'broden:toy')
         conn.execute(
-            "update stg_runs set probe = ? where model = ? and layer = ?",
-            [f"broden:{probe}", TOP_IMAGE_MODEL, TOP_IMAGE_LAYER],
+            "update fct_unit_top_images set probe_dir = ? where model = ? and layer = ?",
+            [str(probe), TOP_IMAGE_MODEL, TOP_IMAGE_LAYER],
         )
-        assert conn.execute(
-            "select count(*) from stg_runs where model = ? and layer = ?",
-            [TOP_IMAGE_MODEL, TOP_IMAGE_LAYER],
-        ).fetchone() == (1,)
     at = open_page(db, "units")  # no LCE_PROBE_DIR
     at.selectbox(key="units_model").set_value(TOP_IMAGE_MODEL).run()
     at.selectbox(key="units_layer").set_value(TOP_IMAGE_LAYER).run()
@@ -154,7 +152,7 @@ def test_tasks_show_names_natural_order_full_colour_scale_and_readable_labels(
     fig = chart_with_title(at, "-NN map")
     heat = next(t for t in fig["data"] if t["type"] == "heatmap")
     result = at.selectbox(key="task_result").value
-    ds, met = result.split(" · ")
+    ds, met = str(result).split(" · ")
     values = dict(
         sql(
             app_db,
@@ -295,3 +293,331 @@ def test_readme_counts_the_rows_without_iou_per_model_as_the_paper_has_them() ->
     readme = (REPO / "README.md").read_text()
     assert "397 SimCLR-v2 rows have no IoU" not in readme
     assert "368 are the random model's and 29 SimCLR-v2's" in readme
+
+
+# ---------------------------------------------------------------------------------------------
+# Gallery, outlines, Units links (issue 13 parts 1-2)
+# ---------------------------------------------------------------------------------------------
+
+
+def gallery_order(db: Path, model: str, layer: str, where: str = "", params: list | None = None):
+    return [
+        u
+        for (u,) in sql(
+            db,
+            "select unit from fct_unit_labels where model = ? and layer = ? "
+            f"{where} order by concept is null, iou desc nulls last, unit",
+            [model, layer, *(params or [])],
+        )
+    ]
+
+
+def tile_units(at: AppTest) -> list[int]:
+    return [
+        int(m.value.split(":")[0].removeprefix("**unit "))
+        for m in at.markdown
+        if m.value.startswith("**unit ")
+    ]
+
+
+def test_gallery_shows_the_units_of_the_file_sorted_filtered_and_paged(
+    open_page: Callable[..., AppTest], maps_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = maps_home / "lce.duckdb"
+    at = open_page(db, "gallery")
+    at.selectbox(key="gallery_model").set_value("cnnB").run()
+    at.selectbox(key="gallery_layer").set_value("block2").run()
+    assert_clean(at)
+    assert tile_units(at) == gallery_order(db, "cnnB", "block2")
+    n_images = sql(
+        db, "select count(*) from fct_unit_top_images where model = 'cnnB' and layer = 'block2'"
+    )[0][0]
+    assert sum(len(i.value) if isinstance(i.value, list) else 1 for i in at.image) >= 1
+    shown_images = sum(len(el.proto.imgs) for el in at.image)
+    assert shown_images == n_images, "every top image, outlined"
+    assert not at.info, "outlines are drawn, nothing to explain"
+    links = [el.proto.query_string for el in at.get("page_link")]
+    assert links == [f"model=cnnB&layer=block2&unit={u}" for u in tile_units(at)]
+
+    at.slider(key="gallery_min_iou").set_value(0.05).run()
+    assert tile_units(at) == gallery_order(db, "cnnB", "block2", "and coalesce(iou, 0) >= 0.05")
+    categories = at.multiselect(key="gallery_categories").options
+    at.multiselect(key="gallery_categories").set_value(categories[:1]).run()
+    assert tile_units(at) == gallery_order(
+        db, "cnnB", "block2", "and coalesce(iou, 0) >= 0.05 and category = ?", [categories[0]]
+    )
+    at.slider(key="gallery_min_iou").set_value(0.0).run()
+    at.multiselect(key="gallery_categories").set_value(categories).run()
+    (concept,) = sql(
+        db,
+        "select concept from fct_unit_labels where model = 'cnnB' and layer = 'block2' "
+        "and concept is not null order by iou desc limit 1",
+    )[0]
+    at.text_input(key="gallery_concept").input(concept[:3]).run()
+    assert tile_units(at) == gallery_order(
+        db, "cnnB", "block2", "and contains(lower(concept), lower(?))", [concept[:3]]
+    )
+
+    # Paging (2,048 units of a ResNet layer): pages of GALLERY_PAGE_SIZE tiles, in order.
+    from lce import explore
+
+    monkeypatch.setattr(explore, "GALLERY_PAGE_SIZE", 3)
+    at = open_page(db, "gallery")
+    every = gallery_order(db, *sql(db, "select model, layer from fct_unit_labels "
+                                       "order by model, layer limit 1")[0])  # fmt: skip
+    assert tile_units(at) == every[:3]
+    at.number_input(key="gallery_page").set_value(2).run()
+    assert tile_units(at) == every[3:6]
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """The mask's inner boundary, by scipy (4-connected erosion, outside the image is empty)."""
+    from scipy import ndimage
+
+    cross = ndimage.generate_binary_structure(2, 1)
+    return mask & ~ndimage.binary_erosion(mask, structure=cross, border_value=0)
+
+
+@pytest.mark.parametrize("model", ["cnnA", "cnnB"])
+def test_the_outline_drawn_is_s_above_t_computed_from_the_model(
+    maps_home: Path, tmp_path: Path, model: str
+) -> None:
+    """Pixel for pixel at label resolution: the gallery's outline against S > T from the
+    model run here, one image at a time, thresholded with numpy's quantile."""
+    import torch
+    import torch.nn.functional as F
+
+    from lce import explore
+    from tests.probe_factory import make_probe, small_cnn
+    from tests.test_extract import MEAN, STD, brute_force
+
+    probe = make_probe(tmp_path / "broden", n_images=12)  # the fixture's probe, regenerated
+
+    def factory() -> torch.nn.Module:
+        net = small_cnn()
+        if model == "cnnB":
+            net.load_state_dict(torch.load(maps_home / "seeded.pt", weights_only=True))
+        return net
+
+    db = maps_home / "lce.duckdb"
+    layer = "block1"
+    thresholds = np.asarray(brute_force(probe, layer, 0.08, "raw", factory)["thresholds"])
+    net = factory().eval()
+    captured: dict[str, torch.Tensor] = {}
+    dict(net.named_modules())[layer].register_forward_hook(
+        lambda _m, _i, out: captured.__setitem__("a", out)
+    )
+    units = tuple(u for (u,) in sql(db, "select distinct unit from fct_unit_top_images "
+                                        "where model = ? and layer = ?", [model, layer]))  # fmt: skip
+    tiles = explore.unit_tiles(db, str(maps_home / "probe" / "broden"), model, layer, units)
+    assert len(tiles) == 3 * len(units) and all(t["outlined"] for t in tiles)
+    by_name = {img.name: img for img in probe.images}
+    drawn_somewhere = 0
+    for tile in tiles:
+        img = by_name[tile["image"]]
+        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
+        with torch.no_grad():
+            net(torch.tensor(x, dtype=torch.float32)[None])
+        s = F.interpolate(captured["a"].float(), size=(12, 12), mode="bilinear",
+                          align_corners=False)[0, tile["unit"]].numpy()  # fmt: skip
+        expected = _boundary(s > thresholds[tile["unit"]])
+        pixels = tile["pixels"]
+        scale = pixels.shape[0] // 12
+        assert scale == 2 and pixels.shape == (24, 24, 3)
+        magenta = (pixels == np.array(explore.OUTLINE_RGB, dtype=np.uint8)).all(axis=-1)
+        assert not (img.rgb == np.array(explore.OUTLINE_RGB)).all(axis=-1).any()
+        np.testing.assert_array_equal(magenta[::scale, ::scale], expected)
+        # each label pixel is a whole scale x scale block: no stray outline pixels between
+        np.testing.assert_array_equal(magenta, np.kron(expected, np.ones((2, 2), bool)))
+        drawn_somewhere += int(expected.sum())
+    assert drawn_somewhere > 0
+
+
+def test_gallery_on_a_lake_without_maps_shows_images_and_says_why(
+    open_page: Callable[..., AppTest], maps_home: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "lce.duckdb"
+    shutil.copy(maps_home / "lce.duckdb", db)
+    with duckdb.connect(str(db)) as conn:  # as a lake written before unit_top_maps builds
+        conn.execute("delete from fct_unit_top_maps")
+        conn.execute("update fct_unit_top_images set has_map = false")
+    at = open_page(db, "gallery")
+    assert "No outlines" in texts(at.info) and "unit_top_maps" in texts(at.info)
+    assert at.image, "the top images are still shown"
+    units = open_page(db, "units")
+    assert "not outlined" in texts(units.caption)
+
+
+def test_gallery_without_top_images_says_so(
+    open_page: Callable[..., AppTest], app_db: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "lce.duckdb"
+    shutil.copy(app_db, db)
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("delete from fct_unit_top_images")
+    at = open_page(db, "gallery")
+    assert "no top images" in texts(at.info)
+    assert not at.image and tile_units(at)
+
+
+def test_a_tile_link_opens_the_unit_on_the_units_page(
+    monkeypatch: pytest.MonkeyPatch, maps_home: Path
+) -> None:
+    db = maps_home / "lce.duckdb"
+    monkeypatch.setenv("LCE_DB", str(db))
+    monkeypatch.delenv("LCE_PROBE_DIR", raising=False)
+    (unit,) = sql(
+        db,
+        "select max(unit) from fct_unit_top_images where model = 'cnnB' and layer = 'block2'",
+    )[0]
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update({"model": "cnnB", "layer": "block2", "unit": str(unit)})
+    at.run()
+    at.switch_page("app_pages/units.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="units_model").value == "cnnB"
+    assert at.selectbox(key="units_layer").value == "block2"
+    assert at.selectbox(key="units_unit").value == unit
+    assert at.text_input(key="units_probe").value == str(maps_home / "probe" / "broden")
+    (images,) = at.image
+    assert len(images.proto.imgs) == 3
+    assert "Outlined in magenta" in texts(at.caption)
+
+
+# ---------------------------------------------------------------------------------------------
+# Concept page (issue 13 part 3)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_concept_page_lists_every_model_with_units_for_the_concept(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "concept")
+    options = at.selectbox(key="concept_label").options
+    (concept, category) = sql(
+        app_db,
+        "select concept, category from fct_unit_labels where is_interpretable and "
+        "is_primary_layer group by all order by count(distinct model), concept desc limit 1",
+    )[0]
+    label = next(o for o in options if o == concept or o == f"{concept} ({category})")
+    at.selectbox(key="concept_label").set_value(label).run()
+    assert_clean(at)
+    expected = {
+        m: (n, best, n / total)
+        for m, n, best, total in sql(
+            app_db,
+            "select l.model, count(*), max(l.iou), any_value(t.n) from fct_unit_labels l "
+            "join (select model, count(*) as n from fct_unit_labels where is_primary_layer "
+            "group by model) t using (model) where l.is_interpretable and l.is_primary_layer "
+            "and l.concept = ? and l.category = ? group by l.model",
+            [concept, category],
+        )
+    }
+    frame = table(at, "best_unit")
+    assert {r.model: (r.n_units, r.best_iou, r.unit_share) for r in frame.itertuples()} == {
+        m: (n, pytest.approx(b), pytest.approx(s)) for m, (n, b, s) in expected.items()
+    }
+    fig = chart_with_title(at, "Share of each model's units")
+    bars = dict(zip(fig["data"][0]["y"], fig["data"][0]["x"], strict=True))
+    assert bars == {m: pytest.approx(100 * s) for m, (_, _, s) in expected.items()}
+    assert at.metric[0].value.startswith(f"{len(expected)} of ")
+
+
+def test_concept_page_shows_each_models_best_unit_with_outlines(
+    open_page: Callable[..., AppTest], maps_home: Path
+) -> None:
+    db = maps_home / "lce.duckdb"
+    at = open_page(db, "concept")
+    label = at.selectbox(key="concept_label").value
+    frame = table(at, "best_unit")
+    rows = sql(
+        db,
+        "select model, unit from fct_unit_labels where is_interpretable and is_primary_layer "
+        "and concept = ? qualify iou = max(iou) over (partition by model) order by model, unit",
+        [str(label).split(" (")[0]],
+    )
+    best = {m: u for m, u in reversed(rows)}  # ties: the lowest unit
+    assert {r.model: r.best_unit for r in frame.itertuples()} == best
+    assert len(at.image) == len(best)
+    links = sorted(el.proto.query_string for el in at.get("page_link"))
+    layer = sql(db, "select primary_layer from dim_models limit 1")[0][0]
+    assert links == sorted(f"model={m}&layer={layer}&unit={u}" for m, u in best.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Export (issue 13 part 4)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["CSV", "Parquet"])
+def test_export_brings_the_whole_result_not_the_preview(
+    app_db: Path, tmp_path: Path, fmt: str
+) -> None:
+    import polars as pl
+
+    from lce import explore
+
+    query = "select model, layer, unit, concept, iou from fct_unit_labels order by all"
+    data, rows = explore.export_sql(app_db, query, fmt)
+    path = tmp_path / f"out.{fmt.lower()}"
+    path.write_bytes(data)
+    frame = pl.read_csv(path) if fmt == "CSV" else pl.read_parquet(path)
+    expected = sql(app_db, query)
+    assert rows == frame.height == len(expected) > explore.MAX_ROWS
+    assert [tuple(r) for r in frame.head(50).iter_rows()] == [
+        tuple(None if v is None else v for v in r) for r in expected[:50]
+    ]
+    data, rows = explore.export_mart(app_db, "fct_unit_labels", fmt)
+    assert rows == len(expected)
+    with pytest.raises(ValueError):
+        explore.export_mart(app_db, "stg_runs", fmt)
+
+
+def test_export_keeps_the_guard_and_a_size_cap(
+    app_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lce import explore
+
+    with pytest.raises(explore.SqlRefused, match="refused"):
+        explore.export_sql(app_db, "copy fct_lce to '/tmp/x.csv'", "CSV")
+    with pytest.raises(explore.SqlRefused):
+        explore.export_sql(app_db, "select * from read_csv('/etc/passwd')", "CSV")
+    monkeypatch.setattr(explore, "EXPORT_MAX_BYTES", 10_000)
+    with pytest.raises(explore.SqlRefused, match="larger than"):
+        explore.export_sql(app_db, "select * from fct_unit_labels", "Parquet")
+
+
+def test_sql_page_exports_the_full_result_and_any_mart(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "sql")
+    at.text_area(key="sql_text").input("select * from fct_unit_labels").run()
+    (n,) = sql(app_db, "select count(*) from fct_unit_labels")[0]
+    at.radio(key="sql_export_fmt").set_value("Parquet").run()
+    at.button(key="sql_export_run").click().run()
+    assert_clean(at)
+    labels = [el.proto.label for el in at.get("download_button")]
+    assert f"Download {n} rows as Parquet" in " | ".join(labels)
+    at.selectbox(key="sql_mart").set_value("fct_unit_top_images").run()
+    at.button(key="mart_export_fct_unit_top_images_run").click().run()
+    (m,) = sql(app_db, "select count(*) from fct_unit_top_images")[0]
+    labels = [el.proto.label for el in at.get("download_button")]
+    assert f"Download {m} rows as CSV" in " | ".join(labels)
+
+
+def test_figures_download_as_svg_or_png(open_page: Callable[..., AppTest], app_db: Path) -> None:
+    import json
+
+    at = open_page(app_db, "overview")
+
+    def formats() -> set[str]:
+        return {
+            json.loads(el.proto.config)["toImageButtonOptions"]["format"]
+            for el in at.get("plotly_chart")
+        }
+
+    assert formats() == {"png"}
+    at.sidebar.radio(key="lce_figure_format").set_value("svg").run()
+    assert formats() == {"svg"}
+    at.switch_page("app_pages/tasks.py").run()
+    assert at.get("plotly_chart") and formats() == {"svg"}

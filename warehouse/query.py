@@ -42,6 +42,8 @@ MARTS = (
     "fct_similarity_agreement",
     "fct_task_prediction",
     "fct_sensitivity",
+    "fct_unit_top_images",
+    "fct_unit_top_maps",
 )
 
 

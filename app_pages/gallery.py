@@ -1,0 +1,97 @@
+"""Gallery: a layer's units as tiles (label, IoU, top images with the unit's mask outlined)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import streamlit as st
+
+from lce import explore, ui
+
+db = ui.require_db()
+st.title("Gallery")
+st.markdown(
+    "Network Dissection's view of a layer: every unit as a tile with the concept it detects "
+    "best, its IoU, and the probe images it fires on most, the pixels where it fires "
+    "(its activation upsampled to the label map, above its threshold: S > T) outlined in magenta."
+)
+st.caption(explore.PART_SUFFIXES)
+layers = ui.load(explore.unit_layers, db)
+if layers.is_empty():
+    ui.stop("No dissected units in this warehouse: run `lce extract`, then `lce build`.")
+
+models = sorted(set(layers["model"].to_list()))
+left, right = st.columns(2)
+model = left.selectbox("Model", models, key="gallery_model")
+layer = right.selectbox(
+    "Layer", layers.filter(layers["model"] == model)["layer"].to_list(), key="gallery_layer"
+)
+categories = ui.load(explore.unit_categories, db, model, layer)
+# Filters belong to one model and layer (the Units page's carry-over defect, not repeated here).
+if st.session_state.get("gallery_scope") != (model, layer):
+    for key in ("gallery_categories", "gallery_page"):
+        st.session_state.pop(key, None)
+    st.session_state["gallery_scope"] = (model, layer)
+f1, f2, f3 = st.columns([1, 2, 1])
+concept = f1.text_input("Concept contains", key="gallery_concept")
+chosen = f2.multiselect("Concept categories", categories, default=categories,
+                        key="gallery_categories")  # fmt: skip
+min_iou = f3.slider("Minimum IoU", 0.0, 0.5, 0.0, step=0.01, key="gallery_min_iou")
+category_filter = None if set(chosen) == set(categories) else tuple(chosen)
+units = ui.load(explore.gallery_units, db, model, layer, concept, category_filter, float(min_iou))
+if units.is_empty():
+    ui.stop("No unit of this layer passes the filters; widen them.")
+
+pages = max(1, math.ceil(units.height / explore.GALLERY_PAGE_SIZE))
+page = 1
+if pages > 1:
+    page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key="gallery_page"))
+shown = units.slice((page - 1) * explore.GALLERY_PAGE_SIZE, explore.GALLERY_PAGE_SIZE)
+first = (page - 1) * explore.GALLERY_PAGE_SIZE + 1
+st.caption(
+    f"Units {first} to {first + shown.height - 1} of {units.height} (strongest IoU first; "
+    "units whose best match is the background last)."
+)
+
+probe = explore.default_probe_dir(
+    ui.load(explore.run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
+)
+n_maps = ui.load(explore.top_maps_count, db, model, layer)
+problem = explore.probe_dir_problem(probe)
+if int(units["n_images"].sum()) == 0:
+    st.info(
+        f"The warehouse has no top images for {model} / {layer} (precomputed labels, such as "
+        "the paper's published data, carry none): the tiles show labels only."
+    )
+elif problem:
+    st.info(problem)
+elif n_maps == 0:
+    st.info(
+        "No outlines: this lake was written before lce kept each unit's activation maps on its "
+        "top images (`unit_top_maps`); re-run `lce extract` for this model to draw them."
+    )
+tiles = ui.load(explore.unit_tiles, db, probe or "", model, layer,
+                tuple(int(u) for u in shown["unit"].to_list()))  # fmt: skip
+by_unit: dict[int, list[dict]] = {}
+for tile in tiles:
+    by_unit.setdefault(tile["unit"], []).append(tile)
+
+columns_per_row = 3
+rows = list(shown.iter_rows(named=True))
+for start in range(0, len(rows), columns_per_row):
+    for column, row in zip(st.columns(columns_per_row, border=True),
+                           rows[start : start + columns_per_row], strict=False):  # fmt: skip
+        with column:
+            st.markdown(f"**{explore.unit_tile_caption(row)}**")
+            images = [t for t in by_unit.get(row["unit"], []) if t["pixels"] is not None]
+            if images:
+                st.image(
+                    [t["pixels"] for t in images],
+                    caption=[f"#{t['rank']}" for t in images],
+                    width=explore.TILE_IMAGE_PX,
+                )
+            st.page_link(
+                "app_pages/units.py", label=f"Unit {row['unit']} in detail",
+                query_params={"model": model, "layer": layer, "unit": str(row["unit"])},
+            )  # fmt: skip
