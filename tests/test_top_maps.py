@@ -151,3 +151,45 @@ def test_mask_packing_round_trips_and_is_numpys_packbits() -> None:
     assert data[0] == int("".join("1" if b else "0" for b in mask.reshape(-1)[:8]), 2)
     np.testing.assert_array_equal(unpack_mask(data, 7, 11), mask)
     assert pa.array([data], pa.binary())[0].as_py() == data
+
+
+def test_top_image_marts_are_described_tables_of_the_lake(maps_home: Path) -> None:
+    """fct_unit_top_images / fct_unit_top_maps: tables, every column described, one row per
+    lake row, with the run's probe folder and every map kept."""
+    import duckdb
+
+    db = maps_home / "lce.duckdb"
+    lake = maps_home / "lake"
+    with duckdb.connect(str(db), read_only=True) as conn:
+        for mart in ("fct_unit_top_images", "fct_unit_top_maps"):
+            (kind,) = conn.execute(
+                "select table_type from information_schema.tables where table_name = ?", [mart]
+            ).fetchone()  # type: ignore[misc]
+            assert kind == "BASE TABLE"
+            comments = conn.execute(
+                "select column_name, comment from duckdb_columns() where table_name = ?", [mart]
+            ).fetchall()
+            assert comments and all(c for _, c in comments), mart
+        rows = conn.execute(
+            "select model, layer, unit, rank, image, probe_dir, has_map from fct_unit_top_images"
+        ).fetchall()
+        maps = conn.execute(
+            "select model, layer, unit, rank, mask, threshold from fct_unit_top_maps"
+        ).fetchall()
+    lake_tops = read_table(lake, "unit_top_images").to_pylist()
+    assert sorted(r[:5] for r in rows) == sorted(
+        (r["model"], r["layer"], r["unit"], r["rank"], r["image"]) for r in lake_tops
+    )
+    probes = {(r["model"], r["layer"]): r["probe"] for r in read_table(lake, "runs").to_pylist()}
+    assert all(f"broden:{r[5]}" == probes[(r[0], r[1])] for r in rows)
+    assert all(r[6] for r in rows)
+    lake_maps = {
+        (r["model"], r["layer"], r["unit"], r["rank"]): r["mask"]
+        for r in read_table(lake, "unit_top_maps").to_pylist()
+    }
+    assert {m[:4]: m[4] for m in maps} == lake_maps
+    thresholds = {
+        (r["model"], r["layer"], r["unit"]): r["threshold"]
+        for r in read_table(lake, "unit_thresholds").to_pylist()
+    }
+    assert all(m[5] == thresholds[m[:3]] for m in maps)
