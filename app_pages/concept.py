@@ -57,7 +57,7 @@ for i, model_row in enumerate(shown.iter_rows(named=True)):
     probe = explore.default_probe_dir(
         ui.load(explore.run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
     )
-    tiles = ui.load(explore.unit_tiles, db, probe, model, layer, (unit,))
+    tiles = ui.unit_tiles(db, probe, model, layer, (unit,))
     with columns[i % len(columns)]:
         st.markdown(f"**{model}**, unit {unit}: IoU {model_row['best_iou']:.3f}")
         images = [t for t in tiles if t["pixels"] is not None]

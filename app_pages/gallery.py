@@ -71,7 +71,7 @@ elif n_maps == 0:
         "No outlines: this lake was written before lce kept each unit's activation maps on its "
         "top images (`unit_top_maps`); re-run `lce extract` for this model to draw them."
     )
-tiles = ui.load(explore.unit_tiles, db, probe or "", model, layer,
+tiles = ui.unit_tiles(db, probe or "", model, layer,
                 tuple(int(u) for u in shown["unit"].to_list()))  # fmt: skip
 by_unit: dict[int, list[dict]] = {}
 for tile in tiles:

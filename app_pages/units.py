@@ -111,9 +111,7 @@ else:
     ]
     shown = [(row, path) for row, path in found if path is not None]
     missing = [row["image"] for row, path in found if path is None]
-    tiles = {
-        t["rank"]: t for t in ui.load(explore.unit_tiles, db, probe, model, layer, (int(unit),))
-    }
+    tiles = {t["rank"]: t for t in ui.unit_tiles(db, probe, model, layer, (int(unit),))}
     if shown:
         st.image(
             [

@@ -2169,6 +2169,17 @@ def unit_tiles(
     return tiles
 
 
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """An RGB array as PNG (lossless, so the outline keeps its exact colour; fast compression)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def unit_tile_caption(row: dict[str, Any]) -> str:
     """'12: car (object), IoU 0.206' for a gallery tile (no 'None' anywhere)."""
     concept = NO_CONCEPT if row["concept"] is None else row["concept"]

@@ -32,6 +32,25 @@ def load(func: Callable[..., T], db: Path, *args: Any) -> T:
     return _cached(func.__name__, explore.db_stamp(db), tuple(args))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _tiles(
+    stamp: tuple[str, int, int], probe: str, model: str, layer: str, units: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    tiles = explore.unit_tiles(Path(stamp[0]), probe, model, layer, units)
+    for tile in tiles:
+        if tile["pixels"] is not None:
+            tile["pixels"] = explore.png_bytes(tile["pixels"])
+    return tiles
+
+
+def unit_tiles(
+    db: Path, probe: str, model: str, layer: str, units: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    """``explore.unit_tiles`` with the images as PNG bytes, cached apart from ``load``: a page of
+    24 units' top images is megabytes, so only the last few pages are kept."""
+    return _tiles(explore.db_stamp(db), probe, model, layer, tuple(units))
+
+
 def warehouse_choices() -> list[Path]:
     """The files the sidebar offers: the launch file (`lce app --db FILE`, LCE_DB or
     $LCE_HOME/lce.duckdb) and the other DuckDB files beside it. A free path box would let any
