@@ -78,7 +78,8 @@ else:
     )
     st.dataframe(
         tasks.rename({"value_a": a, "value_b": b}).with_columns(
-            tasks["better"].replace({"A": a, "B": b})
+            tasks["better"].replace({"A": a, "B": b}),
+            tasks["task"].map_elements(explore.task_title, return_dtype=tasks["task"].dtype),
         ),
         hide_index=True,
     )

@@ -9,10 +9,14 @@ from lce.explore import EXAMPLE_QUERIES, MAX_ROWS, SqlRefused
 
 db = ui.require_db()
 st.title("SQL")
-st.markdown("Ask the warehouse anything the pages do not show, in DuckDB SQL, and export it.")
+st.markdown(
+    "Ask the warehouse anything the pages do not show, in DuckDB SQL, and export the full "
+    "result (or any mart) as CSV or Parquet."
+)
 st.caption(
-    f"One SELECT at a time over the warehouse, at most {MAX_ROWS} rows back. The file is opened "
-    "read-only with external access disabled: no file reads, writes, ATTACH, COPY or INSTALL."
+    f"One SELECT at a time over the warehouse, at most {MAX_ROWS} rows shown (the export below "
+    "brings the whole result). The file is opened read-only with external access disabled: no "
+    "file reads, writes, ATTACH, COPY or INSTALL."
 )
 
 if "sql_text" not in st.session_state:

@@ -256,6 +256,8 @@ PAGE_WORDS = {
     "tasks": "transfers",
     "compare": "side by side",
     "units": "IoU",
+    "gallery": "S > T",
+    "concept": "learned a concept",
     "sql": "SQL",
 }
 
@@ -267,7 +269,7 @@ def test_every_page_opens_with_a_sentence_saying_what_it_is_for(
     at = open_page(app_db, page)
     assert at.markdown, "a sentence under the title"
     assert PAGE_WORDS[page] in at.markdown[0].value
-    if page in ("components", "units", "compare"):
+    if page in ("components", "units", "compare", "gallery", "concept"):
         assert "-t top" in texts(at.caption) and "-r right" in texts(at.caption)
 
 
