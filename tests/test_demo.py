@@ -211,3 +211,27 @@ def test_shape_few_shot_goes_with_object_units(demo: tuple[Path, str]) -> None:
         assert r > 0, (metric, r)
         assert lo <= r <= hi and significant == (q < 0.05)
     assert "survive Benjamini-Hochberg" in out
+
+def test_demo_compares_every_pair_of_models_by_geometry(demo: tuple[Path, str]) -> None:
+    """Every zoo model keeps its image features, so every pair is compared on the 150 probe
+    images and the demo prints each measure's agreement with the concept embedding."""
+    work, out = demo
+    from lce.zoo import ZOO
+
+    with duckdb.connect(str(work / "lce.duckdb"), read_only=True) as c:
+        pairs = c.execute(
+            "select measure, count(*), count(value), min(n_images), max(n_images) "
+            "from fct_model_similarity group by measure order by measure"
+        ).fetchall()
+        agreement = c.execute(
+            "select measure, mantel_r, n_models from fct_similarity_agreement"
+        ).fetchall()
+    n = len(ZOO)
+    assert pairs == [
+        (m, n * (n - 1), n * (n - 1), 150, 150)
+        for m in ("debiased_cka", "linear_cka", "mutual_knn", "procrustes")
+    ]
+    assert len(agreement) == 4 and all(rows >= 5 for _, _, rows in agreement)
+    assert "Geometry vs concepts" in out and f"{n * (n - 1) // 2} model pair(s) compared" in out
+    for measure, r, _ in agreement:
+        assert measure in out and (r is None or f"{r:.3f}"[:5] in out), measure
