@@ -140,8 +140,12 @@ map_x = mx.selectbox(
     "x axis", components, index=0, key="task_map_x",
     format_func=lambda c: explore.component_label(c, evr.get(c)),
 )  # fmt: skip
+# as on the Embedding page, y never repeats x (a component against itself is a diagonal)
+map_y_options = [c for c in components if c != map_x] or components  # one component: itself
+if st.session_state.get("task_map_y") not in map_y_options:
+    st.session_state.pop("task_map_y", None)
 map_y = my.selectbox(
-    "y axis", components, index=min(1, len(components) - 1), key="task_map_y",
+    "y axis", map_y_options, index=0, key="task_map_y",
     format_func=lambda c: explore.component_label(c, evr.get(c)),
 )  # fmt: skip
 k = mk.slider("k (neighbours)", 1, points.height, min(3, points.height), key="task_map_k")

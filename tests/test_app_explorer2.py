@@ -623,3 +623,18 @@ def test_figures_download_as_svg_or_png(open_page: Callable[..., AppTest], app_d
     assert formats() == {"svg"}
     at.switch_page("app_pages/tasks.py").run()
     assert at.get("plotly_chart") and formats() == {"svg"}
+
+
+def test_performance_map_axes_never_repeat_a_component(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "tasks")
+    x_box = at.selectbox(key="task_map_x")
+    assert x_box.value not in [at.selectbox(key="task_map_y").value]
+    assert x_box.options[0] not in at.selectbox(key="task_map_y").options
+    at.selectbox(key="task_map_x").set_value(2).run()
+    assert_clean(at)
+    assert at.selectbox(key="task_map_y").value != 2
+    fig = chart_with_title(at, "-NN map")
+    assert fig["layout"]["xaxis"]["title"]["text"].startswith("PC2")
+    assert not fig["layout"]["yaxis"]["title"]["text"].startswith("PC2")
