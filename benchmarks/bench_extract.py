@@ -8,10 +8,12 @@ runs alternate --repeat times and the medians are compared: on a shared 2-core m
 pair of runs can differ by 20% from one minute to the next.
 
     .venv/bin/python benchmarks/bench_extract.py [--n 200] [--models resnet18,resnet50] [--repeat 3]
-        [--null-permutations K]
+        [--null-permutations K] [--features-cost]
 
 With --null-permutations K each round also runs the extraction with K null permutations, and
 a second table compares it with the plain extraction of the same round (pairs and medians).
+With --features-cost each round also runs the extraction with --no-features, and a table gives
+what keeping the image features (lake table image_features, the default) costs.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def child(
     device: str,
     batch: int,
     null: int = 0,
+    features: bool = True,
 ) -> None:
     """Runs inside the subprocess; prints one JSON line."""
     import resource
@@ -81,6 +84,7 @@ def child(
                 workers=1,
                 progress=False,
                 null_permutations=null,
+                features=features,
             )  # fmt: skip
         )
     seconds = time.perf_counter() - tic
@@ -104,13 +108,14 @@ def subset(probe: Path, n: int) -> Path:
 
 
 def measure(
-    kind: str, arch: str, probe: Path, n: int, basis: str, device: str, batch: int, null: int = 0
-) -> dict:
+    kind: str, arch: str, probe: Path, n: int, basis: str, device: str, batch: int, null: int = 0,
+    features: bool = True,
+) -> dict:  # fmt: skip
     if kind == "extract":
         subset(probe, n)
     with tempfile.TemporaryDirectory() as lake:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch), str(null)],
+            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch), str(null), str(int(features))],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -128,11 +133,16 @@ def main() -> None:
     parser.add_argument(
         "--null-permutations", type=int, default=0, help="also time extraction with K nulls"
     )
-    parser.add_argument("--child", nargs=9)
+    parser.add_argument(
+        "--features-cost", action="store_true", help="also time extraction with --no-features"
+    )
+    parser.add_argument("--child", nargs=10)
     args = parser.parse_args()
     if args.child:
-        kind, arch, probe, n, lake, basis, device, batch, null = args.child
-        child(kind, arch, probe, int(n), lake, basis, device, int(batch), int(null))
+        kind, arch, probe, n, lake, basis, device, batch, null, features = args.child
+        child(
+            kind, arch, probe, int(n), lake, basis, device, int(batch), int(null), features == "1"
+        )
         return
     from probe_factory import make_probe
 
@@ -145,8 +155,9 @@ def main() -> None:
             f"probe set: {n4} images 224 px, label maps 112 px ({time.perf_counter() - tic:.0f} s)"
         )
         rows = []
+        costs: list[tuple[str, dict, list[dict]]] = []
         for arch in args.models.split(","):
-            fwds, exts, nulls = [], [], []
+            fwds, exts, nulls, bare = [], [], [], []
             for _ in range(args.repeat):
                 fwds.append(
                     measure("forward", arch, probe, args.n, args.basis, args.device, args.batch)
@@ -158,6 +169,11 @@ def main() -> None:
                     nulls.append(
                         measure("extract", arch, probe, args.n, args.basis, args.device,
                                 args.batch, args.null_permutations)
+                    )  # fmt: skip
+                if args.features_cost:
+                    bare.append(
+                        measure("extract", arch, probe, args.n, args.basis, args.device,
+                                args.batch, features=False)
                     )  # fmt: skip
             fwd = {"seconds": statistics.median(r["seconds"] for r in fwds)}
             ext = {
@@ -172,6 +188,7 @@ def main() -> None:
                 else measure("extract", arch, probe, n4, args.basis, args.device, args.batch)
             )
             rows.append((arch, fwd, ext, big, nulls))
+            costs.append((arch, ext, bare))
     print(f"\n{platform.node()} {platform.processor() or platform.machine()}, device={args.device}, "
           f"basis={args.basis}, batch={args.batch}, N={args.n}, medians of {args.repeat} runs")  # fmt: skip
     print(
@@ -197,6 +214,19 @@ def main() -> None:
                 f"{b['seconds'] / a:.2f}" for a, b in zip(ext["seconds_each"], nulls, strict=True)
             )
             print(f"| {arch} | {plain:.1f} | {with_null:.1f} | {with_null / plain:.2f} ({pairs}) |")
+
+    if args.features_cost:
+        print("\nimage features: extraction (features kept, the default) against --no-features")
+        print("| model | --no-features s | features s | cost (pairs) |")
+        print("|---|---|---|---|")
+        for arch, ext, bare in costs:
+            without = statistics.median(r["seconds"] for r in bare)
+            pairs = ", ".join(
+                f"{a / b['seconds'] - 1:+.1%}"
+                for a, b in zip(ext["seconds_each"], bare, strict=True)
+            )
+            print(f"| {arch} | {without:.1f} | {ext['seconds']:.1f} | "
+                  f"{ext['seconds'] / without - 1:+.1%} ({pairs}) |")  # fmt: skip
 
 
 if __name__ == "__main__":
