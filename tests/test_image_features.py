@@ -88,3 +88,15 @@ def test_resumed_run_has_the_same_features(probe: ProbeSet, tmp_path: Path) -> N
     assert read_table(tmp_path / "lake", "image_features") == read_table(
         tmp_path / "straight", "image_features"
     )
+
+
+def test_vectors_are_not_dictionary_encoded(probe: ProbeSet, tmp_path: Path) -> None:
+    """Float vectors never repeat: a dictionary only made the files larger than the floats."""
+    import pyarrow.parquet as pq
+
+    run_extract(ExtractConfig(lake=tmp_path / "lake", **dict(common(probe), layers=["block1"])))
+    (path,) = (tmp_path / "lake" / "image_features").glob("**/*.parquet")
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(4)}
+    assert not any("DICTIONARY" in e for e in encodings["features.list.element"])
+    assert any("DICTIONARY" in e for e in encodings["model"])
