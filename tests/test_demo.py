@@ -279,8 +279,7 @@ def test_gallery_outlines_are_s_above_t_recomputed_from_the_demo_models(
     db = work / "lce.duckdb"
     with duckdb.connect(str(db), read_only=True) as c:
         runs = c.execute(
-            "select model, probe, normalize, quantile, basis, settings from stg_runs "
-            "order by model"
+            "select model, probe, normalize, quantile, basis, settings from stg_runs order by model"
         ).fetchall()
     mean = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1)
     std = np.array([0.229, 0.224, 0.225]).reshape(3, 1, 1)
@@ -292,7 +291,7 @@ def test_gallery_outlines_are_s_above_t_recomputed_from_the_demo_models(
         net = zoo.load(entry, Path(json.loads(settings)["weights"])).eval()
         captured: dict[str, torch.Tensor] = {}
         dict(net.named_modules())[zoo.DISSECT_LAYER].register_forward_hook(
-            lambda _m, _i, out: captured.__setitem__("a", out)
+            lambda _m, _i, out, store=captured: store.__setitem__("a", out)
         )
         root = Path(probe_spec.removeprefix("broden:"))
         records = open_probe(root).records
