@@ -280,7 +280,8 @@ def build(
     study.check_vars_against_lake(lake_dir(lake), dbt_vars)  # k vs the lake's models
     with console.status("dbt build ..."):
         result = build_mod.build(lake_dir(lake), db_path(db), dbt_vars)
-    for warning in result.warnings:
+    skipped = summary.similarity_skip_warning(result.db)
+    for warning in [*result.warnings, *([skipped] if skipped else [])]:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     say(f"published {result.db} (dbt log: {result.log})")
     print_notes(result.db)

@@ -334,3 +334,27 @@ def similarity_lines(db: Path) -> list[str]:
             "similarity_min_images (their fct_model_similarity values are null)."
         )
     return lines
+
+
+def similarity_skip_warning(db: Path, shown: int = 5) -> str | None:
+    """One sentence naming the model pairs `lce build` could not compare by geometry (fewer
+    shared probe images than var similarity_min_images), or None."""
+    if not _has_column(db, "fct_model_similarity", "n_images"):
+        return None
+    skipped = query(
+        db,
+        """
+        select model_a, model_b, any_value(n_images) as n_images from fct_model_similarity
+        where model_a < model_b and measure = 'linear_cka' and value is null
+        group by model_a, model_b order by model_a, model_b
+        """,
+    )
+    if skipped.is_empty():
+        return None
+    names = ", ".join(f"{a} / {b} ({n} images)" for a, b, n in skipped.head(shown).iter_rows())
+    if skipped.height > shown:
+        names += f" and {skipped.height - shown} more"
+    return (
+        f"{skipped.height} model pair(s) share too few probe images for the similarity measures "
+        f"(var similarity_min_images) and have null values in fct_model_similarity: {names}"
+    )

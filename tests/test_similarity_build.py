@@ -72,6 +72,7 @@ def similarity_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code, out = lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb",
                     "--var", "similarity_k=5", "--var", "similarity_permutations=99")  # fmt: skip
     assert code == 0, out
+    (home / "build-output.txt").write_text(out)
     return home
 
 
@@ -304,3 +305,14 @@ def test_similarity_page_explains_a_warehouse_without_features(
     assert "built before the similarity marts" in str(similarity_status(old))
     code, out = lce("summary", "--db", old)  # the summary leaves them out instead of failing
     assert code == 0 and "Geometry" not in out, out
+
+
+@pytest.mark.slow
+def test_build_warns_about_the_pairs_it_skipped(similarity_home: Path) -> None:
+    out = (similarity_home / "build-output.txt").read_text()
+    (line,) = [x for x in out.splitlines() if "share too few probe images" in x]
+    assert line.startswith("warning: 4 model pair(s)")
+    for other in ("p1", "p2", "tA", "tB"):
+        shared = len(aligned("p3", other)[0])
+        pair = f"{min('p3', other)} / {max('p3', other)} ({shared} images)"
+        assert pair in line, pair
