@@ -42,14 +42,14 @@ def served_app(app_db: Path, tmp_path: Path) -> Iterator[str]:
     yield from serve(app_db, tmp_path)
 
 
-def serve(app_db: Path, tmp_path: Path) -> Iterator[str]:
-    """`streamlit run` on ``app_db`` until the generator is closed."""
+def serve(app_db: Path, tmp_path: Path, extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """`streamlit run` on ``app_db`` (with ``extra`` options) until the generator is closed."""
     port = free_port()
     log = tmp_path / "streamlit.log"
     command = [
         sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
         "--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}",
-        "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false", "--server.fileWatcherType=none", *extra,
     ]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -209,3 +209,34 @@ def test_gallery_draws_mask_outlines_on_the_top_images_in_chromium(
         assert "Gallery" in driver.find_element(By.TAG_NAME, "h1").text
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+def test_lce_app_shows_no_deploy_button_in_chromium(
+    maps_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The options `lce app` passes to Streamlit, served: no Deploy button (issue 13)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.conftest import lce
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(os, "execve", lambda path, command, env: calls.append(command))
+    code, out = lce("app", "--db", maps_home / "lce.duckdb")
+    assert code == 0, out
+    options = tuple(a for a in calls[0] if a.startswith("--client."))
+    assert options
+    server = serve(maps_home / "lce.duckdb", tmp_path, options)
+    url = next(server)
+    driver = chromium(tmp_path)
+    try:
+        driver.get(f"{url}/gallery")
+        WebDriverWait(driver, 90).until(lambda d: d.find_elements(By.TAG_NAME, "h1"))
+        time.sleep(2)  # the toolbar is drawn after the page
+        assert "Gallery" in driver.find_element(By.TAG_NAME, "h1").text
+        assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stAppDeployButton"]')
+        assert "Deploy" not in driver.find_element(By.TAG_NAME, "body").text
+    finally:
+        driver.quit()
+        server.close()
