@@ -121,6 +121,14 @@ def studies(tmp_path_factory: pytest.TempPathFactory, probe: Path) -> dict[str, 
     return {"root": root, "a": a, "b": b, **{n: root / n / "lake" for n in ("old", "new", "q02")}}
 
 
+@pytest.fixture(scope="module")
+def toy_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("toyhome")
+    make_toy_lake(home / "lake")
+    assert lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")[0] == 0
+    return home / "lce.duckdb"
+
+
 # ---------------------------------------------------------------------------- kills in a commit
 
 STEPS = ["commit-staged", "commit-committed", "commit-applying", "commit-applied"]
@@ -278,10 +286,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_a_killed_build_takes_dbt_with_it(tmp_path: Path, sig: signal.Signals) -> None:
+def test_a_killed_build_takes_dbt_with_it(
+    toy_db: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
     home = tmp_path
-    make_toy_lake(home / "lake")
-    assert lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")[0] == 0
+    shutil.copytree(toy_db.parent / "lake", home / "lake")
+    shutil.copy(toy_db, home / "lce.duckdb")
     before = (home / "lce.duckdb").read_bytes()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lce.cli", "build", "--lake", str(home / "lake"),
@@ -400,10 +410,10 @@ def read_only_copy(src: Path, where: Path) -> Iterator[Path | None]:
         yield disk / src.name
 
 
-def test_read_only_database_folder_and_lake(tmp_path: Path) -> None:
+def test_read_only_database_folder_and_lake(toy_db: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    make_toy_lake(home / "lake")
-    assert lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")[0] == 0
+    shutil.copytree(toy_db.parent / "lake", home / "lake")
+    shutil.copy(toy_db, home / "lce.duckdb")
     with read_only_copy(home, tmp_path / "ro") as ro:
         if ro is None:
             pytest.skip("cannot mount a read-only file system here (not root)")
@@ -421,7 +431,7 @@ def test_read_only_database_folder_and_lake(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- names
 
 
-def test_glob_characters_in_the_home_are_literal(tmp_path: Path) -> None:
+def test_glob_characters_in_the_home_are_literal(toy_db: Path, tmp_path: Path) -> None:
     """A home named like a glob reads its own lake only, never a sibling that matches."""
     mine = tmp_path / "study[1]*"
     sibling = tmp_path / "study1-other"
@@ -433,10 +443,8 @@ def test_glob_characters_in_the_home_are_literal(tmp_path: Path) -> None:
     with duckdb.connect(str(mine / "lce.duckdb"), read_only=True) as conn:
         models = {m for (m,) in conn.execute("select model from dim_models").fetchall()}
         excluded = conn.execute("select count(*) from stg_model_exclusions").fetchone()[0]
-    plain = tmp_path / "plain"
-    shutil.copytree(mine / "lake", plain / "lake")
-    assert lce("build", "--lake", plain / "lake", "--db", plain / "lce.duckdb")[0] == 0
-    with duckdb.connect(str(plain / "lce.duckdb"), read_only=True) as conn:
+    # the same toy lake built from a plain home
+    with duckdb.connect(str(toy_db), read_only=True) as conn:
         expected = {m for (m,) in conn.execute("select model from dim_models").fetchall()}
     assert models == expected and "intruder" not in models and excluded == 0
 
@@ -586,14 +594,6 @@ ABUSE = [
     ("select 1; drop table fct_lce", "One statement at a time"),
     ("create type e as enum ('a'); select 1", "One statement at a time"),
 ]
-
-
-@pytest.fixture(scope="module")
-def toy_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("sqlhome")
-    make_toy_lake(home / "lake")
-    assert lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")[0] == 0
-    return home / "lce.duckdb"
 
 
 @pytest.mark.parametrize(("statement", "message"), ABUSE)
