@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PAGES = [
-    "overview", "embedding", "components", "tasks", "compare", "units", "gallery", "concept", "sql",
+    "overview", "embedding", "components", "tasks", "compare", "units", "gallery", "concept",
+    "similarity", "sql",
 ]  # fmt: skip
 
 
