@@ -58,8 +58,8 @@ DISSECTION_TABLES = (
     "runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "unit_null_iou", "concepts",
     "image_features", "unit_top_maps",
 )  # fmt: skip
-# Seed of the null permutations: fixed, so a null is reproducible and the same for every model
-# of a study (each is compared with the same shuffled pairs of images).
+# Default seed of the null permutations (--null-seed): one seed for every run of a study, so
+# each model is compared with the same shuffled pairs of images.
 NULL_SEED = 0
 
 
@@ -85,6 +85,7 @@ class ExtractConfig:
     workers: int = 0
     checkpoint_every: int = 20
     null_permutations: int = 0
+    null_seed: int = NULL_SEED
     features: bool = True  # each image's spatially averaged vector per layer (image_features)
     progress: bool = True
     stop_after_batches: int | None = field(default=None, repr=False)  # testing hook
@@ -237,6 +238,8 @@ def check_config(cfg: ExtractConfig) -> None:
         raise LceError("--batch-size must be >= 1 and --top-images >= 0")
     if not 0 <= cfg.null_permutations <= 1000:
         raise LceError(f"--null-permutations {cfg.null_permutations}: expected 0 to 1000")
+    if cfg.null_seed < 0:
+        raise LceError(f"--null-seed {cfg.null_seed}: expected an integer >= 0")
     if not cfg.layers:
         raise LceError("give at least one --layer")
     if len(set(cfg.layers)) != len(cfg.layers):
@@ -274,7 +277,7 @@ def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str
         weights = f"{Path(cfg.weights).resolve()}:{st.st_size}:{st.st_mtime_ns}"
     parts = [cfg.model, name, weights, cfg.layers, probe.fingerprint, cfg.quantile, cfg.basis,
              cfg.normalize, cfg.batch_size, cfg.top_images, cfg.skip_bad, cfg.cache, world,
-             cfg.null_permutations, cfg.features]  # fmt: skip
+             cfg.null_permutations, cfg.null_seed, cfg.features]  # fmt: skip
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 
@@ -688,7 +691,7 @@ def _pass_two(
         for n in cfg.layers
     }
     kept: list[list[int]] = pass1["kept_batches"]
-    partners = null_partners(probe, [i for batch in kept for i in batch], k_null)
+    partners = null_partners(probe, [i for batch in kept for i in batch], k_null, cfg.null_seed)
     category_of = probe.concept_category_index()
     start = 0
     if state is not None and state["pass"] == 2:
@@ -741,8 +744,10 @@ def _pass_two(
     return tallies
 
 
-def null_partners(probe: Probe, indices: list[int], count: int) -> list[dict[int, int]]:
-    """``count`` seeded derangements of ``indices``: in each, every image is paired with another
+def null_partners(
+    probe: Probe, indices: list[int], count: int, seed: int = NULL_SEED
+) -> list[dict[int, int]]:
+    """``count`` derangements of ``indices``, drawn from ``seed``: in each, every image is paired with another
     image of the same label size (a random single cycle through each size group, so no image is
     its own partner). An image alone in its size group has no other partner and keeps itself;
     Broden-style probes have one size, so this does not arise there."""
@@ -751,7 +756,7 @@ def null_partners(probe: Probe, indices: list[int], count: int) -> list[dict[int
         groups.setdefault((probe.records[i].sh, probe.records[i].sw), []).append(i)
     out = []
     for k in range(count):
-        rng = np.random.default_rng([NULL_SEED, k])
+        rng = np.random.default_rng([seed, k])
         mapping: dict[int, int] = {}
         for members in groups.values():
             order = rng.permutation(np.array(members, dtype=np.int64))
@@ -1095,5 +1100,5 @@ def _null_rows(
 
 def _settings(cfg: ExtractConfig) -> dict[str, Any]:
     keep = ("model", "layers", "weights", "batch_size", "top_images", "cache", "skip_bad", "strict",
-            "null_permutations")  # fmt: skip
+            "null_permutations", "null_seed")  # fmt: skip
     return {k: v for k, v in asdict(cfg).items() if k in keep}

@@ -203,6 +203,9 @@ def extract(
             "labels, giving the null IoU that `--var interpretable_rule=null` compares with."
         ),
     ] = 0,
+    null_seed: Annotated[
+        int, typer.Option(help="Seed of the null permutations (one per study: the same pairs).")
+    ] = 0,
     features: Annotated[
         bool,
         typer.Option(
@@ -221,6 +224,7 @@ def extract(
         top_images=top_images, normalize=normalize, strict=not non_strict, skip_bad=skip_bad,
         cache=not no_cache, resume=resume, new_study=new_study, workers=workers,
         checkpoint_every=max(1, checkpoint_every), null_permutations=null_permutations,
+        null_seed=null_seed,
         features=features, progress=err.is_terminal,
     )  # fmt: skip
     result = run_extract(cfg)

@@ -273,6 +273,10 @@ def test_null_partners_are_seeded_derangements_within_size_groups(probe: ProbeSe
         assert all(size[i] == size[mapping[i]] for i in indices)
     assert first != second  # each permutation is drawn anew
     assert null_partners(opened, indices, 2) == [first, second]  # and reproducibly
+    assert null_partners(opened, indices, 2, seed=0) == [first, second]  # the default seed
+    other = null_partners(opened, indices, 2, seed=1)
+    assert other != [first, second]  # another seed, other pairs
+    assert null_partners(opened, indices, 2, seed=1) == other
 
 
 def test_null_permutations_match_brute_force_and_leave_the_rest_bit_for_bit(
