@@ -103,3 +103,19 @@ def maps_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )  # fmt: skip
     _build(home)
     return home
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A reduced `lce demo` run through the command line: (work folder, its printout). Shared by
+    tests/test_demo.py and the Gallery browser test."""
+    from tests.conftest import lce
+
+    # $HOME/demo, so that the rerun below can find the same work through LCE_HOME alone
+    work = tmp_path_factory.mktemp("demo-home") / "demo"
+    code, out = lce(
+        "demo", "--workdir", work, "--probe-images", "150", "--train-steps", "100",
+        "--task-images", "600",
+    )  # fmt: skip
+    assert code == 0, out
+    return work, out

@@ -150,6 +150,41 @@ def test_gallery_draws_mask_outlines_on_the_top_images_in_chromium(
 ) -> None:
     """From the screenshot's pixels: the gallery's top images carry magenta outline pixels
     (the probe's own images, random noise, have none), as many tiles as the file has units."""
+    from selenium.webdriver.common.by import By
+
+    driver = check_gallery_outlines(served_gallery, tmp_path)
+    try:
+        with duckdb.connect(str(maps_home / "lce.duckdb"), read_only=True) as conn:
+            (n_units,) = conn.execute(
+                "select count(*) from fct_unit_labels where model = 'cnnA' and layer = "
+                "(select primary_layer from dim_models where model = 'cnnA')"
+            ).fetchone()  # type: ignore[misc]
+        links = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPageLink"] a')
+        assert len([a for a in links if "in detail" in a.text]) == min(n_units, 24)
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+def test_gallery_on_the_demo_draws_mask_outlines_in_chromium(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The same check on the embedded demo's warehouse (`lce demo`, reduced), as a user opens it
+    after `make demo`: outlines on the top images, none elsewhere on the page."""
+    work, _ = demo
+    server = serve(work / "lce.duckdb", tmp_path)
+    url = next(server)
+    try:
+        driver = check_gallery_outlines(url, tmp_path)
+        driver.quit()
+    finally:
+        server.close()
+
+
+def check_gallery_outlines(url: str, tmp_path: Path) -> Any:
+    """Open the Gallery at ``url``; assert from the screenshot's pixels that at least three
+    visible top images carry the outline colour and that nothing outside the images does.
+    Returns the (still open) driver for further checks; the caller quits it."""
     import numpy as np
     from PIL import Image
     from selenium.webdriver.common.by import By
@@ -159,7 +194,7 @@ def test_gallery_draws_mask_outlines_on_the_top_images_in_chromium(
 
     driver = chromium(tmp_path)
     try:
-        driver.get(f"{served_gallery}/gallery")
+        driver.get(f"{url}/gallery")
         wait = WebDriverWait(driver, 90)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img'))
         images = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
@@ -199,16 +234,11 @@ def test_gallery_draws_mask_outlines_on_the_top_images_in_chromium(
             )  # fmt: skip
             mask[max(0, y0) : max(0, y0 + h), max(0, x0) : max(0, x0 + w)] = True
         assert near[~mask].sum() == 0
-        with duckdb.connect(str(maps_home / "lce.duckdb"), read_only=True) as conn:
-            (n_units,) = conn.execute(
-                "select count(*) from fct_unit_labels where model = 'cnnA' and layer = "
-                "(select primary_layer from dim_models where model = 'cnnA')"
-            ).fetchone()  # type: ignore[misc]
-        links = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPageLink"] a')
-        assert len([a for a in links if "in detail" in a.text]) == min(n_units, 24)
         assert "Gallery" in driver.find_element(By.TAG_NAME, "h1").text
-    finally:
+    except BaseException:
         driver.quit()
+        raise
+    return driver
 
 
 @pytest.mark.slow

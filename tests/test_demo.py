@@ -89,16 +89,8 @@ def test_probe_synth_command(tmp_path: Path) -> None:
     assert code != 0 and "--size" in out
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    # $HOME/demo, so that the rerun below can find the same work through LCE_HOME alone
-    work = tmp_path_factory.mktemp("demo-home") / "demo"
-    code, out = lce(
-        "demo", "--workdir", work, "--probe-images", "150", "--train-steps", "100",
-        "--task-images", "600",
-    )  # fmt: skip
-    assert code == 0, out
-    return work, out
+# The reduced demo run (`demo` fixture) lives in tests/app_fixtures.py, session-scoped: the
+# browser test opens the Gallery on the same warehouse.
 
 
 def test_demo_publishes_every_model_with_profile_and_benchmarks(demo: tuple[Path, str]) -> None:
