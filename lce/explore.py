@@ -895,6 +895,16 @@ def result_label(dataset: str, metric: str, datasets: int, metrics: int) -> str:
     return f"{dataset} · {metric}"
 
 
+def with_result_labels(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with a ``result`` column naming each row's (dataset, metric) by what varies."""
+    datasets, metrics = frame["dataset"].n_unique(), frame["metric"].n_unique()
+    labels = [
+        result_label(d, m, datasets, metrics)
+        for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(), strict=True)
+    ]
+    return frame.with_columns(pl.Series("result", labels, dtype=pl.String))
+
+
 def task_correlations(db: Path, task: str) -> pl.DataFrame:
     """Component x result correlations of one task family, with a readable label per result."""
     frame = query(
@@ -908,18 +918,7 @@ def task_correlations(db: Path, task: str) -> pl.DataFrame:
         [task],
     )
     frame = sort_results(frame, "component")
-    datasets = frame["dataset"].n_unique()
-    metrics = frame["metric"].n_unique()
-    return frame.with_columns(
-        pl.Series(
-            "result",
-            [
-                result_label(d, m, datasets, metrics)
-                for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(), strict=True)
-            ],
-            dtype=pl.String,
-        )
-    )
+    return with_result_labels(frame)
 
 
 def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
@@ -978,17 +977,7 @@ def category_task_matrix(db: Path, task: str, measure: str) -> pl.DataFrame:
         [task, measure],
     )
     frame = sort_results(frame, "category")
-    datasets, metrics = frame["dataset"].n_unique(), frame["metric"].n_unique()
-    return frame.with_columns(
-        pl.Series(
-            "result",
-            [
-                result_label(d, m, datasets, metrics)
-                for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(), strict=True)
-            ],
-            dtype=pl.String,
-        )
-    )
+    return with_result_labels(frame)
 
 
 def category_task_heatmap(frame: pl.DataFrame, task: str, measure: str) -> go.Figure:
@@ -1063,17 +1052,7 @@ def task_results(db: Path, task: str) -> pl.DataFrame:
         [task],
     )
     frame = sort_results(frame)
-    datasets, metrics = frame["dataset"].n_unique(), frame["metric"].n_unique()
-    return frame.with_columns(
-        pl.Series(
-            "result",
-            [
-                result_label(d, m, datasets, metrics)
-                for d, m in zip(frame["dataset"].to_list(), frame["metric"].to_list(), strict=True)
-            ],
-            dtype=pl.String,
-        )
-    )
+    return with_result_labels(frame)
 
 
 def task_points(db: Path, task: str, dataset: str, metric: str) -> pl.DataFrame:
@@ -1780,17 +1759,7 @@ def task_prediction(db: Path, task: str) -> pl.DataFrame:
     if long.is_empty():
         return pl.DataFrame(schema={"result": pl.String})
     long = sort_results(long)
-    datasets, metrics = long["dataset"].n_unique(), long["metric"].n_unique()
-    long = long.with_columns(
-        pl.Series(
-            "result",
-            [
-                result_label(d, m, datasets, metrics)
-                for d, m in zip(long["dataset"].to_list(), long["metric"].to_list(), strict=True)
-            ],
-            dtype=pl.String,
-        )
-    )
+    long = with_result_labels(long)
     wide = long.filter(pl.col("method") != "mean").pivot(
         on="method", index=["result", "dataset", "metric", "n_models"], values="skill"
     )
