@@ -111,16 +111,22 @@ def build_module(spec: str) -> nn.Module:
             ) from None
     if prefix == "timm":
         return _build_timm(spec, rest)
+    return module_from_factory(prefix, rest, f"model {spec!r}")
+
+
+def module_from_factory(module_name: str, function: str, what: str) -> nn.Module:
+    """``module:function`` -> the nn.Module the function returns; ``what`` names the option in
+    the one-line errors (shared by `lce extract` models and `lce probe segment` segmenters)."""
     try:
-        module = importlib.import_module(prefix)
+        module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise LceError(f"model {spec!r}: cannot import module {prefix!r}: {exc}") from None
-    factory = getattr(module, rest, None)
+        raise LceError(f"{what}: cannot import module {module_name!r}: {exc}") from None
+    factory = getattr(module, function, None)
     if not callable(factory):
-        raise LceError(f"model {spec!r}: {prefix} has no function {rest!r}")
+        raise LceError(f"{what}: {module_name} has no function {function!r}")
     model = factory()
     if not isinstance(model, nn.Module):
-        raise LceError(f"model {spec!r}: {rest}() returned {type(model).__name__}, not nn.Module")
+        raise LceError(f"{what}: {function}() returned {type(model).__name__}, not nn.Module")
     return model
 
 

@@ -39,7 +39,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 (torch's convention)
 
-from extract.models import IMAGENET_MEAN, IMAGENET_STD, load_state_dict_file
+from extract.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_state_dict_file,
+    module_from_factory,
+)
 from extract.probe_write import (
     Label,
     check_sizes,
@@ -129,7 +134,6 @@ class SegmentConfig:
 
 def build_segmenter(spec: str, weights: Path | None, n_classes: int) -> nn.Module:
     """The model a spec names, with its weights loaded, in eval mode."""
-    import importlib
 
     import torchvision
 
@@ -148,16 +152,7 @@ def build_segmenter(spec: str, weights: Path | None, n_classes: int) -> nn.Modul
             arch, weights=None, weights_backbone=None, num_classes=n_classes, aux_loss=aux or None
         )
     else:
-        try:
-            module = importlib.import_module(prefix)
-        except ImportError as exc:
-            raise LceError(f"--segmenter {spec!r}: cannot import {prefix!r}: {exc}") from None
-        factory = getattr(module, rest, None)
-        if not callable(factory):
-            raise LceError(f"--segmenter {spec!r}: {prefix} has no function {rest!r}")
-        model = factory()
-        if not isinstance(model, nn.Module):
-            raise LceError(f"--segmenter {spec!r}: {rest}() returned {type(model).__name__}")
+        model = module_from_factory(prefix, rest, f"--segmenter {spec!r}")
         state = load_state_dict_file(weights) if weights is not None else None
     if state is not None:
         try:
