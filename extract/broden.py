@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lce.errors import LceError
+from base.errors import LceError
 
 FIXED_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
 

@@ -27,6 +27,9 @@ import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from base import __version__
+from base.errors import LceError
+from base.faults import pause_point
 from extract import distributed
 from extract.broden import ImageLabels, Probe, load_image, load_labels, open_probe
 from extract.models import (
@@ -41,9 +44,6 @@ from extract.quantile import TopK, buffer_size, quantile_from_top
 from extract.tally import ActivationStats, ConceptTally, TopImages
 from extract.top_maps import MapRows, TopMaps
 from extract.upsample import upsample
-from lce import __version__
-from lce.errors import LceError
-from lce.faults import pause_point
 from warehouse.lake import (
     Write,
     check_name,

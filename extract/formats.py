@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lce.errors import LceError
+from base.errors import LceError
 
 StateDict = dict[str, torch.Tensor]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lce.errors import LceError
+from base.errors import LceError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from base.errors import LceError
 from extract.probe_write import (
     Label,
     check_numbers,
@@ -49,7 +50,6 @@ from extract.probe_write import (
     resize_nearest,
     write_probe,
 )
-from lce.errors import LceError
 
 FORMATS = ("ade20k", "voc", "coco-panoptic", "masks")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from base.errors import LceError
 from extract.broden import FIXED_COLUMNS
-from lce.errors import LceError
 
 
 @dataclass

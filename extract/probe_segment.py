@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 (torch's convention)
 
+from base.errors import LceError
 from extract.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -57,7 +58,6 @@ from extract.probe_write import (
     write_sample,
     write_tables,
 )
-from lce.errors import LceError
 
 COLOUR_TERMS = (
     "black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown",

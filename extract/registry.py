@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from lce.download import cache_dir, download
-from lce.errors import LceError
+from base.download import cache_dir, download
+from base.errors import LceError
 
 if TYPE_CHECKING:
     from torch import nn

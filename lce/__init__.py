@@ -1,3 +1,5 @@
 """lce: dissect vision models into tables of learned concepts and compare models by them."""
 
-__version__ = "0.1.0"
+from base import __version__
+
+__all__ = ["__version__"]

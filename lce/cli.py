@@ -16,8 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from base.errors import LceError
 from lce import summary
-from lce.errors import LceError
 from warehouse import benchmarks as benchmarks_mod
 from warehouse import build as build_mod
 from warehouse import reference as reference_mod

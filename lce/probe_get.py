@@ -1,6 +1,6 @@
 """``lce probe get``: the official Broden archives, downloaded and unpacked safely.
 
-The download goes through lce.download (resumable, checksummed; MIT publishes no sha256 for the
+The download goes through base.download (resumable, checksummed; MIT publishes no sha256 for the
 archives, so the first complete download's digest is recorded and every later copy must match it).
 Unpacking is refused before anything is written when a member would land outside the target
 (an absolute path, a ``..`` component, a symbolic link) or when the free disk space is smaller
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from base.download import download
+from base.errors import LceError
 from extract.broden import open_probe
-from lce.download import download
-from lce.errors import LceError
 
 
 @dataclass(frozen=True)

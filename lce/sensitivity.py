@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 import yaml
 
-from lce.errors import LceError
+from base.errors import LceError
 from lce.stability import adjusted_rand_index
 from warehouse import build as build_mod
 from warehouse import study

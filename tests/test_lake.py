@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import warehouse.lake
-from lce.errors import LceError
+from base.errors import LceError
 from warehouse.lake import SCHEMAS, ensure_writable, read_table, write_partition
 
 SOURCES_YML = Path(__file__).resolve().parents[1] / "dbt_project/models/staging/_sources.yml"

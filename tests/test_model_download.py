@@ -1,4 +1,4 @@
-"""Checkpoint downloads (lce.download with resume): cached and reused, checksums enforced,
+"""Checkpoint downloads (base.download with resume): cached and reused, checksums enforced,
 broken-off transfers resumed with HTTP Range or restarted, and never a partial file under the
 final name. Served by a local HTTP server on 127.0.0.1."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from base.download import download, recorded_sha256
+from base.errors import LceError
 from extract import registry
-from lce.download import download, recorded_sha256
-from lce.errors import LceError
 from tests.http_fixture import RangeServer, serve
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from base.download import download
+from base.errors import LceError
 from lce.cli import app
-from lce.download import download
-from lce.errors import LceError
 from tests.conftest import EXCLUDED, REFERENCE
 from tests.http_fixture import RangeServer, serve
 from warehouse import reference

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from base.errors import LceError
 from extract import formats, registry
 from extract.models import load_model
-from lce.errors import LceError
 from tests import checkpoint_factory as cf
 from tests.conftest import lce
 from tests.http_fixture import RangeServer, serve

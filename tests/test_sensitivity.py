@@ -14,8 +14,8 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
+from base.errors import LceError
 from lce import sensitivity
-from lce.errors import LceError
 from tests.conftest import lce
 from warehouse import study
 

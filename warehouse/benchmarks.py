@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from lce.errors import LceError
+from base.errors import LceError
 from warehouse.lake import check_name, write_partition
 
 COLUMNS = ("model", "task", "dataset", "metric", "value", "higher_is_better")

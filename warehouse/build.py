@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import yaml
 
-from lce.errors import LceError
+from base.errors import LceError
 from warehouse import dbt_failures
 from warehouse.lake import file_lock, has_data, os_error, reading
 from warehouse.paths import dbt_project_dir

@@ -26,8 +26,8 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lce.errors import LceError
-from lce.faults import kill_point
+from base.errors import LceError
+from base.faults import kill_point
 
 
 def _schema(fields: list[tuple[str, Any]]) -> pa.Schema:
@@ -300,7 +300,7 @@ def _lake_lock(lake: Path, exclusive: bool) -> AbstractContextManager[bool]:
 # leaves either staging without commit.json (rolled back: deleted) or commit.json (rolled
 # forward: every move is idempotent), and the next lce command that touches the lake does that
 # first (`recover`). dbt run by hand refuses a lake with an unfinished commit. The tests kill a
-# real process at each step (lce.faults.kill_point: commit-staged, commit-committed,
+# real process at each step (base.faults.kill_point: commit-staged, commit-committed,
 # commit-applying, commit-applied).
 
 

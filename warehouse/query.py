@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from lce.errors import LceError
+from base.errors import LceError
 
 MARTS = (
     "dim_models",

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from lce.download import download, verify_sha256
-from lce.errors import LceError
+from base.download import download, verify_sha256
+from base.errors import LceError
 from warehouse.lake import Write, commit
 
 SOURCE = "paper-2022"

@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from lce.errors import LceError
+from base.errors import LceError
 from warehouse.query import connect
 
 MAX_ROWS = 1000

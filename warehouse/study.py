@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lce.errors import LceError
+from base.errors import LceError
 from warehouse.lake import read_table
 
 

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lce.errors import LceError
+from base.errors import LceError
 
 CHUNK = 1 << 20
 
