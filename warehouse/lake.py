@@ -324,12 +324,11 @@ def _partitions(lake: Path, table: str) -> list[Path]:
 def commit(
     lake: Path,
     writes: list[Write],
-    drop_tables: tuple[str, ...] = (),
     decide: Callable[[], tuple[str, ...]] | None = None,
 ) -> list[Path]:
-    """Replace the partitions in ``writes`` and drop every other partition of ``drop_tables``,
-    in one all-or-nothing step. ``decide`` runs under the lake's lock, before anything is
-    staged: it may refuse (raise) or name more tables to drop, and what it saw of the lake
+    """Replace the partitions in ``writes`` and drop every other partition of the tables that
+    ``decide`` names, in one all-or-nothing step. ``decide`` runs under the lake's lock, before
+    anything is staged: it may refuse (raise) or name tables to drop, and what it saw of the lake
     still holds when the commit lands (e.g. the study's settings)."""
     data = [(w, conform(w.table, w.data), partition_dir(lake, w.table, w.keys)) for w in writes]
     ensure_writable(lake)
@@ -339,8 +338,7 @@ def commit(
         # folder for a dead one's.
         with _lake_lock(lake, exclusive=True):
             _recover_locked(lake)
-            if decide is not None:
-                drop_tables = (*drop_tables, *decide())
+            drop_tables = decide() if decide is not None else ()
             for w, table, final in data:
                 staged = folder / "new" / final.relative_to(lake)
                 staged.mkdir(parents=True)

@@ -48,12 +48,11 @@ MARTS = (
 
 
 @contextmanager
-def connect(db: Path, external_access: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection with external access off (see the module docstring)."""
     if not Path(db).is_file():
         raise LceError(f"{db}: no published warehouse here (run `lce build` first)")
-    config: dict[str, str | bool | int | float | list[str]] = {
-        "enable_external_access": external_access
-    }
+    config: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
     conn = duckdb.connect(str(db), read_only=True, config=config)
     try:
         yield conn
@@ -65,20 +64,3 @@ def query(db: Path, sql: str, params: Sequence[Any] | None = None) -> pl.DataFra
     """Run one read-only query and return its result as a polars frame."""
     with connect(db) as conn:
         return conn.execute(sql, params or []).pl()
-
-
-def mart(db: Path, name: str) -> pl.DataFrame:
-    """A whole mart by name (only the names in MARTS)."""
-    if name not in MARTS:
-        raise LceError(f"unknown mart {name!r}; expected one of {', '.join(MARTS)}")
-    return query(db, f"select * from {name}")
-
-
-def column_descriptions(db: Path, table: str) -> pl.DataFrame:
-    """The dbt descriptions persisted into the file, per column."""
-    return query(
-        db,
-        "select column_name, data_type, comment from duckdb_columns() "
-        "where table_name = ? order by column_index",
-        [table],
-    )
