@@ -1,63 +1,302 @@
-"""Exact per-unit quantiles from bounded top-k buffers.
+"""Exact per-unit quantiles in bounded memory, whatever the number of values.
 
-numpy.quantile(v, p) with the default 'linear' method reads only the two order statistics around
-position (N-1)*p. For p = 1 - q close to 1 those sit among the largest ceil(q(N-1)) + 2 values,
-so a running top-k buffer per unit gives the exact answer while holding a q fraction of the data.
+numpy.quantile(v, p) with the default 'linear' method reads two order statistics of v, at
+ascending positions ``prev`` and ``prev + 1`` around (N - 1) p, and interpolates. For p = 1 - q
+those are among the largest q N values; at Broden scale on the upsampled basis that is still
+about 4 million values per unit, too many to keep for 2,048 units. So lce never keeps values;
+it counts them, in two rounds over the data:
+
+1. ``ThresholdSelect`` (pass 1, streamed): per unit, a histogram of the values by the top 16 bits
+   of an order-preserving 32-bit key of each float32 (``float_keys``). It also keeps a running
+   *lower bound* L of the threshold: the lower edge of the highest bin at or above which at least
+   k values have been counted (k = N - prev; L only rises). Values at or below L can never be one
+   of the two order statistics, so they are not counted, and the engine uses L to drop cells from
+   its cache and upsampled pixels from the work (a bilinear pixel cannot exceed the largest of its
+   four source cells by more than rounding; extract/upsample.py).
+2. ``ThresholdRefine`` (a pass over the cache): the histogram locates, per unit, the 16-bit bin
+   that holds each order statistic and its rank inside that bin; a second histogram over the
+   low 16 bits of the values in that bin then gives the exact 32-bit key, i.e. the exact float.
+
+Why the counts are exact where they are used: a value above the final bound's bin was above the
+bound of its own moment (the bound only rises), so it was counted; the bins strictly above the
+final bound's bin therefore hold exact counts. Values in the bound's own bin are recounted in the
+refine round against the final bound. An order statistic that is not above L equals L: L is at or
+below it (k values are at or above L) and it is not above L. Both rounds' states are additive
+(sums of counts, max of bounds, min of minima), so shards and resumed runs merge exactly.
+
+Memory: one (units x 65,536) count table (int32 while N < 2^31), 256 MB per 1,024 units,
+independent of N. The float keys treat -0.0 as +0.0 (they compare equal, so masks S > T are the
+same; a threshold numpy would return as -0.0 is returned as +0.0).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
-
-def buffer_size(n_values: int, q: float) -> int:
-    """Values per unit the buffer must keep to answer numpy.quantile(v, 1 - q) exactly."""
-    return max(1, min(n_values, math.ceil(q * (n_values - 1)) + 2))
-
-
-class TopK:
-    """Per-unit running top-k of activation values (float32), mergeable across shards."""
-
-    def __init__(self, n_units: int, k: int, device: torch.device | str = "cpu") -> None:
-        self.k = k
-        self.values = torch.full((n_units, 0), float("-inf"), device=device)
-
-    def update(self, values: torch.Tensor) -> None:
-        """Add a (units, n) block of new values."""
-        merged = torch.cat([self.values, values.to(self.values.dtype)], dim=1)
-        if merged.shape[1] > self.k:
-            merged = torch.topk(merged, self.k, dim=1, sorted=False).values
-        self.values = merged
-
-    def merge(self, other_values: torch.Tensor) -> None:
-        self.update(other_values)
+BINS = 1 << 16  # fine bins: the top 16 bits of the key; the refine round reads the low 16
+COARSE = 1 << 8  # coarse bins (top 8 bits), to find the bound without scanning 65,536 bins
+_CHUNK = 256  # units per step of the end-of-round scans (bounds their temporaries)
 
 
-def quantile_from_top(top: np.ndarray, n_values: int, p: float) -> np.ndarray:
-    """numpy.quantile(all_values, p) per row, given each row's largest values (any order).
+# ---------------------------------------------------------------- keys
 
-    Mirrors numpy's linear method step by step, in the values' own dtype (numpy.quantile of a
-    float32 array with a Python-float p computes its lerp in float32), so the result is the same
-    number numpy returns, not merely close to it.
-    """
-    top = np.sort(np.asarray(top), axis=1)  # ascending
-    k = top.shape[1]
+
+def float_keys(values: torch.Tensor) -> torch.Tensor:
+    """int64 keys in [0, 2^32) that sort as the float32 values do (-0.0 taken as +0.0)."""
+    bits = (values.float() + 0.0).view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    return torch.where(bits >= 1 << 31, 0xFFFFFFFF - bits, bits + (1 << 31))
+
+
+def key_floats(keys: torch.Tensor) -> torch.Tensor:
+    """The float32 values of ``float_keys`` keys (its inverse)."""
+    keys = keys.to(torch.int64)
+    bits = torch.where(keys >= 1 << 31, keys - (1 << 31), 0xFFFFFFFF - keys)
+    bits = torch.where(bits >= 1 << 31, bits - (1 << 32), bits)  # as signed int32
+    return bits.to(torch.int32).view(torch.float32)
+
+
+def bin_edges(bins: torch.Tensor) -> torch.Tensor:
+    """The smallest float32 of each fine bin (its lower edge)."""
+    return key_floats(bins.to(torch.int64) << 16)
+
+
+# ---------------------------------------------------------------- numpy's linear method
+
+
+def order_positions(n_values: int, p: float) -> tuple[int, int, float]:
+    """(prev, next, gamma) of numpy.quantile(v, p, method='linear') for len(v) = n_values:
+    the ascending positions of the two order statistics it reads and the weight of the second."""
     virtual = (n_values - 1) * np.float64(p)
     prev = math.floor(virtual)
     nxt = prev + 1
     if virtual >= n_values - 1:
         prev = nxt = n_values - 1
-    gamma = float(virtual - math.floor(virtual))
-    # ascending position i of the full array is position i - (N - k) of the ascending top-k
-    offset = n_values - k
-    if prev - offset < 0:
-        raise ValueError(f"top-k buffer of {k} values is too small for N={n_values}, p={p}")
-    a = top[:, prev - offset]
-    b = top[:, nxt - offset]
+    return prev, nxt, float(virtual - math.floor(virtual))
+
+
+def lerp(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+    """numpy's interpolation between the order statistics ``a`` (lower) and ``b``, in their own
+    dtype (numpy.quantile of float32 with a Python-float p computes it in float32), so the
+    result is the number numpy returns, not merely close to it."""
+    a, b = np.asarray(a), np.asarray(b)
     diff = b - a
     if gamma >= 0.5:
         return np.asarray(b - diff * (1 - gamma))
     return np.asarray(a + diff * gamma)
+
+
+def needed(n_values: int, p: float) -> int:
+    """How many of the largest values reach down to the lower order statistic: the bound may
+    rise to the k-th largest value seen for this k. It never decreases as n_values falls (an
+    image skipped in pass 1 only lowers it), so a bound made for the planned count holds."""
+    prev, _, _ = order_positions(n_values, p)
+    return n_values - prev
+
+
+def suffix_counts(hist: torch.Tensor) -> torch.Tensor:
+    """(rows, bins + 1) int64: entry b is the number counted in bins b and above; last is 0."""
+    flipped = hist.to(torch.int64).flip(1).cumsum(1).flip(1)
+    return torch.cat([flipped, torch.zeros_like(flipped[:, :1])], dim=1)
+
+
+def last_at_least(suffix: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Per row, the highest bin b with suffix[b] >= k (-1 where none): suffix counts never rise
+    with b, so that is the number of such bins minus one."""
+    return (suffix[:, :-1] >= k.view(-1, 1)).sum(1) - 1
+
+
+# ---------------------------------------------------------------- round 1
+
+
+class ThresholdSelect:
+    """Round 1: per-unit bin counts of the values above a rising lower bound of the threshold.
+
+    ``update(units, values)`` takes candidate values (any order) with the unit of each; only
+    those above the unit's bound count. ``refresh()`` raises the bounds from the counts.
+    """
+
+    def __init__(
+        self, n_units: int, n_values: int, p: float, device: torch.device | str = "cpu"
+    ) -> None:
+        self.device = torch.device(device)
+        self.n_units, self.n_values, self.p = n_units, n_values, p
+        self.k = needed(n_values, p)
+        dtype = torch.int32 if n_values < 2**31 else torch.int64
+        self.fine = torch.zeros((n_units, BINS), dtype=dtype, device=self.device)
+        self.coarse = torch.zeros((n_units, COARSE), dtype=torch.int64, device=self.device)
+        self.bounds = torch.full((n_units,), float("-inf"), device=self.device)
+
+    def candidates(self, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(units, values) of a (units, n) block of values above the bounds."""
+        units, cols = torch.nonzero(block > self.bounds.view(-1, 1), as_tuple=True)
+        return units, block[units, cols]
+
+    def update(self, units: torch.Tensor, values: torch.Tensor) -> None:
+        keep = values > self.bounds[units]
+        units, keys = units[keep], float_keys(values[keep])
+        fine = units * BINS + (keys >> 16)
+        self.fine.view(-1).index_add_(0, fine, torch.ones_like(fine, dtype=self.fine.dtype))
+        coarse = units * COARSE + (keys >> 24)
+        self.coarse.view(-1).index_add_(0, coarse, torch.ones_like(coarse))
+
+    def refresh(self) -> None:
+        """Raise each bound to the lower edge of the highest fine bin at or above which k
+        values are counted (coarse bins first, then the 256 fine bins of one coarse bin)."""
+        k = torch.full((self.n_units,), self.k, device=self.device, dtype=torch.int64)
+        coarse = suffix_counts(self.coarse)
+        c = last_at_least(coarse, k)
+        ready = c >= 0
+        if not bool(ready.any()):
+            return
+        c = c.clamp(min=0)
+        above = coarse.gather(1, (c + 1).view(-1, 1)).view(-1)
+        start = (c * COARSE).view(-1, 1) + torch.arange(COARSE, device=self.device)
+        inner = suffix_counts(self.fine.gather(1, start))[:, :-1] + above.view(-1, 1)
+        f = (inner >= k.view(-1, 1)).sum(1) - 1
+        edge = bin_edges(c * COARSE + f.clamp(min=0))
+        self.bounds = torch.where(ready, torch.maximum(self.bounds, edge), self.bounds)
+
+    def merge(self, other: ThresholdSelect) -> None:
+        """Counts add (each shard counted distinct values) and the bound is the higher one: the
+        bins above it hold exact counts in both shards, so in their sum."""
+        self.fine += other.fine.to(self.device, self.fine.dtype)
+        self.coarse += other.coarse.to(self.device)
+        self.bounds = torch.maximum(self.bounds, other.bounds.to(self.device))
+        self.refresh()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counts at and above each unit's bound only (what the bound and the final
+        answer can still read), as sparse (unit, bin, count) triples: a checkpoint stays small."""
+        units, bins, counts = [], [], []
+        lowest = float_keys(self.bounds) >> 16
+        for lo in range(0, self.n_units, _CHUNK):
+            rows = self.fine[lo : lo + _CHUNK]
+            floor = lowest[lo : lo + _CHUNK].view(-1, 1)
+            u, b = torch.nonzero(
+                (rows > 0) & (torch.arange(BINS, device=self.device) >= floor), as_tuple=True
+            )
+            units.append((u + lo).to(torch.int32).cpu())
+            bins.append(b.to(torch.int32).cpu())
+            counts.append(rows[u, b].to(torch.int64).cpu())
+        return {
+            "n_units": self.n_units, "n_values": self.n_values, "p": self.p,
+            "bounds": self.bounds.cpu(), "units": torch.cat(units), "bins": torch.cat(bins),
+            "counts": torch.cat(counts),
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = getattr(self, "device", torch.device("cpu"))
+        self.__init__(state["n_units"], state["n_values"], state["p"], device)  # type: ignore[misc]
+        units, bins = state["units"].to(self.device).long(), state["bins"].to(self.device).long()
+        counts = state["counts"].to(self.device)
+        self.fine.view(-1).index_put_((units * BINS + bins,), counts.to(self.fine.dtype))
+        self.coarse.view(-1).index_add_(0, units * COARSE + (bins >> 8), counts)
+        self.bounds = state["bounds"].to(self.device)
+
+    def refine(self, n_values: int) -> ThresholdRefine:
+        """Round 2's targets, for the number of values actually seen (``n_values``)."""
+        return ThresholdRefine.from_select(self, n_values)
+
+
+# ---------------------------------------------------------------- round 2
+
+
+class ThresholdRefine:
+    """Round 2: per unit, the bin of each order statistic and its rank there; counts of the low
+    16 bits of the values in the lower one's bin, and the smallest value of the upper one's bin
+    when the two differ (then it is the smallest value there: the lower one is in a lower bin).
+    """
+
+    def __init__(
+        self, n_units: int, device: torch.device | str = "cpu", wide: bool = False
+    ) -> None:
+        self.device = torch.device(device)
+        self.n_units, self.wide = n_units, wide
+        zeros = torch.zeros(n_units, dtype=torch.int64, device=self.device)
+        self.bounds = torch.full((n_units,), float("-inf"), device=self.device)
+        self.gamma = 0.0
+        self.bin_lo, self.rank_lo, self.bin_hi, self.rank_hi = zeros, zeros, zeros, zeros
+        dtype = torch.int64 if wide else torch.int32
+        self.low = torch.zeros((n_units, BINS), dtype=dtype, device=self.device)
+        self.minimum = torch.full((n_units,), float("inf"), device=self.device)
+
+    @classmethod
+    def from_select(cls, select: ThresholdSelect, n_values: int) -> ThresholdRefine:
+        prev, nxt, gamma = order_positions(n_values, select.p)
+        out = cls(select.n_units, select.device, wide=n_values >= 2**31)
+        out.bounds, out.gamma = select.bounds.clone(), gamma
+        floor = float_keys(select.bounds) >> 16
+        parts: dict[str, list[torch.Tensor]] = {"bl": [], "rl": [], "bh": [], "rh": []}
+        for lo in range(0, select.n_units, _CHUNK):
+            suffix = suffix_counts(select.fine[lo : lo + _CHUNK])
+            for rank, b_key, r_key in (
+                (n_values - 1 - prev, "bl", "rl"),
+                (n_values - 1 - nxt, "bh", "rh"),
+            ):
+                want = torch.full((len(suffix),), rank + 1, dtype=torch.int64, device=out.device)
+                where = torch.maximum(last_at_least(suffix, want), floor[lo : lo + _CHUNK])
+                parts[b_key].append(where)
+                parts[r_key].append(rank - suffix.gather(1, (where + 1).view(-1, 1)).view(-1))
+        out.bin_lo, out.rank_lo = torch.cat(parts["bl"]), torch.cat(parts["rl"])
+        out.bin_hi, out.rank_hi = torch.cat(parts["bh"]), torch.cat(parts["rh"])
+        return out
+
+    def candidates(self, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        units, cols = torch.nonzero(block > self.bounds.view(-1, 1), as_tuple=True)
+        return units, block[units, cols]
+
+    def update(self, units: torch.Tensor, values: torch.Tensor) -> None:
+        keep = values > self.bounds[units]
+        units, values = units[keep], values[keep]
+        keys = float_keys(values)
+        high = keys >> 16
+        lower = high == self.bin_lo[units]
+        cells = units[lower] * BINS + (keys[lower] & 0xFFFF)
+        self.low.view(-1).index_add_(0, cells, torch.ones_like(cells, dtype=self.low.dtype))
+        upper = (high == self.bin_hi[units]) & (self.bin_hi[units] != self.bin_lo[units])
+        self.minimum.scatter_reduce_(0, units[upper], values[upper].float(), "amin")
+
+    def merge(self, other: ThresholdRefine) -> None:
+        self.low += other.low.to(self.device, self.low.dtype)
+        self.minimum = torch.minimum(self.minimum, other.minimum.to(self.device))
+
+    def state_dict(self) -> dict[str, Any]:
+        units, cells = torch.nonzero(self.low, as_tuple=True)
+        return {
+            "n_units": self.n_units, "wide": self.wide, "gamma": self.gamma,
+            "bounds": self.bounds.cpu(),
+            "bin_lo": self.bin_lo.cpu(), "rank_lo": self.rank_lo.cpu(),
+            "bin_hi": self.bin_hi.cpu(), "rank_hi": self.rank_hi.cpu(),
+            "units": units.cpu(), "cells": cells.cpu(), "counts": self.low[units, cells].cpu(),
+            "minimum": self.minimum.cpu(),
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = getattr(self, "device", torch.device("cpu"))
+        self.__init__(state["n_units"], device, state["wide"])  # type: ignore[misc]
+        self.gamma = state["gamma"]
+        for name in ("bounds", "bin_lo", "rank_lo", "bin_hi", "rank_hi", "minimum"):
+            setattr(self, name, state[name].to(self.device))
+        cells = state["units"].to(self.device) * BINS + state["cells"].to(self.device)
+        self.low.view(-1).index_put_((cells,), state["counts"].to(self.device, self.low.dtype))
+
+    def thresholds(self) -> np.ndarray:
+        """The exact numpy.quantile per unit (float32)."""
+        lower = self._value(self.rank_lo)
+        same = self.bin_hi == self.bin_lo
+        upper = torch.where(same, self._value(self.rank_hi), self.minimum)
+        return lerp(lower.cpu().numpy(), upper.cpu().numpy(), self.gamma).astype(np.float32)
+
+    def _value(self, rank: torch.Tensor) -> torch.Tensor:
+        """The value of the given rank (from the top) inside each unit's lower bin: found by
+        the low-16-bit counts, or the bound itself where fewer values lie above it."""
+        low = torch.cat([
+            last_at_least(suffix_counts(self.low[lo : lo + _CHUNK]), rank[lo : lo + _CHUNK] + 1)
+            for lo in range(0, self.n_units, _CHUNK)
+        ])  # fmt: skip
+        found = key_floats((self.bin_lo << 16) | low.clamp(min=0))
+        return torch.where(low >= 0, found, self.bounds)

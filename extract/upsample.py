@@ -83,16 +83,18 @@ def _dense_counts(
     return units, counts.round_().to(torch.int64)
 
 
-def _strip_counts(
-    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], onehot: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _strips(
+    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The strips around hot cell rows: (unit, start, upsampled (M, 3f, sw), owned (M, 3f) 0/1
+    rows), sorted by start; None when no unit has a hot cell."""
     c, h, w = act.shape
     sh, sw = size
     f = sh // h
     hot_rows = hot_cells(act, thresholds).any(dim=2)  # (C, h)
     unit, row = torch.nonzero(hot_rows, as_tuple=True)
     if unit.numel() == 0:
-        return unit, torch.zeros((0, onehot.shape[1]), dtype=torch.int64)
+        return None
     # strip a covers cell rows a..a+2; a hot cell row i affects pixel rows upsampled from rows
     # (i-1, i) and (i, i+1), which strip clamp(i-1) holds exactly. Windows sorted by strip first.
     need = torch.zeros((h - 2, c), dtype=torch.bool)
@@ -100,9 +102,22 @@ def _strip_counts(
     start, unit = torch.nonzero(need, as_tuple=True)
     strips = act.unfold(1, 3, 1)[unit, start].transpose(1, 2)  # (M, 3, w)
     up = upsample(strips.unsqueeze(0), (3 * f, sw))[0]
+    return unit, start, up, _owned_rows(need, start, unit, h, f)
+
+
+def _strip_counts(
+    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], onehot: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    h, sw, f = act.shape[1], size[1], size[0] // act.shape[1]
+    found = _strips(act, thresholds, size)
+    if found is None:
+        return torch.zeros(0, dtype=torch.int64), torch.zeros(
+            (0, onehot.shape[1]), dtype=torch.int64
+        )
+    unit, start, up, owned = found
     masks = torch.empty_like(up)
     torch.gt(up, thresholds[unit].view(-1, 1, 1), out=masks)
-    masks.mul_(_owned_rows(need, start, unit, h, f).unsqueeze(2))
+    masks.mul_(owned.unsqueeze(2))
     counts = torch.empty((unit.numel(), onehot.shape[1]), dtype=torch.float32)
     bounds = torch.searchsorted(start, torch.arange(h - 1)).tolist()
     for a in range(h - 2):
@@ -114,6 +129,36 @@ def _strip_counts(
     total = torch.zeros((units.numel(), onehot.shape[1]), dtype=torch.float32)
     total.index_add_(0, inverse, counts)
     return units, total.round_().to(torch.int64)
+
+
+def pixels_above(
+    act: torch.Tensor, bounds: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(units, values): every upsampled pixel of one image's (C, h, w) map that is above its
+    unit's bound, with its unit, bit for bit as the whole map's upsampling gives it. Pixels next
+    to no hot cell are never computed: they cannot be above the bound (they can equal a bound of
+    exactly 0, which callers count as not above). This is how pass 1 and the threshold round
+    see the upsampled basis without upsampling every unit of every image."""
+    c, h, w = act.shape
+    plan = upsampling_plan(c, h, w, size[0], size[1], str(act.device))
+    if plan == "strips":
+        found = _strips(act, bounds, size)
+        if found is None:
+            return torch.zeros(0, dtype=torch.int64), torch.zeros(0)
+        unit, _, up, owned = found
+        above = (up > bounds[unit].view(-1, 1, 1)) & (owned.unsqueeze(2) > 0)
+        window, row, col = torch.nonzero(above, as_tuple=True)
+        return unit[window], up[window, row, col]
+    units = torch.nonzero(hot_cells(act, bounds).flatten(1).any(dim=1)).flatten()
+    if units.numel() == 0:
+        return units, torch.zeros(0, device=act.device)
+    if plan == "whole":
+        up = upsample(act.unsqueeze(0), size)[0][units]
+    else:
+        up = upsample(act[units].unsqueeze(0), size)[0]
+    flat = up.reshape(units.numel(), -1)
+    row, col = torch.nonzero(flat > bounds[units].view(-1, 1), as_tuple=True)
+    return units[row], flat[row, col]
 
 
 def _owned_rows(

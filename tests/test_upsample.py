@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from extract.upsample import _dense_counts, label_counts, upsampling_plan
+from extract.upsample import _dense_counts, label_counts, pixels_above, upsampling_plan
 
 
 def reference_counts(
@@ -87,6 +87,26 @@ def test_label_counts_equal_full_upsampling(
         # units left out can not fire anywhere
         left_out = np.setdiff1d(np.arange(act.shape[0]), units.numpy())
         assert not expected[left_out].any()
+
+
+@pytest.mark.parametrize(("h", "w", "size"), SHAPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_pixels_above_equal_full_upsampling(
+    h: int, w: int, size: tuple[int, int], relu: bool
+) -> None:
+    """pixels_above (pass 1 and the threshold round on the upsampled basis) gives exactly the
+    full upsampling's pixels above each bound, values bit for bit, bounds of every kind (an
+    upsampled value, quantiles, 0 on a dead unit, negative, -inf)."""
+    for seed in range(3):
+        act, bounds, _ = random_case(seed, 24, h, w, size, relu)
+        bounds[5] = float("-inf")
+        full = F.interpolate(act[None], size=size, mode="bilinear", align_corners=False)[0]
+        flat = full.reshape(act.shape[0], -1)
+        units, values = pixels_above(act, bounds, size)
+        for u in range(act.shape[0]):
+            want = np.sort(flat[u][flat[u] > bounds[u]].numpy())
+            got = np.sort(values[units == u].numpy())
+            np.testing.assert_array_equal(got, want, err_msg=f"seed {seed} unit {u}")
 
 
 def test_dead_units_are_skipped() -> None:
