@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from base.download import download
+from base.download import cache_dir, download
 from base.errors import LceError
 from lce.cli import app
 from tests.conftest import EXCLUDED, REFERENCE
@@ -328,3 +328,24 @@ def test_reference_load_truncated_download(
     # nothing that could pass for the published file is left in the cache
     assert not any(p.name == TASKS for p in cache.rglob("*"))
     assert not any(p.name.endswith(".partial") for p in cache.rglob("*"))
+
+
+@needs_shared
+def test_reference_load_downloads_into_the_shared_cache_folder(
+    server: RangeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without LCE_CACHE the published files land under $XDG_CACHE_HOME/lce, the folder the
+    model checkpoints use too (base.download.cache_dir)."""
+    for name in (PROFILES, TASKS):
+        server.files[f"/pinned/Data/{name}"] = (SHARED / name).read_bytes()
+    monkeypatch.setenv("LCE_REFERENCE_URL", f"{server.url}/pinned/Data/")
+    monkeypatch.delenv("LCE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    folder = tmp_path / "xdg" / "lce" / "reference" / reference.SOURCE
+    assert cache_dir() / "reference" / reference.SOURCE == folder
+
+    result = CliRunner().invoke(app, ["reference", "load", "--lake", str(tmp_path / "lake")])
+    assert result.exit_code == 0, result.output
+    assert f"downloading the published files to {folder}" in result.output
+    for name in (PROFILES, TASKS):
+        assert (folder / name).read_bytes() == (SHARED / name).read_bytes()

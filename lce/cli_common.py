@@ -1,0 +1,77 @@
+"""What every `lce` command shares: the consoles, the --lake/--db options, one-line errors and
+printing that treats names and cells as data (never rich markup)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from base.errors import LceError
+
+console = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+LakeOpt = Annotated[
+    Path | None, typer.Option("--lake", help="Lake folder \\[default: $LCE_HOME/lake].")
+]
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", help="Published DuckDB file \\[default: $LCE_HOME/lce.duckdb]."),
+]
+
+
+def error_line(message: str) -> None:
+    """One line on stderr; the message is data (a model named "[/x]" is printed as typed)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def friendly(func: F) -> F:
+    """Turn an LceError into one line on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LceError as exc:
+            error_line(str(exc))
+            raise typer.Exit(1) from None
+        except OSError as exc:  # full disk, read-only folder, name too long, permission ...
+            where = exc.filename if exc.filename is not None else ""
+            error_line(f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            error_line("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def say(text: str) -> None:
+    """A plain line on stdout: what it holds (names, paths) is data, never rich markup."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_frame(frame: pl.DataFrame, title: str | None) -> None:
+    """A frame as a table; cells and headers are Text, so "[/x]" in a name prints as typed."""
+    table = Table(title=title, title_justify="left")
+    for name in frame.columns:
+        table.add_column(Text(name))
+    for row in frame.iter_rows():
+        table.add_row(*[Text(_fmt(v)) for v in row])
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.3f}"
+    return "" if value is None else str(value)
