@@ -56,6 +56,17 @@ def _rows(path: Path, problems: list[str]) -> list[dict[str, str]] | None:
         return None
 
 
+@dataclass
+class _Tally:
+    """What the index rows add up to, per size and per category."""
+
+    image_sizes: Counter[str] = field(default_factory=Counter)
+    label_sizes: Counter[str] = field(default_factory=Counter)
+    annotated: Counter[str] = field(default_factory=Counter)
+    pixels: Counter[str] = field(default_factory=Counter)
+    image_level: Counter[str] = field(default_factory=Counter)
+
+
 def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
     """Count and check everything; LceError only when ``root`` is no folder at all."""
     root = Path(root)
@@ -66,6 +77,37 @@ def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
     categories = [r.get("name", "") for r in category_rows]
     label_rows = _rows(root / "label.csv", problems) or []
     index_rows = _rows(root / "index.csv", problems) or []
+    known = _known_labels(label_rows, problems)
+    concepts, present = _check_tables(root, categories, index_rows, problems)
+    tally = _Tally()
+    for line, row in enumerate(index_rows, start=2):
+        _check_row(root / "images", line, row, present, known, tally, problems)
+    n = len(index_rows)
+    if len(problems) > max_problems:
+        problems = [*problems[:max_problems], f"... and {len(problems) - max_problems} more"]
+    return ProbeInfo(
+        path=str(root),
+        images=n,
+        image_sizes=dict(tally.image_sizes),
+        label_sizes=dict(tally.label_sizes),
+        labels=sum(1 for r in label_rows if r.get("number") not in ("0", None)),
+        categories=[
+            CategoryInfo(
+                name=c,
+                concepts=concepts.get(c, 0),
+                images_annotated=tally.annotated[c],
+                image_coverage=tally.annotated[c] / n if n else 0.0,
+                label_pixels=tally.pixels[c],
+                image_labels=tally.image_level[c],
+            )
+            for c in categories
+        ],
+        problems=problems,
+    )
+
+
+def _known_labels(label_rows: list[dict[str, str]], problems: list[str]) -> np.ndarray:
+    """A lookup table over every 16-bit label number: True where label.csv lists it (and 0)."""
     known = np.zeros(65536, dtype=bool)
     known[0] = True
     for i, row in enumerate(label_rows, start=2):
@@ -76,6 +118,14 @@ def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
             continue
         if 0 <= number < 65536:
             known[number] = True
+    return known
+
+
+def _check_tables(
+    root: Path, categories: list[str], index_rows: list[dict[str, str]], problems: list[str]
+) -> tuple[dict[str, int], list[str]]:
+    """Concepts per category (its c_<category>.csv rows) and the categories index.csv has a
+    column for; every disagreement between the csv files is a problem."""
     concepts = {}
     for category in categories:
         rows = _rows(root / f"c_{category}.csv", problems)
@@ -91,73 +141,56 @@ def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
     for category in categories:
         if index_rows and category not in header:
             problems.append(f"index.csv: category {category!r} of category.csv has no column")
+    return concepts, present
 
-    image_sizes: Counter[str] = Counter()
-    label_sizes: Counter[str] = Counter()
-    annotated: Counter[str] = Counter()
-    pixels: Counter[str] = Counter()
-    image_level: Counter[str] = Counter()
-    images = root / "images"
-    for line, row in enumerate(index_rows, start=2):
-        name = row.get("image", "")
-        try:
-            ih, iw, sh, sw = (int(float(row.get(k) or "")) for k in ("ih", "iw", "sh", "sw"))
-        except ValueError:
-            problems.append(f"index.csv: line {line}: ih/iw/sh/sw are not integers")
+
+def _check_row(
+    images: Path,
+    line: int,
+    row: dict[str, str],
+    present: list[str],
+    known: np.ndarray,
+    tally: _Tally,
+    problems: list[str],
+) -> None:
+    """One index.csv row: its sizes, its image, and every label cell of its categories."""
+    name = row.get("image", "")
+    try:
+        ih, iw, sh, sw = (int(float(row.get(k) or "")) for k in ("ih", "iw", "sh", "sw"))
+    except ValueError:
+        problems.append(f"index.csv: line {line}: ih/iw/sh/sw are not integers")
+        return
+    tally.image_sizes[f"{ih}x{iw}"] += 1
+    tally.label_sizes[f"{sh}x{sw}"] += 1
+    shape = _decode_shape(images, name, problems)
+    if shape is not None and shape != (ih, iw):
+        problems.append(f"images/{name}: is {shape[0]}x{shape[1]}, index.csv says {ih}x{iw}")
+    for category in present:
+        cell = (row.get(category) or "").strip()
+        if not cell:
             continue
-        image_sizes[f"{ih}x{iw}"] += 1
-        label_sizes[f"{sh}x{sw}"] += 1
-        shape = _decode_shape(images, name, problems)
-        if shape is not None and shape != (ih, iw):
-            problems.append(f"images/{name}: is {shape[0]}x{shape[1]}, index.csv says {ih}x{iw}")
-        for category in present:
-            cell = (row.get(category) or "").strip()
-            if not cell:
-                continue
-            annotated[category] += 1
-            for token in filter(None, (t.strip() for t in cell.split(";"))):
-                if token.isdigit():
-                    image_level[category] += 1
-                    if int(token) > 65535 or not known[int(token)]:
-                        problems.append(
-                            f"index.csv: line {line}: image-level label {token} not in label.csv"
-                        )
-                    continue
-                numbers = _decode_labels(images, token, problems)
-                if numbers is None:
-                    continue
-                if numbers.shape != (sh, sw):
+        tally.annotated[category] += 1
+        for token in filter(None, (t.strip() for t in cell.split(";"))):
+            if token.isdigit():
+                tally.image_level[category] += 1
+                if int(token) > 65535 or not known[int(token)]:
                     problems.append(
-                        f"images/{token}: label map is {numbers.shape[0]}x{numbers.shape[1]}, "
-                        f"index.csv says {sh}x{sw}"
+                        f"index.csv: line {line}: image-level label {token} not in label.csv"
                     )
-                unknown = np.unique(numbers[~known[numbers]])
-                if unknown.size:
-                    shown = ", ".join(str(int(u)) for u in unknown[:5])
-                    problems.append(f"images/{token}: label number(s) {shown} not in label.csv")
-                pixels[category] += int(np.count_nonzero(numbers))
-    n = len(index_rows)
-    if len(problems) > max_problems:
-        problems = [*problems[:max_problems], f"... and {len(problems) - max_problems} more"]
-    return ProbeInfo(
-        path=str(root),
-        images=n,
-        image_sizes=dict(image_sizes),
-        label_sizes=dict(label_sizes),
-        labels=sum(1 for r in label_rows if r.get("number") not in ("0", None)),
-        categories=[
-            CategoryInfo(
-                name=c,
-                concepts=concepts.get(c, 0),
-                images_annotated=annotated[c],
-                image_coverage=annotated[c] / n if n else 0.0,
-                label_pixels=pixels[c],
-                image_labels=image_level[c],
-            )
-            for c in categories
-        ],
-        problems=problems,
-    )
+                continue
+            numbers = _decode_labels(images, token, problems)
+            if numbers is None:
+                continue
+            if numbers.shape != (sh, sw):
+                problems.append(
+                    f"images/{token}: label map is {numbers.shape[0]}x{numbers.shape[1]}, "
+                    f"index.csv says {sh}x{sw}"
+                )
+            unknown = np.unique(numbers[~known[numbers]])
+            if unknown.size:
+                shown = ", ".join(str(int(u)) for u in unknown[:5])
+                problems.append(f"images/{token}: label number(s) {shown} not in label.csv")
+            tally.pixels[category] += int(np.count_nonzero(numbers))
 
 
 def _decode_shape(images: Path, name: str, problems: list[str]) -> tuple[int, int] | None:
