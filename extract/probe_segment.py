@@ -188,14 +188,21 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_segment(cfg: SegmentConfig) -> int:
-    """Label every image of ``cfg.images`` with the segmenter; returns the number of images."""
+@dataclass(frozen=True)
+class _Vocabulary:
+    """The classes file as the probe set sees it: segmenter class id -> label number."""
+
+    class_ids: frozenset[int]  # the ids the classes file lists
+    n_channels: int  # the segmenter's output channels (largest id + 1)
+    lookup: np.ndarray  # class id -> probe label number (id + 1), 0 without a category
+    labels: list[Label]
+    categories: list[str]
+    colour_base: int  # label number of the first colour term (with --colour-names)
+
+
+def _vocabulary(cfg: SegmentConfig) -> _Vocabulary:
     from extract.probe_convert import read_classes
 
-    label_size = check_sizes(cfg.size, cfg.label_size)
-    if cfg.batch_size < 1:
-        raise LceError("--batch-size must be at least 1")
-    images = list_images(Path(cfg.images))
     classes = read_classes(Path(cfg.classes), first_id=0, allow_ignored=True)
     by_id = {lab.number: lab for lab in classes}
     n_channels = max(by_id) + 1
@@ -214,13 +221,20 @@ def run_segment(cfg: SegmentConfig) -> int:
         labels += [Label(colour_base + i, t, "color") for i, t in enumerate(COLOUR_TERMS)]
     if colour_base + len(COLOUR_TERMS) > 65535:
         raise LceError(f"{cfg.classes}: class ids too large for 16-bit label numbers")
-    model = build_segmenter(cfg.segmenter, cfg.weights, n_channels)
+    return _Vocabulary(frozenset(by_id), n_channels, lookup, labels, categories, colour_base)
+
+
+def run_segment(cfg: SegmentConfig) -> int:
+    """Label every image of ``cfg.images`` with the segmenter; returns the number of images."""
+    label_size = check_sizes(cfg.size, cfg.label_size)
+    if cfg.batch_size < 1:
+        raise LceError("--batch-size must be at least 1")
+    images = list_images(Path(cfg.images))
+    vocab = _vocabulary(cfg)
+    model = build_segmenter(cfg.segmenter, cfg.weights, vocab.n_channels)
     device = _device(cfg.device)
     model.to(device)
     settings = _settings(cfg, images, label_size)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-
     out = Path(cfg.out)
     previous = stage_path(out) / "segment.json"
     if stage_path(out).is_dir() and not previous.is_file():
@@ -243,52 +257,79 @@ def run_segment(cfg: SegmentConfig) -> int:
             cfg.progress(done, len(images))
         for start in range(done, len(images), cfg.batch_size):
             batch = images[start : start + cfg.batch_size]
-            pixels = [resize_image(read_rgb(p), cfg.size) for p in batch]
-            x = torch.from_numpy(np.stack(pixels)).to(device).permute(0, 3, 1, 2).float() / 255.0
-            with torch.no_grad():
-                scores = model((x - mean) / std)
-            if isinstance(scores, dict):
-                scores = scores["out"]
-            if not isinstance(scores, torch.Tensor) or scores.ndim != 4:
-                raise LceError(f"--segmenter {cfg.segmenter}: expected (B, C, h, w) class scores")
-            if scores.shape[1] != n_channels:
-                raise LceError(
-                    f"{cfg.classes}: lists class ids up to {n_channels - 1}, the segmenter "
-                    f"outputs {scores.shape[1]} classes (ids 0..{scores.shape[1] - 1})"
-                )
-            if scores.shape[-2:] != (label_size, label_size):
-                scores = F.interpolate(
-                    scores.float(), size=(label_size, label_size), mode="bilinear",
-                    align_corners=False,
-                )  # fmt: skip
-            ids = scores.argmax(dim=1).cpu().numpy()
-            unlisted = sorted(set(np.unique(ids).tolist()) - set(by_id))
-            if unlisted:
-                raise LceError(
-                    f"{cfg.classes}: class id(s) {unlisted[:5]} (segmenter output) not listed"
-                )
-            new_rows = []
-            for path, image, k in zip(batch, pixels, ids, strict=True):
-                numbers = lookup[k]
-                layers = {
-                    c: [np.where(_in(numbers, labels, c), numbers, 0)]
-                    for c in categories
-                    if c != "color"
-                }
-                if cfg.colour:
-                    names = resize_nearest(colour_names(image), label_size)
-                    layers["color"] = [names + colour_base]
-                name = "__".join(path.relative_to(cfg.images).with_suffix("").parts)
-                new_rows.append(write_sample(stage, name, image, layers, label_size))
+            new_rows = _segment_batch(cfg, model, device, vocab, label_size, batch, stage)
             with rows_path.open("a") as fh:
                 fh.write("".join(json.dumps(r) + "\n" for r in new_rows))
             rows += new_rows
             if cfg.progress:
                 cfg.progress(len(rows), len(images))
-        write_tables(stage, categories, labels, rows)
+        write_tables(stage, vocab.categories, vocab.labels, rows)
         state_path.unlink()
         rows_path.unlink()
     return len(rows)
+
+
+def _segment_batch(
+    cfg: SegmentConfig,
+    model: nn.Module,
+    device: torch.device,
+    vocab: _Vocabulary,
+    label_size: int,
+    batch: list[Path],
+    stage: Path,
+) -> list[dict]:
+    """Segment one batch of images and write their samples into ``stage``; their index rows."""
+    pixels = [resize_image(read_rgb(p), cfg.size) for p in batch]
+    ids = _class_ids(cfg, model, device, vocab, label_size, np.stack(pixels))
+    new_rows = []
+    for path, image, k in zip(batch, pixels, ids, strict=True):
+        numbers = vocab.lookup[k]
+        layers = {
+            c: [np.where(_in(numbers, vocab.labels, c), numbers, 0)]
+            for c in vocab.categories
+            if c != "color"
+        }
+        if cfg.colour:
+            names = resize_nearest(colour_names(image), label_size)
+            layers["color"] = [names + vocab.colour_base]
+        name = "__".join(path.relative_to(cfg.images).with_suffix("").parts)
+        new_rows.append(write_sample(stage, name, image, layers, label_size))
+    return new_rows
+
+
+def _class_ids(
+    cfg: SegmentConfig,
+    model: nn.Module,
+    device: torch.device,
+    vocab: _Vocabulary,
+    label_size: int,
+    pixels: np.ndarray,
+) -> np.ndarray:
+    """The arg-max class id of every label pixel, (B, label_size, label_size); one-line errors
+    for a segmenter whose output does not fit the classes file."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        scores = model((x - mean) / std)
+    if isinstance(scores, dict):
+        scores = scores["out"]
+    if not isinstance(scores, torch.Tensor) or scores.ndim != 4:
+        raise LceError(f"--segmenter {cfg.segmenter}: expected (B, C, h, w) class scores")
+    if scores.shape[1] != vocab.n_channels:
+        raise LceError(
+            f"{cfg.classes}: lists class ids up to {vocab.n_channels - 1}, the segmenter "
+            f"outputs {scores.shape[1]} classes (ids 0..{scores.shape[1] - 1})"
+        )
+    if scores.shape[-2:] != (label_size, label_size):
+        scores = F.interpolate(
+            scores.float(), size=(label_size, label_size), mode="bilinear", align_corners=False
+        )
+    ids = scores.argmax(dim=1).cpu().numpy()
+    unlisted = sorted(set(np.unique(ids).tolist()) - vocab.class_ids)
+    if unlisted:
+        raise LceError(f"{cfg.classes}: class id(s) {unlisted[:5]} (segmenter output) not listed")
+    return ids
 
 
 def _in(numbers: np.ndarray, labels: list[Label], category: str) -> np.ndarray:
