@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lce import explore, ui
+from lce import ui
+from lce.explore.compare import (
+    WEIGHT_DEFINITION,
+    compare_profiles,
+    compare_tasks,
+    model_distance,
+    profile_difference_figure,
+    profiled_models,
+)
+from lce.explore.names import PART_SUFFIXES, task_title, with_concept_labels
 
 db = ui.require_db()
 st.title("Compare two models")
@@ -12,7 +21,7 @@ st.markdown(
     "Two models side by side: which concepts their units detect (shared or only in one) and "
     "which of them does better on each downstream task."
 )
-models = ui.load(explore.profiled_models, db)
+models = ui.load(profiled_models, db)
 if len(models) < 2:
     ui.stop("Comparing needs at least two dissected models.")
 
@@ -23,8 +32,8 @@ if a == b:
     ui.stop("Choose two different models.")
 
 # 'food (material)' in the chart and the tables alike, wherever a name has two categories
-profiles = explore.with_concept_labels(ui.load(explore.compare_profiles, db, a, b))
-distance = ui.load(explore.model_distance, db, a, b)
+profiles = with_concept_labels(ui.load(compare_profiles, db, a, b))
+distance = ui.load(model_distance, db, a, b)
 status = profiles["status"].to_list()
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("cosine distance", "n/a" if distance is None else f"{distance:.3f}")
@@ -43,8 +52,8 @@ else:
             "Concepts shown (largest difference first)", 5, profiles.height,
             min(30, profiles.height), key="cmp_top",
         )  # fmt: skip
-    st.caption(explore.WEIGHT_DEFINITION + " " + explore.PART_SUFFIXES)
-    ui.plotly_chart(explore.profile_difference_figure(profiles, a, b, int(top)))
+    st.caption(WEIGHT_DEFINITION + " " + PART_SUFFIXES)
+    ui.plotly_chart(profile_difference_figure(profiles, a, b, int(top)))
     names = {"shared": "shared", "only A": f"only in {a}", "only B": f"only in {b}"}
     for tab, key in zip(st.tabs(list(names.values())), names, strict=True):
         with tab:
@@ -62,7 +71,7 @@ else:
             )
 
 st.subheader("Task results")
-tasks = ui.load(explore.compare_tasks, db, a, b)
+tasks = ui.load(compare_tasks, db, a, b)
 if tasks.is_empty():
     st.info(
         f"No task results for {a} or {b}. Add results with `lce benchmarks add FILE`, then "
@@ -79,7 +88,7 @@ else:
     st.dataframe(
         tasks.rename({"value_a": a, "value_b": b}).with_columns(
             tasks["better"].replace({"A": a, "B": b}),
-            tasks["task"].map_elements(explore.task_title, return_dtype=tasks["task"].dtype),
+            tasks["task"].map_elements(task_title, return_dtype=tasks["task"].dtype),
         ),
         hide_index=True,
     )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lce import explore, ui
+from lce import ui
+from lce.explore.components import (
+    category_correlation_figure,
+    category_count_correlations,
+    loadings,
+    loadings_figure,
+)
+from lce.explore.names import PART_SUFFIXES, component_label
 
 db = ui.require_db()
 st.title("Components")
@@ -13,7 +20,7 @@ st.markdown(
     "weight in the component (its coefficient in the PCA direction), so concepts with large "
     "loadings of the same sign move a model along the component together."
 )
-st.caption(explore.PART_SUFFIXES)
+st.caption(PART_SUFFIXES)
 evr = ui.evr_by_component(db)
 if not evr:
     ui.stop("The warehouse has no LCE components: fewer than two embedded models, or profiles "
@@ -23,9 +30,9 @@ components = sorted(evr)
 left, right = st.columns([1, 2])
 component = left.selectbox(
     "Component", components, key="comp_component",
-    format_func=lambda c: explore.component_label(c, evr.get(c)),
+    format_func=lambda c: component_label(c, evr.get(c)),
 )  # fmt: skip
-total = ui.load(explore.loadings, db, component, None).height
+total = ui.load(loadings, db, component, None).height
 if total == 0:
     ui.stop(f"PC{component} has no loadings.")
 top = total
@@ -33,8 +40,8 @@ if total > 10:
     top = right.slider(
         "Concepts shown (largest |loading| first)", 10, total, min(40, total), key="comp_top"
     )
-frame = ui.load(explore.loadings, db, component, int(top))
-ui.plotly_chart(explore.loadings_figure(frame, component, evr.get(component)))
+frame = ui.load(loadings, db, component, int(top))
+ui.plotly_chart(loadings_figure(frame, component, evr.get(component)))
 
 st.subheader("Components and concept counts")
 st.caption(
@@ -44,11 +51,11 @@ st.caption(
     "correlation that survives the Benjamini-Hochberg correction (q below the build's "
     "q_threshold); the table adds each category's share of the units."
 )
-correlations = ui.load(explore.category_count_correlations, db)
+correlations = ui.load(category_count_correlations, db)
 if correlations.is_empty():
     st.info("No concept counts to correlate.")
 else:
-    ui.plotly_chart(explore.category_correlation_figure(correlations))
+    ui.plotly_chart(category_correlation_figure(correlations))
     with st.expander("As a table"):
         st.dataframe(
             correlations,

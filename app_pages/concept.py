@@ -6,7 +6,11 @@ import os
 
 import streamlit as st
 
-from lce import explore, ui
+from lce import ui
+from lce.explore.compare import profiled_models
+from lce.explore.concept import concept_models, concept_share_figure, interpretable_concepts
+from lce.explore.images import TILE_IMAGE_PX, default_probe_dir, probe_dir_problem, run_probe_dir
+from lce.explore.names import PART_SUFFIXES
 
 db = ui.require_db()
 st.title("Concept")
@@ -15,8 +19,8 @@ st.markdown(
     "layer), how many and their best IoU, the share of each model's units it takes, and the "
     "best unit's top images side by side."
 )
-st.caption(explore.PART_SUFFIXES)
-concepts = ui.load(explore.interpretable_concepts, db)
+st.caption(PART_SUFFIXES)
+concepts = ui.load(interpretable_concepts, db)
 if concepts.is_empty():
     ui.stop("No model has interpretable units, so there is no concept to show.")
 
@@ -27,14 +31,14 @@ label = st.selectbox(
     "category in brackets.",
 )  # fmt: skip
 row = concepts.row(labels.index(label), named=True)
-frame = ui.load(explore.concept_models, db, row["concept"], row["category"])
-total = ui.load(explore.profiled_models, db)
+frame = ui.load(concept_models, db, row["concept"], row["category"])
+total = ui.load(profiled_models, db)
 a, b, c = st.columns(3)
 a.metric("models with such units", f"{frame.height} of {len(total)}")
 b.metric("units", int(frame["n_units"].sum()))
 c.metric("best IoU", f"{max(frame['best_iou'].to_list()):.3f}")
 
-ui.plotly_chart(explore.concept_share_figure(frame, label))
+ui.plotly_chart(concept_share_figure(frame, label))
 st.dataframe(
     frame.drop("model_category"),
     hide_index=True,
@@ -54,8 +58,8 @@ columns = st.columns(min(4, shown.height), border=True)
 notes: set[str] = set()
 for i, model_row in enumerate(shown.iter_rows(named=True)):
     model, layer, unit = model_row["model"], model_row["layer"], int(model_row["best_unit"])
-    probe = explore.default_probe_dir(
-        ui.load(explore.run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
+    probe = default_probe_dir(
+        ui.load(run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
     )
     tiles = ui.unit_tiles(db, probe, model, layer, (unit,))
     with columns[i % len(columns)]:
@@ -65,7 +69,7 @@ for i, model_row in enumerate(shown.iter_rows(named=True)):
             st.image(
                 [t["pixels"] for t in images],
                 caption=[f"#{t['rank']}" for t in images],
-                width=explore.TILE_IMAGE_PX,
+                width=TILE_IMAGE_PX,
             )
             if not all(t["outlined"] for t in images):
                 notes.add("Some images have no outline: their lake predates `unit_top_maps`.")
@@ -73,7 +77,7 @@ for i, model_row in enumerate(shown.iter_rows(named=True)):
             notes.add("Models without images have no top images in the warehouse "
                       "(precomputed labels, such as the paper's data, carry none).")  # fmt: skip
         else:
-            notes.add(explore.probe_dir_problem(probe) or "Top images not in the probe folder.")
+            notes.add(probe_dir_problem(probe) or "Top images not in the probe folder.")
         st.page_link(
             "app_pages/units.py", label="Unit in detail",
             query_params={"model": model, "layer": layer, "unit": str(unit)},

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lce import explore, ui
+from lce import ui
+from lce.explore.embedding import (
+    add_intervals,
+    build_notes,
+    category_stability,
+    coassignment,
+    coassignment_figure,
+    embedding,
+    embedding_figure,
+    embedding_figure_3d,
+    explained_variance,
+    lce_intervals,
+    nearest_models,
+    stability_summary,
+)
+from lce.explore.names import component_label
 
 db = ui.require_db()
 st.title("Embedding")
@@ -12,11 +27,11 @@ st.markdown(
     "Where each model sits in the Learned Concepts Embedding: models close together learned "
     "similar concepts, and the colours are the model categories found by k-means."
 )
-notes = ui.load(explore.build_notes, db)
+notes = ui.load(build_notes, db)
 if not notes.is_empty():
     # What the build could not compute and why (small or degenerate studies), before any stop.
     st.info("\n".join(f"- {message}" for message in notes["message"].to_list()))
-emb = ui.load(explore.embedding, db)
+emb = ui.load(embedding, db)
 if emb.is_empty():
     if not notes.is_empty():
         ui.stop("There is no component to draw (the notes above say why).")
@@ -37,7 +52,7 @@ models = emb["model"].to_list()
 left, middle, right = st.columns(3)
 x = left.selectbox(
     "x axis", components, index=0, key="emb_x",
-    format_func=lambda c: explore.component_label(c, evr.get(c)),
+    format_func=lambda c: component_label(c, evr.get(c)),
 )  # fmt: skip
 # A component against itself is a diagonal line, not a view: y offers the others only.
 y_options = [c for c in components if c != x]
@@ -45,28 +60,28 @@ if st.session_state.get("emb_y") not in y_options:
     st.session_state.pop("emb_y", None)
 y = middle.selectbox(
     "y axis", y_options, index=0, key="emb_y",
-    format_func=lambda c: explore.component_label(c, evr.get(c)),
+    format_func=lambda c: component_label(c, evr.get(c)),
 )  # fmt: skip
 highlight = right.selectbox(
     "Highlight a model", [None, *models], key="emb_highlight",
     format_func=lambda m: "(none)" if m is None else m,
 )  # fmt: skip
 
-intervals = ui.load(explore.lce_intervals, db)
+intervals = ui.load(lce_intervals, db)
 show_intervals = not intervals.is_empty() and st.toggle(
     "Show 95% intervals (unit bootstrap)", key="emb_intervals",
     help="Each model's units resampled with replacement; every resample's scores rotated onto "
     "these by orthogonal Procrustes (fct_lce_intervals).",
 )  # fmt: skip
-figure = explore.embedding_figure(emb, x, y, evr, highlight)
+figure = embedding_figure(emb, x, y, evr, highlight)
 if show_intervals:
-    figure = explore.add_intervals(figure, emb, intervals, x, y)
+    figure = add_intervals(figure, emb, intervals, x, y)
 ui.plotly_chart(figure, width="content")
 
 if highlight is not None:
     st.subheader(f"Nearest models to {highlight}")
     k = st.number_input("How many", min_value=1, max_value=50, value=5, key="emb_k")
-    nearest = ui.load(explore.nearest_models, db, highlight, int(k))
+    nearest = ui.load(nearest_models, db, highlight, int(k))
     st.caption("Cosine distance between concept profiles (every dissected model, embedded or not).")
     st.dataframe(
         nearest,
@@ -74,8 +89,8 @@ if highlight is not None:
         column_config={"cosine_distance": st.column_config.NumberColumn(format="%.3f")},
     )
 
-stable = ui.load(explore.category_stability, db)
-verdict = ui.load(explore.stability_summary, db)
+stable = ui.load(category_stability, db)
+verdict = ui.load(stability_summary, db)
 if not stable.is_empty() and verdict is not None:
     st.subheader("How stable are the categories?")
     st.caption(
@@ -92,15 +107,15 @@ if not stable.is_empty() and verdict is not None:
         hide_index=True,
         column_config={"stability": st.column_config.NumberColumn(format="%.3f")},
     )
-    pairs = ui.load(explore.coassignment, db)
+    pairs = ui.load(coassignment, db)
     right.plotly_chart(
-        explore.coassignment_figure(pairs, stable), width="content", config=ui.figure_config()
+        coassignment_figure(pairs, stable), width="content", config=ui.figure_config()
     )
 
 if len(components) >= 3:
     st.subheader("3-D view")
-    ui.plotly_chart(explore.embedding_figure_3d(emb, evr, highlight))
+    ui.plotly_chart(embedding_figure_3d(emb, evr, highlight))
 
 with st.expander("Scores and explained variance"):
     st.dataframe(emb, hide_index=True)
-    st.dataframe(ui.load(explore.explained_variance, db), hide_index=True)
+    st.dataframe(ui.load(explained_variance, db), hide_index=True)

@@ -7,7 +7,17 @@ import os
 
 import streamlit as st
 
-from lce import explore, ui
+from lce import ui
+from lce.explore.gallery import GALLERY_PAGE_SIZE, gallery_units, unit_tile_caption
+from lce.explore.images import (
+    TILE_IMAGE_PX,
+    default_probe_dir,
+    probe_dir_problem,
+    run_probe_dir,
+    top_maps_count,
+)
+from lce.explore.names import PART_SUFFIXES
+from lce.explore.units import unit_categories, unit_layers
 
 db = ui.require_db()
 st.title("Gallery")
@@ -16,8 +26,8 @@ st.markdown(
     "best, its IoU, and the probe images it fires on most, the pixels where it fires "
     "(its activation upsampled to the label map, above its threshold: S > T) outlined in magenta."
 )
-st.caption(explore.PART_SUFFIXES)
-layers = ui.load(explore.unit_layers, db)
+st.caption(PART_SUFFIXES)
+layers = ui.load(unit_layers, db)
 if layers.is_empty():
     ui.stop("No dissected units in this warehouse: run `lce extract`, then `lce build`.")
 
@@ -27,7 +37,7 @@ model = left.selectbox("Model", models, key="gallery_model")
 layer = right.selectbox(
     "Layer", layers.filter(layers["model"] == model)["layer"].to_list(), key="gallery_layer"
 )
-categories = ui.load(explore.unit_categories, db, model, layer)
+categories = ui.load(unit_categories, db, model, layer)
 # Filters belong to one model and layer (the Units page's carry-over defect, not repeated here).
 if st.session_state.get("gallery_scope") != (model, layer):
     for key in ("gallery_categories", "gallery_page"):
@@ -39,26 +49,24 @@ chosen = f2.multiselect("Concept categories", categories, default=categories,
                         key="gallery_categories")  # fmt: skip
 min_iou = f3.slider("Minimum IoU", 0.0, 0.5, 0.0, step=0.01, key="gallery_min_iou")
 category_filter = None if set(chosen) == set(categories) else tuple(chosen)
-units = ui.load(explore.gallery_units, db, model, layer, concept, category_filter, float(min_iou))
+units = ui.load(gallery_units, db, model, layer, concept, category_filter, float(min_iou))
 if units.is_empty():
     ui.stop("No unit of this layer passes the filters; widen them.")
 
-pages = max(1, math.ceil(units.height / explore.GALLERY_PAGE_SIZE))
+pages = max(1, math.ceil(units.height / GALLERY_PAGE_SIZE))
 page = 1
 if pages > 1:
     page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key="gallery_page"))
-shown = units.slice((page - 1) * explore.GALLERY_PAGE_SIZE, explore.GALLERY_PAGE_SIZE)
-first = (page - 1) * explore.GALLERY_PAGE_SIZE + 1
+shown = units.slice((page - 1) * GALLERY_PAGE_SIZE, GALLERY_PAGE_SIZE)
+first = (page - 1) * GALLERY_PAGE_SIZE + 1
 st.caption(
     f"Units {first} to {first + shown.height - 1} of {units.height} (strongest IoU first; "
     "units whose best match is the background last)."
 )
 
-probe = explore.default_probe_dir(
-    ui.load(explore.run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
-)
-n_maps = ui.load(explore.top_maps_count, db, model, layer)
-problem = explore.probe_dir_problem(probe)
+probe = default_probe_dir(ui.load(run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR"))
+n_maps = ui.load(top_maps_count, db, model, layer)
+problem = probe_dir_problem(probe)
 if int(units["n_images"].sum()) == 0:
     st.info(
         f"The warehouse has no top images for {model} / {layer} (precomputed labels, such as "
@@ -83,13 +91,13 @@ for start in range(0, len(rows), columns_per_row):
     for column, row in zip(st.columns(columns_per_row, border=True),
                            rows[start : start + columns_per_row], strict=False):  # fmt: skip
         with column:
-            st.markdown(f"**{explore.unit_tile_caption(row)}**")
+            st.markdown(f"**{unit_tile_caption(row)}**")
             images = [t for t in by_unit.get(row["unit"], []) if t["pixels"] is not None]
             if images:
                 st.image(
                     [t["pixels"] for t in images],
                     caption=[f"#{t['rank']}" for t in images],
-                    width=explore.TILE_IMAGE_PX,
+                    width=TILE_IMAGE_PX,
                 )
             st.page_link(
                 "app_pages/units.py", label=f"Unit {row['unit']} in detail",

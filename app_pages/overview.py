@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lce import explore, ui
+from lce import ui
+from lce.explore.overview import (
+    category_counts,
+    concept_count_figure,
+    models_overview,
+    overview_counts,
+    survival_lines,
+)
 
 db = ui.require_db()
 st.title("Overview")
@@ -15,7 +22,7 @@ st.markdown(
 )
 st.caption(f"Warehouse `{db}`")
 
-counts = ui.load(explore.overview_counts, db)
+counts = ui.load(overview_counts, db)
 for column, (label, key) in zip(
     st.columns(6),
     [
@@ -30,11 +37,11 @@ for column, (label, key) in zip(
 ):
     column.metric(label, counts[key])
 
-survival = ui.load(explore.correlation_survival, db)
+survival = ui.load(survival_lines, db)
 if survival:
     st.caption("Correlations: " + survival[0] + ".", help="\n\n".join(survival))
 
-models = ui.load(explore.models_overview, db)
+models = ui.load(models_overview, db)
 if models.is_empty():
     ui.stop("The warehouse has no models yet: dissect some with `lce extract`, or load the "
             "paper's data with `lce reference load`, then `lce build`.")  # fmt: skip
@@ -61,9 +68,9 @@ st.caption(
 measure = st.radio(
     "Count", ["interpretable units", "unique concepts"], horizontal=True, key="overview_measure"
 )
-category_counts = ui.load(explore.category_counts, db)
-if category_counts.is_empty():
+concept_counts = ui.load(category_counts, db)
+if concept_counts.is_empty():
     st.info("No model has interpretable units, so there are no concept counts to draw.")
 else:
     measure_column = "n_units" if measure == "interpretable units" else "n_unique_concepts"
-    ui.plotly_chart(explore.concept_count_figure(category_counts, measure_column))
+    ui.plotly_chart(concept_count_figure(concept_counts, measure_column))

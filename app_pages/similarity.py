@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lce import explore, ui
+from lce import ui
+from lce.explore.similarity import (
+    SIMILARITY_MEASURES,
+    agreement_caption,
+    disagreeing_pairs,
+    similarity_agreement,
+    similarity_matrix_figure,
+    similarity_models,
+    similarity_pairs,
+    similarity_scatter_figure,
+    similarity_status,
+)
 
 db = ui.require_db()
 st.title("Similarity")
@@ -17,11 +28,11 @@ st.markdown(
     "fct_model_similarity). The agreement of the two is a Mantel test "
     "(fct_similarity_agreement)."
 )
-problem = ui.load(explore.similarity_status, db)
+problem = ui.load(similarity_status, db)
 if problem:
     ui.stop(problem)
 
-agreement = ui.load(explore.similarity_agreement, db)
+agreement = ui.load(similarity_agreement, db)
 st.subheader("Agreement of each measure with the concept embedding")
 st.dataframe(
     agreement,
@@ -32,24 +43,24 @@ st.dataframe(
     },
 )
 measure = st.selectbox(
-    "Geometric measure", list(explore.SIMILARITY_MEASURES), key="sim_measure",
-    format_func=lambda m: explore.SIMILARITY_MEASURES[m],
+    "Geometric measure", list(SIMILARITY_MEASURES), key="sim_measure",
+    format_func=lambda m: SIMILARITY_MEASURES[m],
 )  # fmt: skip
-pairs = ui.load(explore.similarity_pairs, db)
-models = ui.load(explore.similarity_models, db)
+pairs = ui.load(similarity_pairs, db)
+models = ui.load(similarity_models, db)
 left, right = st.columns(2)
-left.plotly_chart(explore.similarity_matrix_figure(pairs, models, None))
-right.plotly_chart(explore.similarity_matrix_figure(pairs, models, measure))
+left.plotly_chart(similarity_matrix_figure(pairs, models, None))
+right.plotly_chart(similarity_matrix_figure(pairs, models, measure))
 st.caption(
     "Both heatmaps list the models in one order (by concept category, then name). A blank cell "
     "is a pair without a value: a model without interpretable units has no concept profile, "
     "and a pair sharing fewer images than var similarity_min_images has no geometry."
 )
-caption = explore.agreement_caption(agreement, measure)
-st.plotly_chart(explore.similarity_scatter_figure(pairs, measure, caption))
+caption = agreement_caption(agreement, measure)
+st.plotly_chart(similarity_scatter_figure(pairs, measure, caption))
 st.subheader("Pairs that disagree most")
 st.caption(
     "Each distance's percentile rank among the pairs; rank_gap = geometric rank - concept rank "
     "(positive: the two models are closer in concepts than in geometry)."
 )
-st.dataframe(explore.disagreeing_pairs(pairs, measure), hide_index=True)
+st.dataframe(disagreeing_pairs(pairs, measure), hide_index=True)

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lce import explore, ui
-from lce.explore import EXAMPLE_QUERIES, MAX_ROWS, SqlRefused
+from lce import ui
+from lce.explore.sql import (
+    EXAMPLE_QUERIES,
+    MARTS,
+    MAX_ROWS,
+    SqlRefused,
+    export_mart,
+    export_sql,
+    run_sql,
+    table_descriptions,
+    to_csv,
+)
 
 db = ui.require_db()
 st.title("SQL")
@@ -38,7 +48,7 @@ text = st.text_area("Query (Ctrl+Enter runs it)", key="sql_text", height=180)
 
 if text and text.strip():
     try:
-        result = explore.run_sql(db, text)
+        result = run_sql(db, text)
     except SqlRefused as exc:
         st.error(str(exc))
     else:
@@ -48,20 +58,20 @@ if text and text.strip():
         st.caption(f"{result.frame.height} rows in {result.seconds:.2f} s{note}")
         st.dataframe(result.frame, hide_index=True)
         st.download_button(
-            "Download CSV", explore.to_csv(result.frame), file_name="lce-query.csv",
+            "Download CSV", to_csv(result.frame), file_name="lce-query.csv",
             mime="text/csv",
         )  # fmt: skip
         ui.full_export(
             "Export the full result", "sql_export",
-            lambda fmt: explore.export_sql(db, text, fmt), "lce-query", identity=text,
+            lambda fmt: export_sql(db, text, fmt), "lce-query", identity=text,
         )  # fmt: skip
 
 st.subheader("Export a mart")
 st.caption("Any table of the warehouse in full, as CSV or Parquet (written by DuckDB).")
-mart = st.selectbox("Mart", list(explore.MARTS), key="sql_mart")
+mart = st.selectbox("Mart", list(MARTS), key="sql_mart")
 ui.full_export(
-    f"Export {mart}", f"mart_export_{mart}", lambda fmt: explore.export_mart(db, mart, fmt), mart
+    f"Export {mart}", f"mart_export_{mart}", lambda fmt: export_mart(db, mart, fmt), mart
 )
 
 with st.expander("Tables and columns"):
-    st.dataframe(ui.load(explore.table_descriptions, db), hide_index=True)
+    st.dataframe(ui.load(table_descriptions, db), hide_index=True)

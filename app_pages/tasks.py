@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import streamlit as st
 
-from lce import explore, ui
-from lce.embedding import pearson
+from lce import ui
+from lce.explore.names import component_label, task_title
+from lce.explore.performance_map import performance_map, performance_map_figure
+from lce.explore.tasks import (
+    CATEGORY_MEASURES,
+    category_task_heatmap,
+    category_task_matrix,
+    scatter_correlation,
+    task_correlation_figure,
+    task_correlations,
+    task_families,
+    task_points,
+    task_prediction,
+    task_prediction_figure,
+    task_results,
+    task_scatter_figure,
+)
 
 db = ui.require_db()
 st.title("Tasks")
@@ -17,7 +31,7 @@ st.markdown(
     "result (a task family's datasets and metrics) against the components, the concept "
     "categories and the models' positions."
 )
-families = ui.load(explore.task_families, db)
+families = ui.load(task_families, db)
 if not families:
     ui.stop(
         "No task results in this warehouse. Add long-format results with "
@@ -29,8 +43,8 @@ if not evr:
             "models, or profiles that do not vary (the Embedding page's notes say which).")  # fmt: skip
 components = sorted(evr)
 
-task = st.selectbox("Task family", families, key="task_family", format_func=explore.task_title)
-correlations = ui.load(explore.task_correlations, db, task)
+task = st.selectbox("Task family", families, key="task_family", format_func=task_title)
+correlations = ui.load(task_correlations, db, task)
 st.subheader("Component / task correlations")
 st.caption(
     "Pearson r between each component's scores and each result, over the embedded models that "
@@ -40,9 +54,9 @@ st.caption(
     "with better results."
 )
 if correlations.is_empty():
-    st.info(f"No correlations for {explore.task_title(task)}: no embedded model has these results.")
+    st.info(f"No correlations for {task_title(task)}: no embedded model has these results.")
 else:
-    ui.plotly_chart(explore.task_correlation_figure(correlations, task))
+    ui.plotly_chart(task_correlation_figure(correlations, task))
     with st.expander("As a table"):
         st.dataframe(
             correlations.drop("result"),
@@ -63,17 +77,15 @@ st.caption(
     "(fct_category_task_correlations), over the embedded models that have it. A star marks a "
     "cell that survives the Benjamini-Hochberg correction; interval, p and q on hover."
 )
-measure = st.radio(
-    "Category measure", list(explore.CATEGORY_MEASURES), horizontal=True, key="task_measure"
-)
-matrix = ui.load(explore.category_task_matrix, db, task, explore.CATEGORY_MEASURES[measure])
+measure = st.radio("Category measure", list(CATEGORY_MEASURES), horizontal=True, key="task_measure")
+matrix = ui.load(category_task_matrix, db, task, CATEGORY_MEASURES[measure])
 if matrix.is_empty():
-    st.info(f"No concept category correlations for {explore.task_title(task)}.")
+    st.info(f"No concept category correlations for {task_title(task)}.")
 else:
-    ui.plotly_chart(explore.category_task_heatmap(matrix, task, measure))
+    ui.plotly_chart(category_task_heatmap(matrix, task, measure))
 
 # Does the embedding predict transfer? (fct_task_prediction; issue 11 part 3)
-skill = ui.load(explore.task_prediction, db, task)
+skill = ui.load(task_prediction, db, task)
 if skill.height:
     st.subheader("Does the embedding predict the results?")
     st.caption(
@@ -82,7 +94,7 @@ if skill.height:
         "components), category (mean of its k-means category). Skill = 1 - MAE / MAE of the "
         "others' plain mean: above 0 the embedding helps, 1 is perfect."
     )
-    ui.plotly_chart(explore.task_prediction_figure(skill, task), width="content")
+    ui.plotly_chart(task_prediction_figure(skill, task), width="content")
     with st.expander("Skill as a table"):
         st.dataframe(
             skill.drop("dataset", "metric"),
@@ -95,19 +107,19 @@ if skill.height:
         )
 
 st.subheader("One result against one component")
-results = ui.load(explore.task_results, db, task)
+results = ui.load(task_results, db, task)
 labels = results["result"].to_list()
 left, right = st.columns(2)
 result = left.selectbox("Result", labels, key="task_result")
 component = right.selectbox(
     "Component", components, key="task_component",
-    format_func=lambda c: explore.component_label(c, evr.get(c)),
+    format_func=lambda c: component_label(c, evr.get(c)),
 )  # fmt: skip
 row = results.row(labels.index(result), named=True)
-points = ui.load(explore.task_points, db, task, row["dataset"], row["metric"])
+points = ui.load(task_points, db, task, row["dataset"], row["metric"])
 if points.height < 2:
     ui.stop(f"Fewer than two embedded models have {result}; nothing to draw.")
-r, p = pearson(np.array(points[f"pc{component}"].to_list()), np.array(points["value"].to_list()))
+r, p = scatter_correlation(points, component)  # as the scatter's title says
 mart = correlations.filter(
     (correlations["dataset"] == row["dataset"])
     & (correlations["metric"] == row["metric"])
@@ -126,7 +138,7 @@ if mart.height and mart["r_lo"][0] is not None:
         + " the Benjamini-Hochberg correction."
     )
 ui.plotly_chart(
-    explore.task_scatter_figure(points, component, evr.get(component), result, row["metric"]),
+    task_scatter_figure(points, component, evr.get(component), result, row["metric"]),
     width="content",
 )
 
@@ -138,7 +150,7 @@ st.caption(
 mx, my, mk = st.columns(3)
 map_x = mx.selectbox(
     "x axis", components, index=0, key="task_map_x",
-    format_func=lambda c: explore.component_label(c, evr.get(c)),
+    format_func=lambda c: component_label(c, evr.get(c)),
 )  # fmt: skip
 # as on the Embedding page, y never repeats x (a component against itself is a diagonal)
 map_y_options = [c for c in components if c != map_x] or components  # one component: itself
@@ -146,12 +158,12 @@ if st.session_state.get("task_map_y") not in map_y_options:
     st.session_state.pop("task_map_y", None)
 map_y = my.selectbox(
     "y axis", map_y_options, index=0, key="task_map_y",
-    format_func=lambda c: explore.component_label(c, evr.get(c)),
+    format_func=lambda c: component_label(c, evr.get(c)),
 )  # fmt: skip
 k = mk.slider("k (neighbours)", 1, points.height, min(3, points.height), key="task_map_k")
-pmap = explore.performance_map(points, map_x, map_y, int(k))
+pmap = performance_map(points, map_x, map_y, int(k))
 ui.plotly_chart(
-    explore.performance_map_figure(
+    performance_map_figure(
         points, pmap, map_x, map_y, evr, result, row["metric"], bool(row["higher_is_better"]),
         int(k),
     ),

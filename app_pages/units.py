@@ -6,7 +6,28 @@ import os
 
 import streamlit as st
 
-from lce import explore, ui
+from lce import ui
+from lce.explore.images import (
+    default_probe_dir,
+    probe_dir_problem,
+    resolve_probe_image,
+    run_probe_dir,
+    top_maps_count,
+)
+from lce.explore.names import PART_SUFFIXES
+from lce.explore.units import (
+    UNIT_FILTER_KEYS,
+    top_image_layers,
+    top_image_units,
+    top_images,
+    unit_caption,
+    unit_categories,
+    unit_layers,
+    unit_link,
+    unit_threshold,
+    units,
+    units_for_display,
+)
 
 db = ui.require_db()
 st.title("Units")
@@ -15,16 +36,16 @@ st.markdown(
     "(overlap of the unit's thresholded activation with the concept's pixels), and its "
     "top-activating probe images."
 )
-st.caption(explore.PART_SUFFIXES)
-layers = ui.load(explore.unit_layers, db)
+st.caption(PART_SUFFIXES)
+layers = ui.load(unit_layers, db)
 if layers.is_empty():
     ui.stop("No dissected units in this warehouse: run `lce extract`, then `lce build`.")
 
 models = sorted(set(layers["model"].to_list()))
 # A Gallery tile links here with ?model=&layer=&unit=: open that unit with no filter hiding it.
-link = explore.unit_link(st.query_params.to_dict(), layers)
+link = unit_link(st.query_params.to_dict(), layers)
 if link is not None:
-    for key in explore.UNIT_FILTER_KEYS:
+    for key in UNIT_FILTER_KEYS:
         st.session_state.pop(key, None)
     st.session_state.update(link)
     st.query_params.clear()
@@ -33,7 +54,7 @@ model = left.selectbox("Model", models, key="units_model")
 model_layers = layers.filter(layers["model"] == model)["layer"].to_list()
 layer = right.selectbox("Layer", model_layers, key="units_layer")
 
-categories = ui.load(explore.unit_categories, db, model, layer)
+categories = ui.load(unit_categories, db, model, layer)
 # A category choice belongs to one model and layer: kept across a switch it would silently hide
 # units of the next one (issue 13), so a new model or layer starts with every category.
 if st.session_state.get("units_scope") != (model, layer):
@@ -51,7 +72,7 @@ interpretable_only = f4.checkbox("Interpretable only", key="units_interpretable"
 # All categories selected means no category filter (units without a concept stay in view).
 category_filter = None if set(chosen) == set(categories) else tuple(chosen)
 frame = ui.load(
-    explore.units, db, model, layer, category_filter, float(min_iou), interpretable_only, search
+    units, db, model, layer, category_filter, float(min_iou), interpretable_only, search
 )
 total = layers.filter((layers["model"] == model) & (layers["layer"] == layer)).row(0, named=True)
 st.caption(
@@ -59,7 +80,7 @@ st.caption(
     "(best IoU above the build's min_iou)."
 )
 st.dataframe(
-    explore.units_for_display(frame),
+    units_for_display(frame),
     hide_index=True,
     column_config={
         "iou": st.column_config.ProgressColumn("IoU", format="%.3f", min_value=0, max_value=0.5),
@@ -68,14 +89,14 @@ st.dataframe(
 )
 
 st.subheader("Top images")
-with_images = ui.load(explore.top_image_layers, db)
+with_images = ui.load(top_image_layers, db)
 if with_images.is_empty():
     ui.stop(
         "This warehouse has no top images. The dissection engine stores each unit's "
         "best-activating probe images (`lce extract ... --top-images K`); precomputed labels "
         "such as the paper's published data carry none."
     )
-image_units = set(ui.load(explore.top_image_units, db, model, layer))
+image_units = set(ui.load(top_image_units, db, model, layer))
 if not image_units:
     where = ", ".join(f"{m} / {lay}" for m, lay in with_images.select("model", "layer").iter_rows())
     ui.stop(f"No top images are stored for {model} / {layer}; the lake has them for: {where}.")
@@ -84,30 +105,29 @@ if not choices:
     ui.stop("None of the units shown has top images; widen the filters.")
 unit = st.selectbox(
     "Unit", choices, key="units_unit",
-    format_func=lambda u: f"{u}: {explore.unit_caption(frame, u)}",
+    format_func=lambda u: f"{u}: {unit_caption(frame, u)}",
 )  # fmt: skip
 probe = st.text_input(
     "Probe folder",
-    value=explore.default_probe_dir(
-        ui.load(explore.run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
+    value=default_probe_dir(
+        ui.load(run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
     ),
     key="units_probe",
     help="The probe set the models were dissected on (its images/ folder). "
     "Default: the folder the run recorded (runs.probe), else the LCE_PROBE_DIR environment "
     "variable.",
 )  # fmt: skip
-images = ui.load(explore.top_images, db, model, layer, int(unit))
+images = ui.load(top_images, db, model, layer, int(unit))
 if images.is_empty():
     ui.stop(f"No top images are stored for unit {unit} of {model} / {layer}.")
-threshold = ui.load(explore.unit_threshold, db, model, layer, int(unit))
-problem = explore.probe_dir_problem(probe)
+threshold = ui.load(unit_threshold, db, model, layer, int(unit))
+problem = probe_dir_problem(probe)
 if problem:
     st.info(problem + " The stored image names:")
     st.dataframe(images, hide_index=True)
 else:
     found = [
-        (row, explore.resolve_probe_image(probe, row["image"]))
-        for row in images.iter_rows(named=True)
+        (row, resolve_probe_image(probe, row["image"])) for row in images.iter_rows(named=True)
     ]
     shown = [(row, path) for row, path in found if path is not None]
     missing = [row["image"] for row, path in found if path is None]
@@ -130,7 +150,7 @@ else:
             + (" ..." if len(missing) > 10 else "")
             + ". Is this the probe set the model was dissected on?"
         )
-if ui.load(explore.top_maps_count, db, model, layer):
+if ui.load(top_maps_count, db, model, layer):
     st.caption(
         "Outlined in magenta: where the unit fires, S > T (its activation map upsampled to the "
         "label map, above its threshold"

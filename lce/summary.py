@@ -1,19 +1,31 @@
 """What a person wants to see after a build: the facts of the warehouse as small frames.
 
-Plain functions (tested without a terminal); the command line renders them with rich.
+Plain functions (tested without a terminal); the command line renders them with rich. The facts
+the explorer shows too (explained variance, build notes, how many correlations survive, the
+category stability, the similarity agreement) are the explorer's own queries (``lce.explore``),
+re-exported here, so the terminal and the pages cannot drift apart.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
+from lce.explore.db import has_column
+from lce.explore.embedding import build_notes as build_notes
+from lce.explore.embedding import explained_variance as explained_variance
+from lce.explore.embedding import stability_summary
+from lce.explore.overview import correlation_survival as correlation_survival
+from lce.explore.overview import survival_line as survival_line
+from lce.explore.similarity import similarity_agreement as agreement_with_permutations
 from warehouse.query import query
 
 
 def models(db: Path) -> pl.DataFrame:
+    """The terminal's model table. Narrower than the Overview page's ``models_overview`` (which
+    adds percentages, layers and task counts, and names a model without a category 'not
+    embedded'): a different view of dim_models, not a copy of its query."""
     return query(
         db,
         """
@@ -24,10 +36,6 @@ def models(db: Path) -> pl.DataFrame:
         order by m.in_embedding desc, c.category_id nulls last, m.model
         """,
     )
-
-
-def explained_variance(db: Path) -> pl.DataFrame:
-    return query(db, "select * from fct_lce_components order by component")
 
 
 def top_loadings(db: Path, per_component: int = 3) -> pl.DataFrame:
@@ -55,95 +63,9 @@ def strongest_correlations(db: Path, limit: int = 8) -> pl.DataFrame:
     )
 
 
-def build_notes(db: Path) -> pl.DataFrame:
-    """What the build could not compute and why (fct_build_notes), one sentence per row.
-
-    A warehouse published before the notes mart existed has none: an empty frame, not an error.
-    """
-    exists = query(
-        db, "select count(*) as n from duckdb_tables() where table_name = 'fct_build_notes'"
-    )
-    if not exists["n"][0]:
-        return pl.DataFrame(schema={"topic": pl.String, "message": pl.String})
-    return query(db, "select topic, message from fct_build_notes order by note_id")
-
-
 # ----------------------------------------------------------------------------------------------
 # Correlations: only what survives the multiple-testing correction
 # ----------------------------------------------------------------------------------------------
-
-CORRELATION_MARTS = {
-    "fct_component_task_correlations": "component / task",
-    "fct_category_task_correlations": "concept category / task",
-    "fct_concept_task_correlations": "concept / task",
-    "fct_component_category_correlations": "component / concept category",
-}
-
-
-def _has_table(db: Path, table: str) -> bool:
-    """Whether the file has the correlation table with its q-values (a file built before them
-    has none, and the summary then leaves them out instead of failing)."""
-    found = query(
-        db,
-        "select count(*) as n from duckdb_columns() "
-        "where table_name = ? and column_name = 'significant'",
-        [table],
-    )
-    return bool(found["n"][0])
-
-
-def correlation_survival(db: Path) -> pl.DataFrame:
-    """Per correlation mart: how many tests it holds (defined p-values), how many survive the
-    Benjamini-Hochberg correction, at which q_threshold, over which family, and the smallest q
-    (so "none survive" still says how close the best one came)."""
-    parts = []
-    for table, label in CORRELATION_MARTS.items():
-        if not _has_table(db, table):
-            continue
-        parts.append(
-            query(
-                db,
-                f"""
-                select ? as correlations, count(p_value)::int as tests,
-                       count(*) filter (where significant)::int as surviving,
-                       max(q_threshold) as q_threshold,
-                       case when bool_and(fdr_family = 'build') then 'build' else 'task' end
-                           as fdr_family,
-                       min(q_value) as smallest_q
-                from {table}
-                """,
-                [label],
-            )
-        )
-    if not parts:
-        return pl.DataFrame(
-            schema={
-                "correlations": pl.String,
-                "tests": pl.Int32,
-                "surviving": pl.Int32,
-                "q_threshold": pl.Float64,
-                "fdr_family": pl.String,
-                "smallest_q": pl.Float64,
-            }
-        )
-    return pl.concat(parts)
-
-
-def survival_line(row: dict[str, Any]) -> str:
-    """'k of N component / task correlations survive Benjamini-Hochberg at q < 0.05 (...)'."""
-    family = (
-        "corrected over every pair of the table"
-        if row["fdr_family"] == "build"
-        else "corrected within each task family"
-    )
-    threshold = row["q_threshold"] if row["q_threshold"] is not None else 0.05
-    line = (
-        f"{row['surviving']} of {row['tests']} {row['correlations']} correlations survive "
-        f"Benjamini-Hochberg at q < {threshold:g} ({family})"
-    )
-    if not row["surviving"] and row["smallest_q"] is not None:
-        line += f"; the smallest q is {row['smallest_q']:.3g}"
-    return line
 
 
 def no_task_results_reason(db: Path) -> str | None:
@@ -160,7 +82,7 @@ def no_task_results_reason(db: Path) -> str | None:
 def significant_correlations(db: Path) -> pl.DataFrame:
     """The component / task correlations that survive the correction, smallest q first, with
     r, its bootstrap 95% interval, p and q (none from a file built before these columns)."""
-    if not _has_table(db, "fct_component_task_correlations"):
+    if not has_column(db, "fct_component_task_correlations", "significant"):
         return pl.DataFrame()
     return query(
         db,
@@ -177,7 +99,7 @@ def task_requirements(db: Path) -> pl.DataFrame:
     """What each task family requires: per family, the concept categories (and measure) whose
     correlation with its results survives the correction, the sign, how many of the family's
     results, and the strongest r with its result."""
-    if not _has_table(db, "fct_category_task_correlations"):
+    if not has_column(db, "fct_category_task_correlations", "significant"):
         return pl.DataFrame()
     return query(
         db,
@@ -205,28 +127,9 @@ def task_requirements(db: Path) -> pl.DataFrame:
     )
 
 
-def category_stability(db: Path) -> dict[str, Any] | None:
-    """The unit bootstrap's verdict on the categories (fct_category_stability): resamples, the
-    median and 5th percentile of the adjusted Rand index, and how often the published
-    partition came back exactly. None when the warehouse has no resamples."""
-    if not _has_column(db, "fct_category_stability", "adjusted_rand_index"):
-        return None
-    row = query(
-        db,
-        """
-        select count(*)::int as resamples,
-               median(adjusted_rand_index) as median_ari,
-               quantile_cont(adjusted_rand_index, 0.05) as p5_ari,
-               avg(same_partition::int) as share_same
-        from fct_category_stability
-        """,
-    ).row(0, named=True)
-    return row if row["resamples"] else None
-
-
 def least_stable_models(db: Path, limit: int = 3) -> pl.DataFrame:
     """The models whose category membership the unit bootstrap moves most (lowest stability)."""
-    if not _has_column(db, "dim_model_categories", "stability"):
+    if not has_column(db, "dim_model_categories", "stability"):
         return pl.DataFrame()
     return query(
         db,
@@ -240,7 +143,7 @@ def least_stable_models(db: Path, limit: int = 3) -> pl.DataFrame:
 
 def stability_lines(db: Path) -> list[str]:
     """Two plain sentences for `lce summary` (none without a bootstrap)."""
-    verdict = category_stability(db)
+    verdict = stability_summary(db)
     if verdict is None:
         return []
     lines = [
@@ -258,21 +161,11 @@ def stability_lines(db: Path) -> list[str]:
     return lines
 
 
-def _has_column(db: Path, table: str, column: str) -> bool:
-    """A file built before the bootstrap marts has neither; the summary then says nothing."""
-    found = query(
-        db,
-        "select count(*) as n from duckdb_columns() where table_name = ? and column_name = ?",
-        [table, column],
-    )
-    return bool(found["n"][0])
-
-
 def interpretable_by_rule(db: Path) -> pl.DataFrame:
     """Per model, the primary-layer units each rule keeps: the paper's fixed IoU threshold, and
     the null rule (also above the unit's own null IoU). Empty when no model was extracted with
     --null-permutations, or the file predates the columns."""
-    if not _has_column(db, "dim_models", "n_interpretable_null"):
+    if not has_column(db, "dim_models", "n_interpretable_null"):
         return pl.DataFrame()
     return query(
         db,
@@ -290,26 +183,16 @@ def interpretable_by_rule(db: Path) -> pl.DataFrame:
 
 
 def similarity_agreement(db: Path) -> pl.DataFrame:
-    """Per geometric measure, its agreement with the concept embedding (fct_similarity_agreement:
-    Mantel r, permutation p, models). Empty when the file has no such mart (built before it) or
-    the lake had no image features."""
-    if not _has_column(db, "fct_similarity_agreement", "mantel_r"):
-        return pl.DataFrame()
-    return query(
-        db,
-        """
-        select measure, mantel_r, p_value, n_models, n_pairs
-        from fct_similarity_agreement
-        order by case measure when 'linear_cka' then 1 when 'debiased_cka' then 2
-                 when 'mutual_knn' then 3 else 4 end
-        """,
-    )
+    """Per geometric measure, its agreement with the concept embedding (Mantel r, permutation p,
+    models, pairs): the Similarity page's query without the number of relabellings, which the
+    terminal's table leaves out. Empty when the file has no such mart or no image features."""
+    return agreement_with_permutations(db).drop("n_permutations", strict=False)
 
 
 def similarity_lines(db: Path) -> list[str]:
     """What `lce summary` and the demo say about the geometric measures beside the agreement
     table: how many pairs were compared, and how many were skipped for too few shared images."""
-    if not _has_column(db, "fct_model_similarity", "n_images"):
+    if not has_column(db, "fct_model_similarity", "n_images"):
         return []
     counts = query(
         db,
@@ -339,7 +222,7 @@ def similarity_lines(db: Path) -> list[str]:
 def similarity_skip_warning(db: Path, shown: int = 5) -> str | None:
     """One sentence naming the model pairs `lce build` could not compare by geometry (fewer
     shared probe images than var similarity_min_images), or None."""
-    if not _has_column(db, "fct_model_similarity", "n_images"):
+    if not has_column(db, "fct_model_similarity", "n_images"):
         return None
     skipped = query(
         db,

@@ -1,17 +1,21 @@
 """The little Streamlit glue the pages share: which database, cached loading, empty states.
 
-Kept apart from ``lce.explore`` so that module stays importable and testable without Streamlit.
+Kept apart from ``lce.explore`` so that package stays importable and testable without Streamlit.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import streamlit as st
 
-from lce import explore
+from lce.explore import images, palette
+from lce.explore.db import check_db, db_stamp
+from lce.explore.embedding import explained_variance
+from lce.explore.sql import EXPORT_FORMATS, SqlRefused
 from warehouse.paths import db_path
 
 T = TypeVar("T")
@@ -20,35 +24,39 @@ FIGURE_KEY = "lce_figure_format"
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _cached(name: str, stamp: tuple[str, int, int], args: tuple[Any, ...]) -> Any:
-    """Keyed by the file's path, mtime and size: a published rebuild invalidates the cache."""
-    return getattr(explore, name)(Path(stamp[0]), *args)
+def _cached(module: str, name: str, stamp: tuple[str, int, int], args: tuple[Any, ...]) -> Any:
+    """Keyed by the function's module and name and the file's path, mtime and size: a published
+    rebuild invalidates the cache."""
+    return getattr(importlib.import_module(module), name)(Path(stamp[0]), *args)
 
 
 def load(func: Callable[..., T], db: Path, *args: Any) -> T:
-    """``func(db, *args)`` from ``lce.explore``, cached per database file version."""
-    if getattr(explore, func.__name__, None) is not func:
+    """``func(db, *args)`` from a module of ``lce.explore``, cached per database file version."""
+    module = func.__module__
+    if not module.startswith("lce.explore.") or (
+        getattr(importlib.import_module(module), func.__name__, None) is not func
+    ):
         raise ValueError(f"{func.__name__} is not an lce.explore function")
-    return _cached(func.__name__, explore.db_stamp(db), tuple(args))
+    return _cached(module, func.__name__, db_stamp(db), tuple(args))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _tiles(
     stamp: tuple[str, int, int], probe: str, model: str, layer: str, units: tuple[int, ...]
 ) -> list[dict[str, Any]]:
-    tiles = explore.unit_tiles(Path(stamp[0]), probe, model, layer, units)
+    tiles = images.unit_tiles(Path(stamp[0]), probe, model, layer, units)
     for tile in tiles:
         if tile["pixels"] is not None:
-            tile["pixels"] = explore.png_bytes(tile["pixels"])
+            tile["pixels"] = images.png_bytes(tile["pixels"])
     return tiles
 
 
 def unit_tiles(
     db: Path, probe: str, model: str, layer: str, units: tuple[int, ...]
 ) -> list[dict[str, Any]]:
-    """``explore.unit_tiles`` with the images as PNG bytes, cached apart from ``load``: a page of
-    24 units' top images is megabytes, so only the last few pages are kept."""
-    return _tiles(explore.db_stamp(db), probe, model, layer, tuple(units))
+    """``lce.explore.images.unit_tiles`` with the images as PNG bytes, cached apart from
+    ``load``: a page of 24 units' top images is megabytes, so only the last few pages are kept."""
+    return _tiles(db_stamp(db), probe, model, layer, tuple(units))
 
 
 def warehouse_choices() -> list[Path]:
@@ -74,7 +82,7 @@ def sidebar_db() -> None:
         )
         st.caption("Opened read-only with file and network access disabled.")
         st.radio(
-            "Figure download format", explore.FIGURE_FORMATS, horizontal=True, key=FIGURE_KEY,
+            "Figure download format", palette.FIGURE_FORMATS, horizontal=True, key=FIGURE_KEY,
             format_func=str.upper,
             help="What the camera button of a chart's toolbar downloads: PNG, or SVG to edit "
             "or print at any size. Drawn by your browser.",
@@ -85,7 +93,7 @@ def figure_config() -> dict[str, Any]:
     """Plotly config of every chart: its camera button downloads the format chosen in the
     sidebar (PNG by default, or SVG)."""
     fmt = st.session_state.get(FIGURE_KEY, "png")
-    return explore.figure_config(fmt if fmt in explore.FIGURE_FORMATS else "png")
+    return palette.figure_config(fmt if fmt in palette.FIGURE_FORMATS else "png")
 
 
 def plotly_chart(figure: Any, **kwargs: Any) -> Any:
@@ -104,12 +112,12 @@ def full_export(
     can be large), then the download of what it made, while ``identity`` (the query text) and
     the format are unchanged; a refusal (timeout, size cap) is shown."""
     left, right = st.columns([1, 3])
-    fmt = left.radio("Format", list(explore.EXPORT_FORMATS), horizontal=True, key=f"{key}_fmt")
-    extension, mime = explore.EXPORT_FORMATS[fmt]
+    fmt = left.radio("Format", list(EXPORT_FORMATS), horizontal=True, key=f"{key}_fmt")
+    extension, mime = EXPORT_FORMATS[fmt]
     if right.button(label, key=f"{key}_run"):
         try:
             st.session_state[f"{key}_data"] = (fmt, identity, *make(fmt))
-        except explore.SqlRefused as exc:
+        except SqlRefused as exc:
             st.session_state.pop(f"{key}_data", None)
             st.error(str(exc))
     made = st.session_state.get(f"{key}_data")
@@ -133,7 +141,7 @@ def current_db() -> Path:
 def require_db() -> Path:
     """The page's database, or a clear note and stop when there is no usable one."""
     db = current_db()
-    problem = load(explore.check_db, db)
+    problem = load(check_db, db)
     if problem:
         stop(problem, kind="warning")
     return db
@@ -150,7 +158,7 @@ def stop(message: str, kind: str = "info") -> NoReturn:
 
 
 def evr_by_component(db: Path) -> dict[int, float]:
-    frame = load(explore.explained_variance, db)
+    frame = load(explained_variance, db)
     return dict(
         zip(
             frame["component"].to_list(),

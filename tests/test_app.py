@@ -331,7 +331,9 @@ def test_embedding_labels_do_not_overlap() -> None:
 
 
 def test_reference_embedding_labels_do_not_overlap(app_db: Path) -> None:
-    frame = explore.embedding(app_db)
+    from lce.explore.embedding import embedding  # the Embedding page's module
+
+    frame = embedding(app_db)
     comps = [c for c in frame.columns if c.startswith("pc")]
     for a in comps:
         for b in comps:

@@ -1,0 +1,92 @@
+"""Figure parts several pages share: one bar per concept, and correlations with their intervals.
+
+The Components and Tasks pages both draw Pearson r with its bootstrap interval and a star for
+what survives the Benjamini-Hochberg correction; one hover text and one error-bar builder keep
+them alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+
+from lce.explore.names import concept_labels
+from lce.explore.palette import LEGEND, concept_category_colour, concept_category_sort_key
+
+
+def concept_bar_figure(
+    frame: pl.DataFrame,
+    value: str,
+    hovertemplate: str,
+    customdata: list[str] | None = None,
+) -> go.Figure:
+    """One horizontal bar per concept (names stay readable), in the frame's order, coloured and
+    legend-grouped by concept category. ``hovertemplate`` gets the category appended."""
+    labels = concept_labels(frame["concept"].to_list(), frame["category"].to_list())
+    frame = frame.with_columns(pl.Series("label", labels))
+    fig = go.Figure()
+    for category in sorted(set(frame["category"].to_list()), key=concept_category_sort_key):
+        part = frame.filter(pl.col("category") == category)
+        fig.add_bar(
+            name=category,
+            y=part["label"].to_list(),
+            x=part[value].to_list(),
+            orientation="h",
+            marker_color=concept_category_colour(category),
+            customdata=np.column_stack([part[c].to_numpy() for c in customdata])
+            if customdata
+            else None,
+            hovertemplate=hovertemplate + "<extra>" + category + "</extra>",
+        )
+    fig.update_layout(
+        barmode="relative",  # one bar per concept: full width, not a slot per category
+        margin={"l": 10, "r": 10, "t": 60, "b": 50},
+        legend=LEGEND,
+        yaxis={
+            "automargin": True,
+            "categoryorder": "array",
+            "categoryarray": list(reversed(labels)),
+            "tickfont": {"size": 11},
+        },
+    )
+    return fig
+
+
+def survives(significant: bool | None) -> str:
+    """The mark of a correlation that survives the Benjamini-Hochberg correction."""
+    return "*" if significant else ""
+
+
+# r with its interval, p and q on hover; customdata columns are interval_data's.
+INTERVAL_HOVER = (
+    "r=%{y:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<br>"
+    "p=%{customdata[2]:.3g}, q=%{customdata[3]:.3g}, n=%{customdata[4]}"
+)
+
+
+def interval_data(frame: pl.DataFrame) -> list[list[float | None]]:
+    """Per bar: r_lo, r_hi, p, q, n (None where null), for INTERVAL_HOVER; plain lists, so
+    the figure's JSON carries numbers rather than a binary array."""
+    columns = [
+        frame[c].cast(pl.Float64).to_list() for c in ("r_lo", "r_hi", "p_value", "q_value", "n")
+    ]
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def interval_bars(frame: pl.DataFrame) -> dict[str, Any]:
+    """Asymmetric error bars from r to its bootstrap interval (none where r is null)."""
+    r = frame["pearson_r"].fill_null(float("nan")).to_numpy()
+    lo = frame["r_lo"].fill_null(float("nan")).to_numpy()
+    hi = frame["r_hi"].fill_null(float("nan")).to_numpy()
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": np.nan_to_num(hi - r).tolist(),
+        "arrayminus": np.nan_to_num(r - lo).tolist(),
+        "color": "#444444",
+        "thickness": 1,
+        "width": 3,
+    }

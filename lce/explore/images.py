@@ -1,0 +1,178 @@
+"""Top images as the Units, Gallery and Concept pages draw them: the probe folder they come
+from, and each image with its S > T mask outlined (fct_unit_top_images, fct_unit_top_maps).
+
+Units whose best match is the background (a null concept) are named so on every page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lce.explore.db import table_exists
+from warehouse.query import query
+
+NO_CONCEPT = "(background: no concept)"
+NO_CATEGORY = "(none)"
+TOP_IMAGES = "fct_unit_top_images"  # the mart the pages read top images from (issue 16)
+OUTLINE_RGB = (255, 0, 255)  # magenta: rare in photographs, clear on dark and light regions
+TILE_IMAGE_PX = 112
+
+
+def run_probe_dir(db: Path, model: str, layer: str) -> str | None:
+    """The probe folder the extraction of (model, layer) recorded (runs.probe is
+    ``broden:<path>``), or None when the run names none (precomputed labels, older files)."""
+    if not table_exists(db, TOP_IMAGES):
+        return None
+    frame = query(
+        db,
+        f"select probe_dir from {TOP_IMAGES} where model = ? and layer = ? "
+        "and probe_dir is not null limit 1",
+        [model, layer],
+    )
+    if frame.is_empty():
+        return None
+    return str(frame["probe_dir"][0]) or None
+
+
+def default_probe_dir(recorded: str | None, environment: str | None) -> str:
+    """What the probe folder box starts with: the run's own folder when this machine has it,
+    else LCE_PROBE_DIR, else the recorded path (so the note says it is not reachable)."""
+    if recorded and Path(recorded).expanduser().is_dir():
+        return recorded
+    if environment and environment.strip():
+        return environment
+    return recorded or ""
+
+
+def top_maps_count(db: Path, model: str, layer: str) -> int:
+    """How many (unit, image) maps the warehouse holds for a layer (0: no outlines)."""
+    if not table_exists(db, "fct_unit_top_maps"):
+        return 0
+    frame = query(
+        db,
+        "select count(*) as n from fct_unit_top_maps where model = ? and layer = ?",
+        [model, layer],
+    )
+    return int(frame["n"][0])
+
+
+def probe_dir_problem(probe_dir: str | Path | None) -> str | None:
+    """None when the probe folder can serve images, else why not (shown as a note)."""
+    if probe_dir is None or not str(probe_dir).strip():
+        return (
+            "No probe folder given: enter the folder of the probe set the models were dissected "
+            "on (or set LCE_PROBE_DIR) to see each unit's top images."
+        )
+    path = Path(str(probe_dir).strip()).expanduser()
+    if not path.is_dir():
+        return f"The probe folder `{path}` is not reachable from this machine."
+    return None
+
+
+def resolve_probe_image(probe_dir: str | Path, image: str) -> Path | None:
+    """The image's file inside the probe folder (Broden keeps images under ``images/``), or None.
+    A path that would leave the probe folder is refused."""
+    root = Path(str(probe_dir).strip()).expanduser().resolve()
+    for base in (root / "images", root):
+        candidate = (base / image).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            return candidate
+    return None
+
+
+def outline_pixels(mask: np.ndarray) -> np.ndarray:
+    """The mask's inner boundary: pixels of the mask with a 4-neighbour outside it (the image's
+    edge counts as outside, so a mask touching the edge is closed there)."""
+    m = np.asarray(mask, dtype=bool)
+    p = np.pad(m, 1, constant_values=False)
+    interior = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return m & ~interior
+
+
+def unpack_mask(data: bytes, sh: int, sw: int) -> np.ndarray:
+    """fct_unit_top_maps.mask as a (sh, sw) bool array (numpy.packbits, row-major)."""
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=sh * sw)
+    return bits.reshape(sh, sw).astype(bool)
+
+
+def outlined_image(path: Path, mask: np.ndarray | None) -> np.ndarray:
+    """The probe image as RGB, with the mask's outline drawn in OUTLINE_RGB.
+
+    The outline is computed at label resolution (sh x sw, where the IoU was counted) and drawn
+    as blocks of s x s image pixels, s = round(image height / sh) (2 for Broden's 224 px images
+    and 112 px labels): the image is resized to (s sh, s sw) when it is not already that size,
+    so every label pixel is exactly s x s screen pixels and outline[::s, ::s] is the label-
+    resolution outline."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+        if mask is None:
+            return np.asarray(rgb)
+        sh, sw = mask.shape
+        scale = max(1, round(rgb.height / sh))
+        if rgb.size != (sw * scale, sh * scale):
+            rgb = rgb.resize((sw * scale, sh * scale), Image.Resampling.BILINEAR)
+        out = np.array(rgb)
+    edge = np.repeat(np.repeat(outline_pixels(mask), scale, axis=0), scale, axis=1)
+    out[edge] = OUTLINE_RGB
+    return out
+
+
+def unit_tiles(
+    db: Path, probe_dir: str, model: str, layer: str, units: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    """For each unit given, its top images as RGB arrays with the S > T outline drawn where the
+    warehouse holds the mask: dicts of unit, rank, image, max_activation, outlined (bool) and
+    pixels (None when the image is not in the probe folder). Cached by the page per file."""
+    if not units or not table_exists(db, TOP_IMAGES):
+        return []
+    with_maps = table_exists(db, "fct_unit_top_maps")
+    maps_join = (
+        "left join fct_unit_top_maps m using (model, layer, unit, rank)"
+        if with_maps
+        else "left join (select null::varchar as model, null::varchar as layer, "
+        "null::integer as unit, null::integer as rank, null::blob as mask, "
+        "null::integer as sh, null::integer as sw where false) m using (model, layer, unit, rank)"
+    )
+    frame = query(
+        db,
+        f"""
+        select t.unit, t.rank, t.image, t.max_activation, m.mask, m.sh, m.sw
+        from {TOP_IMAGES} t {maps_join}
+        where t.model = ? and t.layer = ? and list_contains(?, t.unit)
+        order by t.unit, t.rank
+        """,
+        [model, layer, list(units)],
+    )
+    usable = probe_dir_problem(probe_dir) is None
+    tiles = []
+    for row in frame.iter_rows(named=True):
+        mask = None
+        if row["mask"] is not None:
+            mask = unpack_mask(row["mask"], int(row["sh"]), int(row["sw"]))
+        path = resolve_probe_image(probe_dir, row["image"]) if usable else None
+        tiles.append(
+            {
+                "unit": int(row["unit"]),
+                "rank": int(row["rank"]),
+                "image": row["image"],
+                "max_activation": row["max_activation"],
+                "outlined": mask is not None,
+                "pixels": None if path is None else outlined_image(path, mask),
+            }
+        )
+    return tiles
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """An RGB array as PNG (lossless, so the outline keeps its exact colour; fast compression)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

@@ -1,0 +1,84 @@
+"""The app's contract is the marts: the explorer and `lce summary` read no staging or
+intermediate relation (issue 16).
+
+dbt's staging (``stg_*``) and intermediate (``int_*``) models are the warehouse's inside; only
+the marts in ``warehouse.query.MARTS`` are documented, tested and kept stable, as jaffle-shop's
+consumers read marts only. The check reads every string literal of the code that queries for
+the app (``lce/explore/``, ``lce/summary.py``, ``app.py``, ``app_pages/``) with the ast module,
+docstrings aside, so a query text built in pieces or kept in a constant counts as much as one
+written inline.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from warehouse.query import MARTS
+
+REPO = Path(__file__).resolve().parents[1]
+APP_CODE = ["lce/explore", "lce/summary.py", "app.py", "app_pages"]
+INSIDE = re.compile(r"\b(?:stg|int)_[a-z0-9_]+\b")
+MART_NAME = re.compile(r"\b(?:fct|dim)_[a-z0-9_]+\b")
+
+
+def app_files() -> Iterator[Path]:
+    for name in APP_CODE:
+        path = REPO / name
+        yield from [path] if path.is_file() else sorted(path.rglob("*.py"))
+
+
+def literals(source: str) -> Iterator[tuple[int, str]]:
+    """(line, text) of every string literal except docstrings (which may name a staging model
+    to say where a mart comes from); f-strings give their literal parts."""
+    tree = ast.parse(source)
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ):
+            yield node.lineno, node.value
+
+
+def test_the_scan_finds_relations() -> None:
+    """Guards the guard: a staging name in a query, inline or in an f-string, is seen; a
+    docstring is not."""
+    source = (
+        '"""Reads stg_runs for the doc."""\n'
+        'A = "select * from stg_runs"\n'
+        'B = f"select * from {A} join int_unit_labels using (unit)"\n'
+    )
+    found = [name for _, text in literals(source) for name in INSIDE.findall(text)]
+    assert found == ["stg_runs", "int_unit_labels"]
+    assert len(list(app_files())) > 20
+
+
+def test_the_app_reads_no_staging_or_intermediate_relation() -> None:
+    wrong = sorted(
+        f"{path.relative_to(REPO)}:{line} names {name}"
+        for path in app_files()
+        for line, text in literals(path.read_text(encoding="utf-8"))
+        for name in INSIDE.findall(text)
+    )
+    assert not wrong, f"the app must read marts only (warehouse.query.MARTS): {wrong}"
+
+
+def test_every_table_the_app_names_is_a_mart() -> None:
+    """A fct_/dim_ name outside MARTS would be a relation outside the contract (or a typo)."""
+    wrong = sorted(
+        f"{path.relative_to(REPO)}:{line} names {name}"
+        for path in app_files()
+        for line, text in literals(path.read_text(encoding="utf-8"))
+        for name in MART_NAME.findall(text)
+        if name not in MARTS
+    )
+    assert not wrong, f"not in warehouse.query.MARTS: {wrong}"
