@@ -121,7 +121,7 @@ def measure(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--models", default="resnet18,resnet50")
@@ -137,7 +137,89 @@ def main() -> None:
         "--features-cost", action="store_true", help="also time extraction with --no-features"
     )
     parser.add_argument("--child", nargs=10)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+Row = tuple[str, dict, dict, dict | None, list[dict]]  # arch, forward, extract, 4N, with nulls
+Cost = tuple[str, dict, list[dict]]  # arch, extract, --no-features
+
+
+def run_model(args: argparse.Namespace, probe: Path, arch: str) -> tuple[Row, Cost]:
+    """--repeat alternating rounds of forward-only and extraction (and the optional variants)
+    for one model, then the 4N memory run; medians and per-round pairs."""
+    fwds, exts, nulls, bare = [], [], [], []
+    for _ in range(args.repeat):
+        fwds.append(measure("forward", arch, probe, args.n, args.basis, args.device, args.batch))
+        exts.append(measure("extract", arch, probe, args.n, args.basis, args.device, args.batch))
+        if args.null_permutations:
+            nulls.append(
+                measure("extract", arch, probe, args.n, args.basis, args.device,
+                        args.batch, args.null_permutations)
+            )  # fmt: skip
+        if args.features_cost:
+            bare.append(
+                measure("extract", arch, probe, args.n, args.basis, args.device,
+                        args.batch, features=False)
+            )  # fmt: skip
+    fwd = {"seconds": statistics.median(r["seconds"] for r in fwds)}
+    ext = {
+        "seconds": statistics.median(r["seconds"] for r in exts),
+        "rss_mb": max(r["rss_mb"] for r in exts),
+        "ratios": [e["seconds"] / f["seconds"] for f, e in zip(fwds, exts, strict=True)],
+        "seconds_each": [e["seconds"] for e in exts],
+    }
+    big = (
+        None
+        if args.no_4n
+        else measure("extract", arch, probe, args.n * 4, args.basis, args.device, args.batch)
+    )
+    return (arch, fwd, ext, big, nulls), (arch, ext, bare)
+
+
+def print_speed(args: argparse.Namespace, rows: list[Row]) -> None:
+    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, device={args.device}, "
+          f"basis={args.basis}, batch={args.batch}, N={args.n}, medians of {args.repeat} runs")  # fmt: skip
+    print(
+        "| model | layer | forward-only s (N) | extraction s (N) | ratio (pairs) | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for arch, fwd, ext, big, _ in rows:
+        ratio = ext["seconds"] / fwd["seconds"]
+        rss4 = f"{big['rss_mb']:.0f}" if big else "-"
+        growth = f"{big['rss_mb'] / ext['rss_mb']:.2f}" if big else "-"
+        pairs = ", ".join(f"{r:.2f}" for r in ext["ratios"])
+        print(f"| {arch} | layer4 | {fwd['seconds']:.1f} | {ext['seconds']:.1f} | {ratio:.2f} ({pairs}) | "
+              f"{args.n / ext['seconds']:.1f} | {ext['rss_mb']:.0f} | {rss4} | {growth} |")  # fmt: skip
+
+
+def print_nulls(k: int, rows: list[Row]) -> None:
+    print(f"\nnull permutations: K = {k} against K = 0, same rounds")
+    print("| model | extraction K=0 s | extraction K s | ratio (pairs) |")
+    print("|---|---|---|---|")
+    for arch, _, ext, _, nulls in rows:
+        plain = ext["seconds"]
+        with_null = statistics.median(r["seconds"] for r in nulls)
+        pairs = ", ".join(
+            f"{b['seconds'] / a:.2f}" for a, b in zip(ext["seconds_each"], nulls, strict=True)
+        )
+        print(f"| {arch} | {plain:.1f} | {with_null:.1f} | {with_null / plain:.2f} ({pairs}) |")
+
+
+def print_features_cost(costs: list[Cost]) -> None:
+    print("\nimage features: extraction (features kept, the default) against --no-features")
+    print("| model | --no-features s | features s | cost (pairs) |")
+    print("|---|---|---|---|")
+    for arch, ext, bare in costs:
+        without = statistics.median(r["seconds"] for r in bare)
+        pairs = ", ".join(
+            f"{a / b['seconds'] - 1:+.1%}" for a, b in zip(ext["seconds_each"], bare, strict=True)
+        )
+        print(f"| {arch} | {without:.1f} | {ext['seconds']:.1f} | "
+              f"{ext['seconds'] / without - 1:+.1%} ({pairs}) |")  # fmt: skip
+
+
+def main() -> None:
+    args = parse_args()
     if args.child:
         kind, arch, probe, n, lake, basis, device, batch, null, features = args.child
         child(
@@ -154,79 +236,17 @@ def main() -> None:
         print(
             f"probe set: {n4} images 224 px, label maps 112 px ({time.perf_counter() - tic:.0f} s)"
         )
-        rows = []
-        costs: list[tuple[str, dict, list[dict]]] = []
+        rows: list[Row] = []
+        costs: list[Cost] = []
         for arch in args.models.split(","):
-            fwds, exts, nulls, bare = [], [], [], []
-            for _ in range(args.repeat):
-                fwds.append(
-                    measure("forward", arch, probe, args.n, args.basis, args.device, args.batch)
-                )
-                exts.append(
-                    measure("extract", arch, probe, args.n, args.basis, args.device, args.batch)
-                )
-                if args.null_permutations:
-                    nulls.append(
-                        measure("extract", arch, probe, args.n, args.basis, args.device,
-                                args.batch, args.null_permutations)
-                    )  # fmt: skip
-                if args.features_cost:
-                    bare.append(
-                        measure("extract", arch, probe, args.n, args.basis, args.device,
-                                args.batch, features=False)
-                    )  # fmt: skip
-            fwd = {"seconds": statistics.median(r["seconds"] for r in fwds)}
-            ext = {
-                "seconds": statistics.median(r["seconds"] for r in exts),
-                "rss_mb": max(r["rss_mb"] for r in exts),
-                "ratios": [e["seconds"] / f["seconds"] for f, e in zip(fwds, exts, strict=True)],
-                "seconds_each": [e["seconds"] for e in exts],
-            }
-            big = (
-                None
-                if args.no_4n
-                else measure("extract", arch, probe, n4, args.basis, args.device, args.batch)
-            )
-            rows.append((arch, fwd, ext, big, nulls))
-            costs.append((arch, ext, bare))
-    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, device={args.device}, "
-          f"basis={args.basis}, batch={args.batch}, N={args.n}, medians of {args.repeat} runs")  # fmt: skip
-    print(
-        "| model | layer | forward-only s (N) | extraction s (N) | ratio (pairs) | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for arch, fwd, ext, big, _ in rows:
-        ratio = ext["seconds"] / fwd["seconds"]
-        rss4 = f"{big['rss_mb']:.0f}" if big else "-"
-        growth = f"{big['rss_mb'] / ext['rss_mb']:.2f}" if big else "-"
-        pairs = ", ".join(f"{r:.2f}" for r in ext["ratios"])
-        print(f"| {arch} | layer4 | {fwd['seconds']:.1f} | {ext['seconds']:.1f} | {ratio:.2f} ({pairs}) | "
-              f"{args.n / ext['seconds']:.1f} | {ext['rss_mb']:.0f} | {rss4} | {growth} |")  # fmt: skip
-
+            row, cost = run_model(args, probe, arch)
+            rows.append(row)
+            costs.append(cost)
+    print_speed(args, rows)
     if args.null_permutations:
-        print(f"\nnull permutations: K = {args.null_permutations} against K = 0, same rounds")
-        print("| model | extraction K=0 s | extraction K s | ratio (pairs) |")
-        print("|---|---|---|---|")
-        for arch, _, ext, _, nulls in rows:
-            plain = ext["seconds"]
-            with_null = statistics.median(r["seconds"] for r in nulls)
-            pairs = ", ".join(
-                f"{b['seconds'] / a:.2f}" for a, b in zip(ext["seconds_each"], nulls, strict=True)
-            )
-            print(f"| {arch} | {plain:.1f} | {with_null:.1f} | {with_null / plain:.2f} ({pairs}) |")
-
+        print_nulls(args.null_permutations, rows)
     if args.features_cost:
-        print("\nimage features: extraction (features kept, the default) against --no-features")
-        print("| model | --no-features s | features s | cost (pairs) |")
-        print("|---|---|---|---|")
-        for arch, ext, bare in costs:
-            without = statistics.median(r["seconds"] for r in bare)
-            pairs = ", ".join(
-                f"{a / b['seconds'] - 1:+.1%}"
-                for a, b in zip(ext["seconds_each"], bare, strict=True)
-            )
-            print(f"| {arch} | {without:.1f} | {ext['seconds']:.1f} | "
-                  f"{ext['seconds'] / without - 1:+.1%} ({pairs}) |")  # fmt: skip
+        print_features_cost(costs)
 
 
 if __name__ == "__main__":
