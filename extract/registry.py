@@ -238,7 +238,7 @@ def _download_bar(
 
 def read_checkpoint(entry: ModelEntry, path: Path) -> Any:
     """The object a checkpoint file holds, read the way its format needs (no code from it runs)."""
-    from extract import formats
+    from extract import formats, formats_tf
 
     path = Path(path)
     if not path.is_file():
@@ -251,13 +251,13 @@ def read_checkpoint(entry: ModelEntry, path: Path) -> Any:
             return name.startswith("base_model/") and not name.endswith("Momentum")
 
         if path.suffix == ".zip" and not _is_torch_zip(path):
-            index = formats.extract_tf_zip(path, path.with_name(path.stem + ".ckpt"))
-            return formats.read_tf_checkpoint(index, keep)
+            index = formats_tf.extract_tf_zip(path, path.with_name(path.stem + ".ckpt"))
+            return formats_tf.read_tf_checkpoint(index, keep)
         if path.suffix == ".index" or ".data-" in path.name:
             index = (
                 path if path.suffix == ".index" else path.with_name(path.name.split(".data-")[0])
             )
-            return formats.read_tf_checkpoint(index, keep)
+            return formats_tf.read_tf_checkpoint(index, keep)
     return formats.read_torch_file(path)
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from base.errors import LceError
-from extract import formats, registry
+from extract import formats, formats_tf, registry
 from extract.models import load_model
 from tests import checkpoint_factory as cf
 from tests.conftest import lce
@@ -92,6 +92,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "fmt"), CASES)
 def test_conversion_reproduces_the_original(
     name: str,
@@ -126,6 +127,7 @@ def test_conversion_is_a_plain_function_with_only_the_backbone(original: torch.n
     assert set(swav) == set(cf.backbone(original))
 
 
+@pytest.mark.slow
 def test_byol_takes_the_online_network_and_runs_no_code(files: dict[str, Path]) -> None:
     # the pickle names haiku and BYOL classes that are not importable here: they become inert
     tree = formats.read_pickle_safely(files["byol"])
@@ -154,12 +156,12 @@ def test_tf_reader_reads_every_variable(tmp_path: Path) -> None:
         "step": np.array(42, dtype=np.int64),
     }
     index = cf.write_tf_checkpoint(tmp_path / "model.ckpt-1", variables)
-    got = formats.read_tf_checkpoint(index)
+    got = formats_tf.read_tf_checkpoint(index)
     assert set(got) == set(variables)
     for k, v in variables.items():
         np.testing.assert_array_equal(got[k], v)
         assert got[k].dtype == v.dtype
-    assert set(formats.read_tf_checkpoint(tmp_path / "model.ckpt-1", lambda n: n == "a/b")) == {
+    assert set(formats_tf.read_tf_checkpoint(tmp_path / "model.ckpt-1", lambda n: n == "a/b")) == {
         "a/b"
     }
 
@@ -176,7 +178,7 @@ def test_tf_reader_on_a_checkpoint_tensorflow_wrote() -> None:
     }
     expected["global_step"] = np.array(250228, dtype=np.int64)
     expected["head/bias"] = np.linspace(-1, 1, 7).astype(np.float64)
-    got = formats.read_tf_checkpoint(Path(__file__).parent / "data/tf_checkpoint/model.ckpt-1")
+    got = formats_tf.read_tf_checkpoint(Path(__file__).parent / "data/tf_checkpoint/model.ckpt-1")
     assert set(got) == set(expected)
     for key, value in expected.items():
         assert got[key].dtype == value.dtype, key
@@ -192,6 +194,7 @@ def test_random_control_is_reproducible() -> None:
         load_model("random", Path("x.pth"))
 
 
+@pytest.mark.slow
 def test_wrong_format_is_a_clear_error(files: dict[str, Path]) -> None:
     with pytest.raises(LceError) as info:
         load_model("byol", files["moco_v2"])  # a torch file where a BYOL pickle is expected
@@ -223,6 +226,7 @@ def test_unknown_model_suggests_registry_names() -> None:
         load_model("mocov3", None)
 
 
+@pytest.mark.slow
 def test_registry_model_downloads_once_then_uses_the_cache(
     files: dict[str, Path],
     expected: torch.Tensor,
@@ -262,6 +266,7 @@ def test_offline_error_names_the_address_and_weights(
     assert url in message and "--weights" in message and "lce extract swav" in message
 
 
+@pytest.mark.slow
 def test_extract_registry_models_from_local_files(
     files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
