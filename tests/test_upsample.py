@@ -1,8 +1,9 @@
 """The restricted upsampling of the tally against the semantics computed in full.
 
-The reference upsamples every unit's whole map with F.interpolate (as DESIGN.md states) and counts
-masks against labels with numpy. Thresholds are drawn from the upsampled values themselves, so a
-strip that rounded one pixel differently from the full map would flip that pixel's mask.
+The reference upsamples every unit's whole map with F.interpolate (as docs/DESIGN.md states) and
+counts masks against labels with numpy. Thresholds are drawn from the upsampled values
+themselves, so a strip that rounded one pixel differently from the full map would flip that
+pixel's mask.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def _schema(fields: list[tuple[str, Any]]) -> pa.Schema:
     return pa.schema([pa.field(name, dtype) for name, dtype in fields])
 
 
-# The lake contract (DESIGN.md "The lake"), plus the repo's additions documented in
+# The lake contract (docs/DESIGN.md "The lake"), plus the repo's additions documented in
 # docs/NOTES.md: runs.layer_order / normalize / n_skipped_images / non_strict / settings,
 # and the model_exclusions table.
 SCHEMAS: dict[str, pa.Schema] = {

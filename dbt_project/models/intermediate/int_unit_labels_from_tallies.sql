@@ -1,5 +1,5 @@
 -- Each dissected unit's best concept from the full tallies: highest IoU, ties to the lowest
--- concept id (DESIGN.md). Units with no overlapping concept keep a row with a null concept.
+-- concept id (docs/DESIGN.md). Units with no overlapping concept keep a row with a null concept.
 with units as (
     select distinct model, layer, unit from {{ ref('stg_unit_thresholds') }}
     union
