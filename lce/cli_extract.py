@@ -174,6 +174,7 @@ def models() -> None:
         formats.add_row(name, text)
     console.print(formats)
     console.print(
-        "Checkpoints download on first use into $LCE_CACHE/models (default ~/.cache/lce); "
+        "Checkpoints download on first use into $LCE_CACHE/models (default $XDG_CACHE_HOME/lce, "
+        "else ~/.cache/lce); "
         "offline, pass a local copy with --weights FILE."
     )
