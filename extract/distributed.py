@@ -1,8 +1,8 @@
 """Sharding and merging under torchrun: each process takes every WORLD_SIZE-th image.
 
-Thresholds (top-k buffers), tallies (integer sums), stats and top images are merged with
-torch.distributed (gloo on CPU, nccl on GPU), so the result equals a single-process run. With
-WORLD_SIZE unset everything here is a no-op.
+The running states (threshold counts, tallies, stats, top images) are merged by one ``sync``
+over torch.distributed (gloo on CPU, nccl on GPU), so the result equals a single-process run.
+With WORLD_SIZE unset everything here is a no-op.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as td
 
-from extract.tally import ActivationStats, ConceptTally, TopImages
+from extract.running import Running, restored
 
 
 @dataclass(frozen=True)
@@ -35,29 +35,17 @@ def setup(device: torch.device) -> Dist:
     )
 
 
-def _gather_padded(tensor: torch.Tensor, dist: Dist, fill: float | int) -> torch.Tensor:
-    """All ranks' (units, n_r) tensors side by side, padded to the longest n_r with ``fill``."""
-    length = torch.tensor([tensor.shape[1]], device=dist.device)
-    lengths = [torch.zeros_like(length) for _ in range(dist.world)]
-    td.all_gather(lengths, length)
-    longest = int(max(int(x) for x in lengths))
-    padded = torch.full((tensor.shape[0], longest), fill, dtype=tensor.dtype, device=dist.device)
-    padded[:, : tensor.shape[1]] = tensor.to(dist.device)
-    parts = [torch.empty_like(padded) for _ in range(dist.world)]
-    td.all_gather(parts, padded)
-    return torch.cat(parts, dim=1)
-
-
-def gather_topk(values: torch.Tensor, dist: Dist) -> torch.Tensor:
-    """The union of the ranks' top-k buffers, cut back to k: the global top-k."""
+def sync(state: Running, dist: Dist) -> None:
+    """Make ``state`` the merge of every process's state, the same on every process: the one
+    generic sync of the running-state interface (extract/running.py). States are gathered as
+    state_dicts (small: the quantile counts are sparse) and merged in rank order."""
     if dist.world == 1:
-        return values
-    k = values.shape[1]
-    merged = _gather_padded(values.float(), dist, float("-inf"))
-    k_global = torch.tensor([k], device=dist.device)
-    td.all_reduce(k_global, op=td.ReduceOp.MAX)
-    k = min(int(k_global), merged.shape[1])
-    return torch.topk(merged, k, dim=1).values
+        return
+    parts: list[dict | None] = [None] * dist.world
+    td.all_gather_object(parts, state.state_dict())
+    state.load_state_dict(parts[0] or {})
+    for part in parts[1:]:
+        state.merge(restored(type(state), part or {}))
 
 
 def sum_int(value: int, dist: Dist) -> int:
@@ -66,39 +54,6 @@ def sum_int(value: int, dist: Dist) -> int:
     t = torch.tensor([value], dtype=torch.int64, device=dist.device)
     td.all_reduce(t)
     return int(t)
-
-
-def sum_tally(tally: ConceptTally, dist: Dist) -> None:
-    if dist.world == 1:
-        return
-    for name, tensor in tally.state().items():
-        t = tensor.to(dist.device)
-        td.all_reduce(t)
-        setattr(tally, name, t.to(tally.device))
-
-
-def sum_stats(stats: ActivationStats, dist: Dist) -> None:
-    if dist.world == 1:
-        return
-    total = stats.total.to(dist.device)
-    td.all_reduce(total)
-    maximum = stats.maximum.to(dist.device)
-    td.all_reduce(maximum, op=td.ReduceOp.MAX)
-    stats.total, stats.maximum = total.cpu(), maximum.cpu()
-    stats.count = sum_int(stats.count, dist)
-
-
-def merge_top_images(top: TopImages, dist: Dist) -> TopImages:
-    if dist.world == 1:
-        return top
-    values = _gather_padded(top.values, dist, float("-inf")).cpu()
-    images = _gather_padded(top.images, dist, -1).cpu()
-    merged = TopImages(values.shape[0], top.k)
-    keep = images >= 0
-    # re-rank the union with the same rule (value desc, image index asc)
-    big = torch.iinfo(torch.int64).max
-    merged.update_from(values.masked_fill(~keep, float("-inf")), images.masked_fill(~keep, big))
-    return merged
 
 
 def gather_lists(items: list[str], dist: Dist) -> list[str]:

@@ -322,3 +322,9 @@ class LayerTaps:
     def close(self) -> None:
         for handle in self.handles:
             handle.remove()
+
+    def __enter__(self) -> LayerTaps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,4 +1,5 @@
-"""Additive dissection state, in the torchmetrics Metric pattern (update / merge / compute).
+"""Additive dissection state with the running-state interface of extract/running.py (update,
+merge, state_dict, load_state_dict).
 
 All counts are integers, so merging partial tallies (shards, resumed runs, processes) gives
 exactly the tally of the whole probe set.
@@ -7,6 +8,7 @@ exactly the tally of the whole probe set.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,22 +42,19 @@ class ConceptTally:
         self.null_intersection = torch.zeros((*shape, n_concepts), dtype=torch.int64, device=device)
         self.null_activation = torch.zeros((*shape, n_categories), dtype=torch.int64, device=device)
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return {
-            "intersection": self.intersection,
-            "activation": self.activation,
-            "label_pixels": self.label_pixels,
-            "null_intersection": self.null_intersection,
-            "null_activation": self.null_activation,
-        }
+    _COUNTS = ("intersection", "activation", "label_pixels", "null_intersection", "null_activation")
 
-    def load(self, state: dict[str, torch.Tensor]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value.to(self.device))
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name).cpu() for name in self._COUNTS}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.device = getattr(self, "device", torch.device("cpu"))
+        for name in self._COUNTS:
+            setattr(self, name, state[name].to(self.device))
 
     def merge(self, other: ConceptTally) -> None:
-        for name, value in other.state().items():
-            getattr(self, name).add_(value.to(self.device))
+        for name in self._COUNTS:
+            getattr(self, name).add_(getattr(other, name).to(self.device))
 
     def update(
         self,
@@ -154,6 +153,23 @@ class TopImages:
             maxima.T.float().cpu(), image_index.view(1, -1).expand(units, -1).cpu().long()
         )
 
+    def merge(self, other: TopImages) -> None:
+        """The top K of both lists, by the same rule (each shard holds other images)."""
+        self.update_from(other.values, other.images)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "values": self.values, "images": self.images}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.k, self.values, self.images = state["k"], state["values"], state["images"]
+
+    def holding(self, images: torch.Tensor) -> torch.Tensor:
+        """(units, len(images)) bool: which of ``images`` (probe indices) each unit's list holds
+        now. An image not in a list when it arrives never enters it later (the list only
+        improves), so the pairs true right after an image's update are all the pairs that can
+        end up in the final lists: the cache keeps their whole maps (extract/cache.py)."""
+        return (self.images.unsqueeze(2) == images.view(1, 1, -1)).any(dim=1)
+
     def update_from(self, values: torch.Tensor, images: torch.Tensor) -> None:
         """Merge (units, n) candidate values and their image indices into the top K."""
         values = torch.cat([self.values, values], dim=1)
@@ -178,3 +194,14 @@ class ActivationStats:
         self.total += flat.sum(dim=1, dtype=torch.float64).cpu()
         self.count += flat.shape[1]
         self.maximum = torch.maximum(self.maximum, flat.amax(dim=1).double().cpu())
+
+    def merge(self, other: ActivationStats) -> None:
+        self.total += other.total
+        self.count += other.count
+        self.maximum = torch.maximum(self.maximum, other.maximum)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "count": self.count, "maximum": self.maximum}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total, self.count, self.maximum = state["total"], state["count"], state["maximum"]

@@ -110,14 +110,14 @@ class TopMaps:
                 packed = torch.from_numpy(np.packbits(masks[k].cpu().numpy().reshape(-1)))
                 self.rows[name][(unit, image)] = (maps[k].clone(), packed, sizes[j])
 
-    def state(self) -> dict[str, list[tuple[int, int, torch.Tensor, torch.Tensor, int, int]]]:
+    def state_dict(self) -> dict[str, list[tuple[int, int, torch.Tensor, torch.Tensor, int, int]]]:
         """Plain lists and tensors, for a checkpoint (torch.load weights_only)."""
         return {
             name: [(u, i, m, p, s[0], s[1]) for (u, i), (m, p, s) in rows.items()]
             for name, rows in self.rows.items()
         }
 
-    def load(
+    def load_state_dict(
         self, state: dict[str, list[tuple[int, int, torch.Tensor, torch.Tensor, int, int]]]
     ) -> None:
         for name, rows in state.items():

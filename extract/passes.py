@@ -1,0 +1,347 @@
+"""The rounds of a dissection over the probe set, each streamed batch by batch.
+
+1. Pass 1 runs the model once: activation stats, top images, image means, round 1 of the exact
+   thresholds (extract/quantile.py: counts above a rising lower bound), and the sparse cache of
+   the cells the later rounds can use (extract/cache.py).
+2. The threshold round reads the cache (or runs the model again with --no-cache) and finishes
+   the thresholds exactly (quantile.py round 2).
+3. Pass 2 reads the cache again, thresholds, upsamples only the units that can fire, and
+   tallies intersections against the label maps (and the null permutations' labels).
+
+Memory is bounded by the batch, one count table per layer and the tallies, never by the number
+of images; the cache on disk holds a small share of the dense maps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from base.errors import LceError
+from extract import checkpoint, distributed
+from extract.broden import ImageLabels, Probe, load_labels
+from extract.cache import ActivationCache, SparseCache, keep_cells
+from extract.feed import check_finite, forward, label_loader, loader, progress_bar, readable
+from extract.models import LayerTaps
+from extract.quantile import ThresholdRefine, ThresholdSelect
+from extract.tally import ActivationStats, ConceptTally, TopImages
+from extract.top_maps import TopMaps
+from extract.upsample import pixels_above
+
+if TYPE_CHECKING:
+    from extract.engine import ExtractConfig
+
+
+class Interrupted(Exception):
+    """Raised by the testing hook that stops a run after a number of batches."""
+
+
+@dataclass
+class Run:
+    """What every round needs: the settings, the probe, the model and its taps, where the work
+    goes, and the checkpoint key; ``checkpoint_bytes`` is the largest checkpoint written."""
+
+    cfg: ExtractConfig
+    probe: Probe
+    model: torch.nn.Module
+    taps: LayerTaps
+    device: torch.device
+    workdir: Path
+    key: str
+    checkpoint_bytes: int = 0
+
+    def save(self, state: dict[str, Any]) -> None:
+        size = checkpoint.save(self.workdir / "checkpoint.pt", state, self.key)
+        self.checkpoint_bytes = max(self.checkpoint_bytes, size)
+
+    def stop_after(self, position: int) -> bool:
+        """The testing hook: stop once ``position`` batches of both passes are done."""
+        return self.cfg.stop_after_batches is not None and position >= self.cfg.stop_after_batches
+
+
+@dataclass
+class PassOne:
+    """Pass 1's running state and the work files it writes."""
+
+    select: dict[str, ThresholdSelect]
+    stats: dict[str, ActivationStats]
+    top: dict[str, TopImages]
+    cache: SparseCache
+    features: ActivationCache
+    n_seen: dict[str, int]
+    skipped: list[str] = field(default_factory=list)
+    cache_shapes: list[list[tuple[int, ...]]] = field(default_factory=list)
+    kept_batches: list[list[int]] = field(default_factory=list)
+
+    def state_dict(self, with_select: bool = True) -> dict[str, Any]:
+        layers = {
+            n: {"stats": self.stats[n].state_dict(), "top": self.top[n].state_dict()}
+            for n in self.stats
+        }
+        for n in layers if with_select else ():
+            layers[n]["select"] = self.select[n].state_dict()
+        return {
+            "layers": layers, "n_seen": dict(self.n_seen), "skipped": list(self.skipped),
+            "cache_shapes": list(self.cache_shapes), "kept_batches": list(self.kept_batches),
+            "cache_bytes": self.cache.size(), "feature_bytes": self.features.size(),
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for n, layer in state["layers"].items():
+            self.stats[n].load_state_dict(layer["stats"])
+            self.top[n].load_state_dict(layer["top"])
+            if "select" in layer:
+                self.select[n].load_state_dict(layer["select"])
+        self.n_seen, self.skipped = dict(state["n_seen"]), list(state["skipped"])
+        self.cache_shapes, self.kept_batches = state["cache_shapes"], state["kept_batches"]
+        self.cache.truncate(state["cache_bytes"])
+        self.features.truncate(state["feature_bytes"])
+
+
+def pass_one(
+    run: Run,
+    batches: list[list[int]],
+    n_units: dict[str, int],
+    n_values: dict[str, int],
+    state: dict[str, Any] | None,
+) -> PassOne:
+    cfg, probe = run.cfg, run.probe
+    p = 1 - cfg.quantile
+    p1 = PassOne(
+        select={n: ThresholdSelect(n_units[n], n_values[n], p, run.device) for n in cfg.layers},
+        stats={n: ActivationStats(n_units[n]) for n in cfg.layers},
+        top={n: TopImages(n_units[n], cfg.top_images) for n in cfg.layers},
+        cache=SparseCache(run.workdir / "activations.bin"),
+        # each image's spatial mean per layer (image_features), appended in kept_batches order
+        features=ActivationCache(run.workdir / "features.bin"),
+        n_seen=dict.fromkeys(cfg.layers, 0),
+    )
+    start = 0
+    if state is not None:
+        p1.load_state_dict(state)
+        start = state["batch"] if state["pass"] == 1 else len(batches)
+    else:
+        p1.cache.truncate(0)
+        p1.features.truncate(0)
+    progress, task = progress_bar(cfg, len(probe.records), "pass 1/3 activations")
+    images_done = sum(len(b) for b in batches[:start])
+    progress.update(task, completed=images_done)
+    tic = time.perf_counter()
+    with progress:
+        # Under --skip-bad the labels are read here too, so an image with a bad label file is
+        # skipped before any threshold depends on it; otherwise pass 2 finds bad labels, still
+        # before anything is written.
+        items_of = loader(cfg, probe, batches[start:], images=True, labels=cfg.skip_bad)
+        for offset, items in enumerate(items_of):
+            position = start + offset
+            good = readable(items, cfg, p1.skipped, probe)
+            if good:
+                _pass_one_batch(run, p1, good)
+            images_done += len(items)
+            rate = images_done / max(time.perf_counter() - tic, 1e-9)
+            progress.update(task, completed=images_done, rate=f"{rate:.1f}")
+            last, stop = position + 1 == len(batches), run.stop_after(position + 1)
+            if (offset + 1) % cfg.checkpoint_every == 0 or last or stop:
+                run.save({"pass": 1, "batch": position + 1, **p1.state_dict()})
+            if stop:
+                raise Interrupted(f"stopped after {position + 1} batches (testing hook)")
+    return p1
+
+
+def _pass_one_batch(run: Run, p1: PassOne, good: list) -> None:
+    cfg, probe = run.cfg, run.probe
+    indices = [it.image_index for it in good]
+    acts = forward(
+        run.model, run.taps, torch.stack([it.image for it in good]), cfg.layers, run.device
+    )
+    record = probe.records[indices[0]]  # a batch shares its sizes (feed.batches_for)
+    index = torch.tensor(indices)
+    sparse, means = [], []
+    for name in cfg.layers:
+        a = acts[name]
+        check_finite(a, name, probe, indices)
+        p1.stats[name].update(a)
+        p1.top[name].update(a.amax(dim=(2, 3)), index)
+        select = p1.select[name]
+        if cfg.basis == "raw":
+            select.update(*select.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)))
+            p1.n_seen[name] += a.shape[0] * a.shape[2] * a.shape[3]
+        else:
+            # one image at a time, as the semantics define S (upsample.py)
+            for j in range(len(a)):
+                select.update(*pixels_above(a[j], select.bounds, (record.sh, record.sw)))
+            p1.n_seen[name] += len(a) * record.sh * record.sw
+        select.refresh()
+        if cfg.cache:
+            whole = p1.top[name].holding(index).T.to(a.device)
+            sparse.append((a, keep_cells(a, select.bounds, whole)))
+        if cfg.features:
+            means.append(a.mean(dim=(2, 3)).cpu().numpy())
+    if cfg.features:
+        p1.features.append(means)
+    if cfg.cache:
+        p1.cache.append_sparse(sparse)
+        p1.cache_shapes.append([tuple(a.shape) for a in acts.values()])
+    p1.kept_batches.append(indices)
+
+
+def inputs(
+    run: Run, p1: PassOne, start: int, labels: bool
+) -> Iterator[tuple[list[ImageLabels], dict[str, torch.Tensor]]]:
+    """Per kept batch from ``start`` on: its label masks (empty unless ``labels``) and its
+    layers' raw maps, from pass 1's cache, or from the model again without it (--no-cache)."""
+    cfg, kept = run.cfg, p1.kept_batches
+    if cfg.cache:
+        cached = p1.cache.read_sparse(p1.cache_shapes)
+        for _ in range(start):
+            next(cached)
+        if not labels:
+            for arrays in cached:
+                yield [], dict(zip(cfg.layers, arrays, strict=True))
+            return
+        for items in label_loader(cfg, run.probe, kept[start:], run.device):
+            _check_read(items)
+            maps = dict(zip(cfg.layers, next(cached), strict=True))
+            yield [it.labels for it in items], maps
+        return
+    for items in loader(cfg, run.probe, kept[start:], images=True, labels=labels):
+        _check_read(items)
+        stack = torch.stack([it.image for it in items])
+        maps = forward(run.model, run.taps, stack, cfg.layers, run.device)
+        yield [it.labels for it in items] if labels else [], maps
+
+
+def _check_read(items: list) -> None:
+    errors = [it.error for it in items if it.error is not None]
+    if errors:  # a file that read fine in pass 1 but not now
+        raise LceError(errors[0])
+
+
+def threshold_round(run: Run, p1: PassOne, dist: Any) -> dict[str, torch.Tensor]:
+    """Round 2 of the exact thresholds over the cache; every process ends with the same."""
+    cfg, probe = run.cfg, run.probe
+    refine: dict[str, ThresholdRefine] = {}
+    for name in cfg.layers:
+        distributed.sync(p1.select[name], dist)
+        total = p1.n_seen[name] = distributed.sum_int(p1.n_seen[name], dist)
+        if total == 0:
+            raise LceError(f"{probe.root}: no images could be read")
+        refine[name] = p1.select[name].refine(total)
+    kept = p1.kept_batches
+    progress, task = progress_bar(cfg, sum(len(b) for b in kept), "pass 2/3 exact thresholds")
+    done, tic = 0, time.perf_counter()
+    with progress:
+        for position, (_, acts) in enumerate(inputs(run, p1, 0, labels=False)):
+            record = probe.records[kept[position][0]]
+            for name in cfg.layers:
+                a, r = acts[name].to(run.device), refine[name]
+                if cfg.basis == "raw":
+                    r.update(*r.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)))
+                else:
+                    for j in range(len(a)):
+                        r.update(*pixels_above(a[j], r.bounds, (record.sh, record.sw)))
+            done += len(kept[position])
+            rate = done / max(time.perf_counter() - tic, 1e-9)
+            progress.update(task, completed=done, rate=f"{rate:.1f}")
+    out = {}
+    for name in cfg.layers:
+        distributed.sync(refine[name], dist)
+        out[name] = torch.from_numpy(refine[name].thresholds())
+    return out
+
+
+def pass_two(
+    run: Run,
+    p1: PassOne,
+    thresholds: dict[str, torch.Tensor],
+    state: dict[str, Any] | None,
+    maps: TopMaps,
+    n_batches_one: int,
+) -> dict[str, ConceptTally]:
+    cfg, probe, device = run.cfg, run.probe, run.device
+    n_concepts, n_categories = len(probe.concepts), len(probe.categories)
+    tallies = {
+        n: ConceptTally(len(thresholds[n]), n_concepts, n_categories, device, cfg.null_permutations)
+        for n in cfg.layers
+    }
+    kept = p1.kept_batches
+    partners = null_partners(
+        probe, [i for b in kept for i in b], cfg.null_permutations, cfg.null_seed
+    )
+    category_of = probe.concept_category_index()
+    start = 0
+    if state is not None and state["pass"] == 2:
+        start = state["batch"]
+        for n in cfg.layers:
+            tallies[n].load_state_dict(state["layers"][n]["tally"])
+        maps.load_state_dict(state["top_maps"])
+    on_device = {n: t.to(device) for n, t in thresholds.items()}
+    progress, task = progress_bar(cfg, sum(len(b) for b in kept), "pass 3/3 concept tally")
+    done = sum(len(b) for b in kept[:start])
+    progress.update(task, completed=done)
+    tic = time.perf_counter()
+    with progress:
+        for offset, (labels, acts) in enumerate(inputs(run, p1, start, labels=True)):
+            position = start + offset
+            nulls = [[load_labels(probe, probe.records[p[i]], category_of) for p in partners]
+                     for i in kept[position]]  # fmt: skip
+            sizes = [(probe.records[i].sh, probe.records[i].sw) for i in kept[position]]
+            for name in cfg.layers:
+                a = acts[name].to(device)
+                for j, image_labels in enumerate(labels):
+                    tallies[name].update(a[j], on_device[name], image_labels, nulls[j])
+                maps.capture(name, kept[position], a, on_device[name], sizes)
+            done += len(labels)
+            progress.update(
+                task, completed=done, rate=f"{done / max(time.perf_counter() - tic, 1e-9):.1f}"
+            )
+            last, stop = position + 1 == len(kept), run.stop_after(n_batches_one + position + 1)
+            if (offset + 1) % cfg.checkpoint_every == 0 or last or stop:
+                run.save(_pass_two_state(p1, thresholds, tallies, maps, position + 1))
+            if stop:
+                raise Interrupted(
+                    f"stopped after {n_batches_one + position + 1} batches (testing hook)"
+                )
+    return tallies
+
+
+def _pass_two_state(
+    p1: PassOne,
+    thresholds: dict[str, torch.Tensor],
+    tallies: dict[str, ConceptTally],
+    maps: TopMaps,
+    batch: int,
+) -> dict[str, Any]:
+    state = p1.state_dict(with_select=False)
+    for name, layer in state["layers"].items():
+        layer["thresholds"] = thresholds[name]
+        layer["tally"] = tallies[name].state_dict()
+    return {"pass": 2, "batch": batch, **state, "top_maps": maps.state_dict()}
+
+
+def null_partners(
+    probe: Probe, indices: list[int], count: int, seed: int = 0
+) -> list[dict[int, int]]:
+    """``count`` derangements of ``indices``, drawn from ``seed``: in each, every image is paired with another
+    image of the same label size (a random single cycle through each size group, so no image is
+    its own partner). An image alone in its size group has no other partner and keeps itself;
+    Broden-style probes have one size, so this does not arise there."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in indices:
+        groups.setdefault((probe.records[i].sh, probe.records[i].sw), []).append(i)
+    out = []
+    for k in range(count):
+        rng = np.random.default_rng([seed, k])
+        mapping: dict[int, int] = {}
+        for members in groups.values():
+            order = rng.permutation(np.array(members, dtype=np.int64))
+            for a, b in zip(order.tolist(), np.roll(order, -1).tolist(), strict=True):
+                mapping[a] = b
+        out.append(mapping)
+    return out
