@@ -29,7 +29,7 @@ def toy_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated study whose lake also has top images, and a probe folder holding them."""
     home = tmp_path_factory.mktemp("toy-home")
     lake = home / "lake"
-    from tests.test_build import make_toy_lake  # here, not at import: test_build imports conftest
+    from tests.toy_lake import make_toy_lake
 
     make_toy_lake(lake)
     probe = home / "probe"

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from lce.cli import app
 
-# The explorer's warehouses (app_db, toy_home), shared by tests/test_app*.py.
-pytest_plugins = ["tests.app_fixtures"]
+# The explorer's warehouses (app_db, toy_home) and its page driver (open_page), shared by
+# tests/test_app*.py.
+pytest_plugins = ["tests.app_fixtures", "tests.app_driver"]
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(
@@ -53,3 +54,18 @@ def reference_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code, out = lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")
     assert code == 0, out
     return home
+
+
+# The shared warehouses: each runs `dbt build` (the demo, a whole `lce demo`) once per session,
+# 15 to 40 s on a loaded two-core machine. A test that asks for one, directly or through another
+# fixture, is slow by that alone, so it is marked here rather than by hand in every module: a new
+# test on a built warehouse leaves the fast loop (`pytest -m "not slow"`) without anyone
+# remembering to mark it. (app_db asks for its home at run time, so it is named itself.)
+BUILT_WAREHOUSES = {"reference_home", "toy_home", "app_db", "maps_home", "demo"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BUILT_WAREHOUSES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -10,12 +10,11 @@ never from the app's own functions.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lce import explore
+from tests.app_driver import (
+    APP,
+    assert_clean,
+    chart_with_title,
+    charts,
+    has_table,
+    metric,
+    sql,
+    table,
+    texts,
+)
 from tests.app_fixtures import TOP_IMAGE_LAYER, TOP_IMAGE_MODEL
-from tests.conftest import REPO, lce
+from tests.conftest import lce
 
-APP = REPO / "app.py"
 PAGES = [
     "overview", "embedding", "components", "tasks", "compare", "units", "gallery", "concept",
     "similarity", "sql",
@@ -54,76 +63,8 @@ def no_benchmarks_db(app_db: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return copy
 
 
-def sql(db: Path, text: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    """The expected values: straight from the file with DuckDB, not through the app's code."""
-    with duckdb.connect(str(db), read_only=True) as conn:
-        return conn.execute(text, params or []).fetchall()
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Driving the app
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def open_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]:
-    def _open(db: Path, page: str, probe: Path | str | None = None) -> AppTest:
-        monkeypatch.setenv("LCE_DB", str(db))
-        if probe is None:
-            monkeypatch.delenv("LCE_PROBE_DIR", raising=False)
-        else:
-            monkeypatch.setenv("LCE_PROBE_DIR", str(probe))
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
-        at.switch_page(f"app_pages/{page}.py").run()
-        assert_clean(at)
-        return at
-
-    yield _open
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def charts(at: AppTest) -> list[dict[str, Any]]:
-    """Every plotly figure on the page, as the JSON Streamlit sends to the browser."""
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]  # type: ignore[attr-defined]
-
-
-def chart_with_title(at: AppTest, words: str) -> dict[str, Any]:
-    for fig in charts(at):
-        title = fig["layout"].get("title", {})
-        if words in (title.get("text", "") if isinstance(title, dict) else str(title)):
-            return fig
-    raise AssertionError(f"no chart titled with {words!r}")
-
-
-def metric(at: AppTest, label: str) -> str:
-    for m in at.metric:
-        if m.label == label:
-            return m.value
-    raise AssertionError(f"no metric {label!r}: {[m.label for m in at.metric]}")
-
-
-def table(at: AppTest, column: str) -> Any:
-    """The first table on the page with ``column`` (st.dataframe carries no key without
-    selections, so tables are found by what they hold)."""
-    for frame in at.dataframe:
-        if column in frame.value.columns:
-            return frame.value
-    raise AssertionError(f"no table with a {column!r} column")
-
-
-def has_table(at: AppTest, column: str) -> bool:
-    return any(column in frame.value.columns for frame in at.dataframe)
-
-
-def texts(elements: Any) -> str:
-    return " | ".join(str(e.value) for e in elements)
 
 
 # ---------------------------------------------------------------------------------------------

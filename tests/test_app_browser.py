@@ -23,11 +23,14 @@ from tests.conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="/usr/bin/chromium is absent: apt-get install chromium chromium-driver "
-    "(`make test` does this)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a real browser on a served app: seconds per page even when warm
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="/usr/bin/chromium is absent: apt-get install chromium chromium-driver "
+        "(`make test` does this)",
+    ),
+]
 
 
 def free_port() -> int:

@@ -21,32 +21,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app_driver import APP, assert_clean, chart_with_title, charts, sql, table, texts
 from tests.app_fixtures import TOP_IMAGE_LAYER, TOP_IMAGE_MODEL
 from tests.conftest import REFERENCE, REPO, lce
-from tests.test_app import APP, assert_clean, chart_with_title, charts, sql, table, texts
 
 needs_reference = pytest.mark.skipif(
     not (REFERENCE / "models_dissect_profiles_raw.csv").is_file(),
     reason="the paper's published data is not here",
 )
-
-
-@pytest.fixture
-def open_page(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
-    """As tests/test_app.py's: the app on ``db``, switched to ``page``, without exceptions."""
-
-    def _open(db: Path, page: str, probe: Path | str | None = None) -> AppTest:
-        monkeypatch.setenv("LCE_DB", str(db))
-        if probe is None:
-            monkeypatch.delenv("LCE_PROBE_DIR", raising=False)
-        else:
-            monkeypatch.setenv("LCE_PROBE_DIR", str(probe))
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
-        at.switch_page(f"app_pages/{page}.py").run()
-        assert_clean(at)
-        return at
-
-    return _open
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,9 +343,7 @@ def test_gallery_shows_the_units_of_the_file_sorted_filtered_and_paged(
     )
 
     # Paging (2,048 units of a ResNet layer): pages of GALLERY_PAGE_SIZE tiles, in order.
-    from lce import explore
-
-    monkeypatch.setattr(explore, "GALLERY_PAGE_SIZE", 3)
+    monkeypatch.setattr("lce.explore.gallery.GALLERY_PAGE_SIZE", 3)  # the Gallery's module
     at = open_page(db, "gallery")
     every = gallery_order(db, *sql(db, "select model, layer from fct_unit_labels "
                                        "order by model, layer limit 1")[0])  # fmt: skip
@@ -390,8 +370,8 @@ def test_the_outline_drawn_is_s_above_t_computed_from_the_model(
     import torch.nn.functional as F
 
     from lce import explore
+    from tests.brute import MEAN, STD, brute_force
     from tests.probe_factory import make_probe, small_cnn
-    from tests.test_extract import MEAN, STD, brute_force
 
     probe = make_probe(tmp_path / "broden", n_images=12)  # the fixture's probe, regenerated
 
@@ -584,7 +564,7 @@ def test_export_keeps_the_guard_and_a_size_cap(
         explore.export_sql(app_db, "copy fct_lce to '/tmp/x.csv'", "CSV")
     with pytest.raises(explore.SqlRefused):
         explore.export_sql(app_db, "select * from read_csv('/etc/passwd')", "CSV")
-    monkeypatch.setattr(explore, "EXPORT_MAX_BYTES", 10_000)
+    monkeypatch.setattr("lce.explore.sql.EXPORT_MAX_BYTES", 10_000)  # the SQL page's module
     with pytest.raises(explore.SqlRefused, match="larger than"):
         explore.export_sql(app_db, "select * from fct_unit_labels", "Parquet")
 

@@ -1,6 +1,6 @@
 """`lce build` on small generated lakes: marts against brute force, atomic publishing, vars.
 
-Each lake is written in the test with the real lake writer; dbt really runs.
+Each lake is written in the test with the real lake writer (tests/toy_lake.py); dbt really runs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -21,138 +20,8 @@ import pytest
 from sklearn.decomposition import PCA
 
 from tests.conftest import REPO, lce
+from tests.toy_lake import CONCEPTS, N_UNITS, TALLY_LAYERS, make_toy_lake
 from warehouse.lake import write_partition
-
-CONCEPTS = {
-    1: ("red", "color"),
-    2: ("blue", "color"),
-    3: ("disc", "object"),
-    4: ("square", "object"),
-    5: ("stripes", "material"),
-    6: ("food", "object"),
-    7: ("food", "material"),
-}
-PUBLISHED_LABELS = [(n, c) for n, c in CONCEPTS.values()] + [("-", "object")]
-N_UNITS = 12
-TALLY_LAYERS = {"tA": ["l4", "l3"], "tB": ["l4"]}
-
-
-def make_toy_lake(lake: Path, seed: int = 0) -> dict[str, list[tuple]]:
-    """A study with full tallies for two models and published labels for three."""
-    rng = np.random.default_rng(seed)
-    tallies: dict[str, list[tuple]] = {}
-    write_partition(
-        lake,
-        "concepts",
-        {"probe": "toy"},
-        pa.table(
-            {
-                "probe": ["toy"] * len(CONCEPTS),
-                "concept_id": list(CONCEPTS),
-                "concept": [n for n, _ in CONCEPTS.values()],
-                "category": [c for _, c in CONCEPTS.values()],
-                "frequency": [10] * len(CONCEPTS),
-                "coverage": [0.1] * len(CONCEPTS),
-                "label_pixels": [100] * len(CONCEPTS),
-            }
-        ),
-    )
-    for model, layers in TALLY_LAYERS.items():
-        for order, layer in enumerate(layers):
-            rows = []
-            for unit in range(N_UNITS):
-                ids = rng.choice(list(CONCEPTS), size=rng.integers(0, 4), replace=False)
-                ious = rng.choice([0.02, 0.05, 0.08, 0.11], size=len(ids))
-                if unit == 1 and len(ids) == 0:
-                    ids, ious = np.array([5, 2]), np.array([0.09, 0.09])  # a tie
-                rows += [
-                    (model, layer, unit, int(c), 7, 50, 100, float(i))
-                    for c, i in zip(ids, ious, strict=True)
-                ]
-            tallies[f"{model}/{layer}"] = rows
-            cols = ["model", "layer", "unit", "concept_id", "intersection",
-                    "activation_in_category", "label_pixels", "iou"]  # fmt: skip
-            keys = {"model": model, "layer": layer}
-            write_partition(
-                lake,
-                "unit_concept_tally",
-                keys,
-                pa.table(list(zip(*rows, strict=True)) if rows else [[]] * 8, names=cols),
-            )
-            write_partition(
-                lake,
-                "unit_thresholds",
-                keys,
-                pa.table(
-                    {
-                        "model": [model] * N_UNITS,
-                        "layer": [layer] * N_UNITS,
-                        "unit": list(range(N_UNITS)),
-                        "threshold": [1.0] * N_UNITS,
-                        "act_max": [2.0] * N_UNITS,
-                        "act_mean": [0.5] * N_UNITS,
-                    }
-                ),
-            )
-            write_partition(
-                lake,
-                "runs",
-                keys,
-                pa.table(
-                    {
-                        "run_id": [f"run-{model}"],
-                        "model": [model],
-                        "layer": [layer],
-                        "layer_order": [order],
-                        "probe": ["broden:toy"],
-                        "probe_fingerprint": ["f"],
-                        "quantile": [0.005],
-                        "basis": ["raw"],
-                        "normalize": ["imagenet"],
-                        "n_images": [10],
-                        "n_skipped_images": [0],
-                        "n_units": [N_UNITS],
-                        "non_strict": [False],
-                        "device": ["cpu"],
-                        "torch_version": ["x"],
-                        "lce_version": ["0"],
-                        "started_at": [datetime(2026, 1, 1, tzinfo=UTC)],
-                        "seconds": [1.0],
-                        "settings": ["{}"],
-                    }  # fmt: skip
-                ),
-            )
-    published = []
-    for model in ["p1", "p2", "p3"]:
-        for unit in range(N_UNITS):
-            name, category = PUBLISHED_LABELS[rng.integers(len(PUBLISHED_LABELS))]
-            published.append(
-                (model, "layer4", unit, name, category, float(rng.choice([0.03, 0.06, 0.1])))
-            )
-    write_partition(
-        lake,
-        "unit_labels",
-        {"source": "pub"},
-        pa.table(
-            list(zip(*published, strict=True)),
-            names=["model", "layer", "unit", "concept", "category", "iou"],
-        ),
-    )
-    tallies["published"] = published
-    bench = []
-    for model in ["tA", "tB", "p1", "p2", "ghost"]:
-        bench.append((model, "probe", "shapes", "accuracy", float(rng.random()), True))
-        bench.append((model, "probe", "colours", "accuracy", float(rng.random()), True))
-    write_partition(
-        lake,
-        "task_benchmarks",
-        {"source": "toy"},
-        pa.table(
-            list(zip(*bench, strict=True)),
-            names=["model", "task", "dataset", "metric", "value", "higher_is_better"],
-        ),
-    )
-    return tallies
 
 
 def brute_force_labels(inputs: dict[str, list[tuple]]) -> dict[tuple[str, str, int], tuple]:
@@ -187,6 +56,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[
     return home, inputs, out
 
 
+@pytest.mark.slow
 def test_unit_labels_match_brute_force(toy: tuple[Path, dict, str]) -> None:
     home, inputs, _ = toy
     expected = brute_force_labels(inputs)
@@ -202,6 +72,7 @@ def test_unit_labels_match_brute_force(toy: tuple[Path, dict, str]) -> None:
             assert got[key][2] == pytest.approx(iou), key
 
 
+@pytest.mark.slow
 def test_profiles_and_lce_match_brute_force(toy: tuple[Path, dict, str]) -> None:
     home, inputs, _ = toy
     labels = brute_force_labels(inputs)
@@ -244,6 +115,7 @@ def test_profiles_and_lce_match_brute_force(toy: tuple[Path, dict, str]) -> None
         np.testing.assert_allclose(scores[:, comp], sign * ref[:, comp], atol=1e-9)
 
 
+@pytest.mark.slow
 def test_models_without_profile_or_benchmarks_are_reported(toy: tuple[Path, dict, str]) -> None:
     home, _, out = toy
     with duckdb.connect(str(home / "lce.duckdb"), read_only=True) as c:
@@ -261,6 +133,7 @@ def copy_home(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_failed_build_leaves_published_file(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
     home = copy_home(toy[0], tmp_path)
     before = sha(home / "lce.duckdb")
@@ -281,6 +154,7 @@ def test_failed_build_leaves_published_file(toy: tuple[Path, dict, str], tmp_pat
     assert sorted(p.name for p in home.iterdir() if "build-" in p.name) == []
 
 
+@pytest.mark.slow
 def test_reader_keeps_snapshot_during_rebuild(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
     home = copy_home(toy[0], tmp_path)
     # opened as lce's readers open it (warehouse.query.connect): DuckDB refuses a second
@@ -302,6 +176,7 @@ def test_reader_keeps_snapshot_during_rebuild(toy: tuple[Path, dict, str], tmp_p
         assert fresh.execute("select count(*) from fct_lce_components").fetchone()[0] == 2
 
 
+@pytest.mark.slow
 def test_vars_exclude_and_auto_categories(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
     home = copy_home(toy[0], tmp_path)
     code, out = lce(
@@ -320,6 +195,7 @@ def test_vars_exclude_and_auto_categories(toy: tuple[Path, dict, str], tmp_path:
     assert k >= 1 and low == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "pair",
     ["n_components=0", "min_iou=abc", "n_categories=many", "colour=3", "exclude_models={a: 1}"],
@@ -339,6 +215,7 @@ def test_empty_lake_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "lce.duckdb").exists()
 
 
+@pytest.mark.slow
 def test_benchmarks_only_lake_builds_empty_embedding(tmp_path: Path) -> None:
     rows = [("m1", "t", "d", "acc", 1.0, True), ("m2", "t", "d", "acc", 2.0, True)]
     write_partition(
@@ -358,6 +235,7 @@ def test_benchmarks_only_lake_builds_empty_embedding(tmp_path: Path) -> None:
     assert reasons == {"no dissection profile"}
 
 
+@pytest.mark.slow
 def test_dbt_build_runs_directly(toy: tuple[Path, dict, str], tmp_path: Path) -> None:
     """The README's direct command: dbt build --project-dir dbt_project (no lce involved)."""
     shutil.copytree(toy[0] / "lake", tmp_path / "lake")

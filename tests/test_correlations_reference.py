@@ -19,7 +19,7 @@ from scipy import stats
 from sklearn.decomposition import PCA
 
 from tests.conftest import EXCLUDED, REFERENCE, needs_reference
-from tests.test_warehouse_reference import independent_profiles
+from tests.reference_profiles import independent_profiles
 
 pytestmark = needs_reference
 

@@ -1,4 +1,4 @@
-"""The dissection engine against a brute-force reference written here from DESIGN.md.
+"""The dissection engine against a brute-force reference written from docs/DESIGN.md (tests/brute.py).
 
 The reference runs the model one image at a time, keeps every activation, and loops over units,
 concepts and images in numpy, using the generator's own label arrays (not the probe reader).
@@ -9,30 +9,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
-import torch.nn.functional as F
 
 from extract.engine import ExtractConfig, Interrupted, run_extract
-from tests.probe_factory import (
-    CATEGORIES,
-    LABELS,
-    ProbeSet,
-    make_probe,
-    primary_category,
-    small_cnn,
-)
+from tests.brute import LAYERS, MODEL, assert_matches, brute_force, lake_layer
+from tests.probe_factory import ProbeSet, make_probe
 from warehouse.lake import read_table
-
-MODEL = "probe_factory:small_cnn"
-LAYERS = ["block1", "block2"]
-MEAN = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1)
-STD = np.array([0.229, 0.224, 0.225]).reshape(3, 1, 1)
 
 
 @pytest.fixture(autouse=True)
@@ -44,114 +30,6 @@ def _importable_factory(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> ProbeSet:
     return make_probe(tmp_path_factory.mktemp("probe") / "broden", n_images=9)
-
-
-def brute_force(
-    probe: ProbeSet,
-    layer: str,
-    q: float,
-    basis: str,
-    factory: Callable[[], torch.nn.Module] = small_cnn,
-    to_map: Callable[[torch.Tensor], torch.Tensor] = lambda out: out,
-    partner: Sequence[int] | None = None,
-) -> dict[str, object]:
-    """The reference: ``to_map`` turns the layer's raw output into (1, C, h, w) (a ViT test
-    reshapes its tokens to the patch grid itself). With ``partner``, image i's masks are
-    tallied against image ``partner[i]``'s labels (a null permutation)."""
-    model = factory().eval()
-    captured: dict[str, torch.Tensor] = {}
-    module = dict(model.named_modules())[layer]
-    module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
-    raw, ups = [], []
-    for img in probe.images:
-        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
-        with torch.no_grad():
-            model(torch.tensor(x, dtype=torch.float32)[None])
-        a = to_map(captured["a"]).float()
-        s = F.interpolate(
-            a, size=(probe.label_size, probe.label_size), mode="bilinear", align_corners=False
-        )
-        raw.append(a[0].numpy())
-        ups.append(s[0].numpy())
-    n_units = raw[0].shape[0]
-    basis_maps = raw if basis == "raw" else ups
-    thresholds = np.array(
-        [
-            np.quantile(np.concatenate([m[u].ravel() for m in basis_maps]), 1 - q)
-            for u in range(n_units)
-        ]
-    )
-    numbers = sorted(n for n in LABELS if n != 0)
-    inter = np.zeros((n_units, len(numbers)), dtype=np.int64)
-    act_cat = np.zeros((n_units, len(CATEGORIES)), dtype=np.int64)
-    label_pixels = np.zeros(len(numbers), dtype=np.int64)
-    shape = (probe.label_size, probe.label_size)
-    for i, s in enumerate(ups):
-        img = probe.images[i if partner is None else partner[i]]
-        annotated = [k for k, c in enumerate(CATEGORIES) if c in img.maps or c in img.image_labels]
-        masks_l = []
-        for number in numbers:
-            cat = primary_category(number)
-            mask = np.zeros(shape, dtype=bool)
-            for arr in img.maps.get(cat, []):
-                mask |= arr == number
-            if number in img.image_labels.get(cat, []):
-                mask[:] = True
-            masks_l.append(mask)
-            label_pixels[numbers.index(number)] += int(mask.sum())
-        for u in range(n_units):
-            m = s[u] > thresholds[u]
-            for k in annotated:
-                act_cat[u, k] += int(m.sum())
-            for j in range(len(numbers)):
-                inter[u, j] += int((m & masks_l[j]).sum())
-    cat_index = [CATEGORIES.index(primary_category(n)) for n in numbers]
-    iou = np.zeros_like(inter, dtype=np.float64)
-    for u in range(n_units):
-        for j in range(len(numbers)):
-            denom = act_cat[u, cat_index[j]] + label_pixels[j] - inter[u, j]
-            iou[u, j] = inter[u, j] / denom if denom > 0 else 0.0
-    return {
-        "thresholds": thresholds,
-        "numbers": numbers,
-        "intersection": inter,
-        "activation": act_cat[:, cat_index],
-        "label_pixels": label_pixels,
-        "iou": iou,
-        "act_max": np.array([max(m[u].max() for m in raw) for u in range(n_units)]),
-        "raw_max_per_image": np.array([[m[u].max() for m in raw] for u in range(n_units)]),
-    }
-
-
-def lake_layer(lake: Path, table: str, model: str, layer: str) -> dict[str, np.ndarray]:
-    rows = read_table(lake, table).to_pydict()
-    keep = [
-        i
-        for i, (m, la) in enumerate(zip(rows["model"], rows["layer"], strict=True))
-        if m == model and la == layer
-    ]
-    return {k: np.array([v[i] for i in keep]) for k, v in rows.items()}
-
-
-def assert_matches(lake: Path, model: str, layer: str, ref: dict[str, object]) -> None:
-    thr = lake_layer(lake, "unit_thresholds", model, layer)
-    order = np.argsort(thr["unit"])
-    np.testing.assert_allclose(thr["threshold"][order], ref["thresholds"], rtol=1e-6, atol=0)
-    np.testing.assert_allclose(thr["act_max"][order], ref["act_max"], rtol=1e-6)
-    tally = lake_layer(lake, "unit_concept_tally", model, layer)
-    numbers: list[int] = ref["numbers"]  # type: ignore[assignment]
-    inter = np.zeros_like(ref["intersection"])  # type: ignore[arg-type]
-    for u, c, i, a, g, iou in zip(
-        tally["unit"], tally["concept_id"], tally["intersection"], tally["activation_in_category"],
-        tally["label_pixels"], tally["iou"], strict=True,
-    ):  # fmt: skip
-        j = numbers.index(int(c))
-        inter[u, j] = i
-        assert a == ref["activation"][u, j]  # type: ignore[index]
-        assert g == ref["label_pixels"][j]  # type: ignore[index]
-        assert iou == pytest.approx(ref["iou"][u, j], abs=1e-9)  # type: ignore[index]
-    np.testing.assert_array_equal(inter, ref["intersection"])
-    assert (np.asarray(ref["intersection"]) > 0).sum() == len(tally["unit"])
 
 
 @pytest.mark.parametrize("basis", ["raw", "upsampled"])
@@ -225,6 +103,7 @@ def test_resume_after_interruption(probe: ProbeSet, tmp_path: Path) -> None:
     assert not list((lake / ".tmp").glob("extract-*"))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_brute_force(probe: ProbeSet, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
@@ -243,14 +122,14 @@ def test_torchrun_two_processes_equal_brute_force(probe: ProbeSet, tmp_path: Pat
     runs = read_table(lake, "runs").to_pylist()
     assert len(runs) == 2 and all(r["n_images"] == 9 for r in runs)
     # image_features: both ranks' images, merged into probe order
-    from tests.test_image_features import brute_force_means, lake_features
+    from tests.brute import brute_force_means, lake_features
 
     for layer in LAYERS:
         images, got = lake_features(lake, layer)
         assert images == [img.name for img in probe.images]
         np.testing.assert_allclose(got, brute_force_means(probe, layer), rtol=1e-5, atol=1e-6)
     # unit_top_maps: each top image's map comes from the rank that holds the image (issue 13)
-    from tests.test_top_maps import assert_top_maps_match
+    from tests.brute import assert_top_maps_match
 
     for layer in LAYERS:
         assert_top_maps_match(lake, probe, layer, 0.08, "raw")

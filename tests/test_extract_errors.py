@@ -143,6 +143,7 @@ def test_checkpoint_key_mismatch_lists_keys(probe: Path, tmp_path: Path) -> None
     assert runs[0]["non_strict"] is True and runs[0]["model"] == "cnn"
 
 
+@pytest.mark.slow
 def test_torchvision_model_with_weights_file(probe: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     import torchvision

@@ -33,7 +33,7 @@ import torch
 from extract.engine import DISSECTION_TABLES, ExtractConfig, Interrupted, run_extract
 from tests.conftest import REPO, lce
 from tests.probe_factory import make_probe, small_cnn
-from tests.test_build import make_toy_lake
+from tests.toy_lake import make_toy_lake
 from warehouse.lake import Write, commit, read_table, unfinished_commits
 
 pytestmark = pytest.mark.slow
@@ -352,12 +352,12 @@ def test_full_disk_during_extraction(
     with small_disk(tmp_path / "disk", "64k") as disk:
         if disk is None:  # injected: no permission to mount a small file system here
             lake = tmp_path / "lake"
-            from extract import engine
+            from extract import cache
 
             def full(self: object, arrays: object) -> None:
                 raise OSError(errno.ENOSPC, "No space left on device", str(lake / "x.bin"))
 
-            monkeypatch.setattr(engine.ActivationCache, "append", full)
+            monkeypatch.setattr(cache.SparseCache, "append_sparse", full)
             code, out = lce(*extract_args(probe, lake, "--weights", studies["b"]))
             assert code == 1 and "No space left on device" in out
         else:

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from extract.engine import ExtractConfig, Interrupted, run_extract
-from tests.probe_factory import ProbeSet, make_probe, small_cnn
+from tests.brute import LAYERS, MODEL, brute_force_means, lake_features
+from tests.probe_factory import ProbeSet, make_probe
 from warehouse.lake import read_table
 
-MODEL = "probe_factory:small_cnn"
-LAYERS = ["block1", "block2"]
-MEAN = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1)
-STD = np.array([0.229, 0.224, 0.225]).reshape(3, 1, 1)
 OTHER_TABLES = ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "concepts")
 
 
@@ -28,26 +24,6 @@ def _importable_factory(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> ProbeSet:
     return make_probe(tmp_path_factory.mktemp("probe") / "broden", n_images=9)
-
-
-def brute_force_means(probe: ProbeSet, layer: str) -> np.ndarray:
-    """One image at a time: the layer's output, averaged over its spatial grid in float64."""
-    model = small_cnn().eval()
-    captured: dict[str, torch.Tensor] = {}
-    module = dict(model.named_modules())[layer]
-    module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
-    rows = []
-    for img in probe.images:
-        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
-        with torch.no_grad():
-            model(torch.tensor(x, dtype=torch.float32)[None])
-        rows.append(captured["a"][0].double().mean(dim=(1, 2)).numpy())
-    return np.array(rows)
-
-
-def lake_features(lake: Path, layer: str) -> tuple[list[str], np.ndarray]:
-    rows = [r for r in read_table(lake, "image_features").to_pylist() if r["layer"] == layer]
-    return [r["image"] for r in rows], np.array([r["features"] for r in rows], dtype=np.float64)
 
 
 def common(probe: ProbeSet) -> dict:

@@ -136,6 +136,7 @@ def test_interrupted_run_resumes(tmp_path: Path) -> None:
     assert not (tmp_path / ".probe.partial").exists()
 
 
+@pytest.mark.slow
 def test_torchvision_architecture_with_weights(tmp_path: Path) -> None:
     write_images(tmp_path / "photos", n=3)
     classes = write_classes(tmp_path / "classes.csv")

@@ -1,5 +1,6 @@
 """The geometric similarity measures (lce/similarity.py) against independent numpy/scipy
-computations written here from the papers' formulas, and their known properties."""
+computations written from the papers' formulas (tests/similarity_reference.py), and their known
+properties."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from scipy.linalg import orthogonal_procrustes
 from scipy.stats import ortho_group
 
 from lce import similarity
+from tests.similarity_reference import (
+    cka_reference,
+    debiased_reference,
+    hsic_unbiased,
+    knn_reference,
+    mutual_knn_reference,
+    procrustes_reference,
+)
 
 
 def features(n: int, p: int, seed: int) -> np.ndarray:
@@ -18,62 +26,6 @@ def features(n: int, p: int, seed: int) -> np.ndarray:
     return (rng.standard_normal((n, p)) @ rng.standard_normal((p, p)) + rng.normal(size=p)).astype(
         np.float32
     )
-
-
-def hsic_biased(k: np.ndarray, l_: np.ndarray) -> float:
-    """tr(K H L H) / (n - 1)^2 with the explicit centring matrix H = I - 11'/n."""
-    n = len(k)
-    h = np.eye(n) - np.ones((n, n)) / n
-    return float(np.trace(k @ h @ l_ @ h)) / (n - 1) ** 2
-
-
-def cka_reference(x: np.ndarray, y: np.ndarray) -> float:
-    k, l_ = x.astype(float) @ x.T.astype(float), y.astype(float) @ y.T.astype(float)
-    return hsic_biased(k, l_) / np.sqrt(hsic_biased(k, k) * hsic_biased(l_, l_))
-
-
-def hsic_unbiased(k: np.ndarray, l_: np.ndarray) -> float:
-    """Song et al. (2012), eq. 5: K~, L~ are K, L with their diagonals set to 0."""
-    n = len(k)
-    kt, lt = k - np.diag(np.diag(k)), l_ - np.diag(np.diag(l_))
-    one = np.ones(n)
-    return float(
-        np.trace(kt @ lt)
-        + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-        - 2.0 / (n - 2) * (one @ kt @ lt @ one)
-    ) / (n * (n - 3))
-
-
-def debiased_reference(x: np.ndarray, y: np.ndarray) -> float:
-    xc, yc = x.astype(float) - x.astype(float).mean(0), y.astype(float) - y.astype(float).mean(0)
-    k, l_ = xc @ xc.T, yc @ yc.T
-    return hsic_unbiased(k, l_) / np.sqrt(hsic_unbiased(k, k) * hsic_unbiased(l_, l_))
-
-
-def procrustes_reference(x: np.ndarray, y: np.ndarray) -> float:
-    """arccos <A R, B> with R scipy's optimal rotation, A, B centred, unit norm, zero-padded."""
-    a, b = x.astype(float) - x.mean(0), y.astype(float) - y.mean(0)
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    width = max(a.shape[1], b.shape[1])
-    a = np.pad(a, ((0, 0), (0, width - a.shape[1])))
-    b = np.pad(b, ((0, 0), (0, width - b.shape[1])))
-    rotation, _ = orthogonal_procrustes(a, b)
-    return float(np.arccos(np.clip(np.sum((a @ rotation) * b), -1, 1)))
-
-
-def knn_reference(x: np.ndarray, k: int) -> list[set[int]]:
-    """Brute force: the full cosine matrix, each row sorted (stable, so ties to the lower index)."""
-    x = x.astype(float)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    unit = x / np.where(norms > 0, norms, 1)
-    sim = unit @ unit.T
-    np.fill_diagonal(sim, -np.inf)
-    return [set(np.argsort(-row, kind="stable")[:k].tolist()) for row in sim]
-
-
-def mutual_knn_reference(x: np.ndarray, y: np.ndarray, k: int) -> float:
-    a, b = knn_reference(x, k), knn_reference(y, k)
-    return float(np.mean([len(s & t) / k for s, t in zip(a, b, strict=True)]))
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """`lce build` with image features: the similarity marts against independent computations
-(tests/test_similarity.py's references), pairs below the minimum, and lakes without features."""
+(tests/similarity_reference.py), pairs below the minimum, and lakes without features."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from scipy import stats
 from scipy.stats import ortho_group
 
 from tests.conftest import lce
-from tests.test_similarity import (
+from tests.similarity_reference import (
     cka_reference,
     debiased_reference,
     mutual_knn_reference,
@@ -22,7 +22,7 @@ from tests.test_similarity import (
 from warehouse.lake import write_partition
 
 N_IMAGES = 80
-# model -> primary layer in tests/test_build.py's toy lake (tA, tB dissected; p* published)
+# model -> primary layer in tests/toy_lake.py's lake (tA, tB dissected; p* published)
 PRIMARY = {"tA": "l4", "tB": "l4", "p1": "layer4", "p2": "layer4", "p3": "layer4"}
 
 
@@ -61,7 +61,7 @@ def write_features(lake: Path, model: str, layer: str, images: list[str], x: np.
 
 @pytest.fixture(scope="module")
 def similarity_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.test_build import make_toy_lake
+    from tests.toy_lake import make_toy_lake
 
     home = tmp_path_factory.mktemp("similarity-home")
     make_toy_lake(home / "lake")
@@ -184,7 +184,7 @@ def test_published_file_does_not_carry_the_vectors(similarity_home: Path) -> Non
 
 @pytest.mark.slow
 def test_a_lake_without_features_builds_with_empty_similarity_marts(toy_home: Path) -> None:
-    """tests/test_build.py's toy lake has no image_features table, like every lake from
+    """tests/toy_lake.py's lake has no image_features table, like every lake from
     before the table existed (and the paper's published data)."""
     assert not (toy_home / "lake" / "image_features").exists()
     db = toy_home / "lce.duckdb"

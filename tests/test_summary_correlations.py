@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import lce, needs_reference
-from tests.test_build import make_toy_lake
+from tests.toy_lake import make_toy_lake
 from warehouse.lake import write_partition
 
 TASK_MARTS = (

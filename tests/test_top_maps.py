@@ -1,9 +1,9 @@
 """unit_top_maps (issue 13): each unit's raw map and S > T mask on its top images.
 
-The reference runs the model one image at a time (as tests/test_extract.py's brute force), takes
-the layer's whole map, upsamples it with F.interpolate and thresholds it with numpy's quantile:
-the lake must hold exactly those maps and masks, for exactly the unit_top_images pairs, after an
-interrupted and resumed run as after a plain one.
+The reference (tests/brute.py) runs the model one image at a time, as the extraction brute
+force does, takes the layer's whole map, upsamples it with F.interpolate and thresholds it with
+numpy's quantile: the lake must hold exactly those maps and masks, for exactly the
+unit_top_images pairs, after an interrupted and resumed run as after a plain one.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-import torch.nn.functional as F
 
 from extract.engine import ExtractConfig, Interrupted, run_extract
 from extract.top_maps import pack_mask, unpack_mask
 from extract.upsample import upsample
-from tests.probe_factory import ProbeSet, make_probe, small_cnn
-from tests.test_extract import LAYERS, MEAN, MODEL, STD, brute_force
+from tests.brute import LAYERS, MODEL, assert_top_maps_match, lake_rows
+from tests.probe_factory import ProbeSet, make_probe
 from warehouse.lake import read_table
 
 
@@ -32,60 +31,6 @@ def _importable_factory(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> ProbeSet:
     return make_probe(tmp_path_factory.mktemp("probe") / "broden", n_images=9)
-
-
-def reference_maps(probe: ProbeSet, layer: str) -> list[np.ndarray]:
-    """Each image's raw (C, h, w) map of the layer, one image at a time."""
-    model = small_cnn().eval()
-    captured: dict[str, torch.Tensor] = {}
-    dict(model.named_modules())[layer].register_forward_hook(
-        lambda _m, _i, out: captured.__setitem__("a", out)
-    )
-    maps = []
-    for img in probe.images:
-        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
-        with torch.no_grad():
-            model(torch.tensor(x, dtype=torch.float32)[None])
-        maps.append(captured["a"][0].float().numpy())
-    return maps
-
-
-def lake_rows(lake: Path, layer: str) -> list[dict]:  # type: ignore[type-arg]
-    rows = [r for r in read_table(lake, "unit_top_maps").to_pylist() if r["layer"] == layer]
-    return sorted(rows, key=lambda r: (r["unit"], r["rank"]))
-
-
-def assert_top_maps_match(lake: Path, probe: ProbeSet, layer: str, q: float, basis: str) -> None:
-    """The lake's maps and masks against the reference, pixel for pixel at label resolution."""
-    ref = brute_force(probe, layer, q, basis)
-    thresholds = np.asarray(ref["thresholds"])
-    maps = reference_maps(probe, layer)
-    index = {img.name: i for i, img in enumerate(probe.images)}
-    rows = lake_rows(lake, layer)
-    tops = sorted(
-        (r["unit"], r["rank"], r["image"])
-        for r in read_table(lake, "unit_top_images").to_pylist()
-        if r["layer"] == layer
-    )
-    assert [(r["unit"], r["rank"], r["image"]) for r in rows] == tops
-    assert rows, "the run kept maps"
-    size = (probe.label_size, probe.label_size)
-    for r in rows:
-        a = maps[index[r["image"]]]
-        assert (r["h"], r["w"]) == a.shape[1:]
-        np.testing.assert_allclose(
-            np.array(r["values"], dtype=np.float32).reshape(r["h"], r["w"]),
-            a[r["unit"]],
-            rtol=1e-5,
-            atol=1e-6,  # the engine runs images in batches: the last float32 bits may differ
-        )
-        whole = F.interpolate(
-            torch.from_numpy(a)[None], size=size, mode="bilinear", align_corners=False
-        )[0, r["unit"]].numpy()
-        expected = whole > thresholds[r["unit"]]
-        assert (r["sh"], r["sw"]) == size
-        got = unpack_mask(r["mask"], r["sh"], r["sw"])
-        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("basis", ["raw", "upsampled"])

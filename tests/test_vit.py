@@ -1,7 +1,7 @@
 """Vision Transformers: token outputs (B, tokens, C) are dissected on their patch grid.
 
 The end-to-end test dissects a tiny torchvision ViT and compares thresholds and tallies with the
-brute-force reference of tests/test_extract.py, which reshapes the tokens to the grid itself.
+brute-force reference of tests/brute.py, which reshapes the tokens to the grid itself.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 
 from extract.engine import ExtractConfig, run_extract
 from extract.models import find_layers, infer_patch_size, load_model, to_grid
+from tests.brute import assert_matches, brute_force
 from tests.conftest import lce
 from tests.probe_factory import ProbeSet, make_probe
-from tests.test_extract import assert_matches, brute_force
 from tests.vit_factory import register_vit, tiny_vit
 
 LAYERS = ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"]

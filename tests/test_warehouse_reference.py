@@ -17,6 +17,7 @@ from scipy import stats
 from sklearn.decomposition import PCA
 
 from tests.conftest import EXCLUDED, REFERENCE, REPO, needs_reference
+from tests.reference_profiles import independent_profiles
 
 pytestmark = needs_reference
 
@@ -33,16 +34,6 @@ MARTS = [
     "fct_model_distances",
     "fct_task_benchmarks",
 ]
-
-
-def independent_profiles() -> pd.DataFrame:
-    raw = pd.read_csv(REFERENCE / "models_dissect_profiles_raw.csv")
-    kept = raw[(raw["label"] != "-") & (raw["iou"] > 0.04)]
-    n_labels = kept.groupby("category")["label"].nunique()
-    counts = kept.groupby(["name", "category", "label"]).size().rename("n").reset_index()
-    counts["w"] = counts["n"] / counts["category"].map(n_labels)
-    counts["key"] = counts["category"] + "/" + counts["label"]
-    return counts.pivot(index="name", columns="key", values="w").fillna(0.0).sort_index()
 
 
 @pytest.fixture(scope="module")
