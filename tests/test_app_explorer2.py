@@ -21,32 +21,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app_driver import APP, assert_clean, chart_with_title, charts, sql, table, texts
 from tests.app_fixtures import TOP_IMAGE_LAYER, TOP_IMAGE_MODEL
 from tests.conftest import REFERENCE, REPO, lce
-from tests.test_app import APP, assert_clean, chart_with_title, charts, sql, table, texts
 
 needs_reference = pytest.mark.skipif(
     not (REFERENCE / "models_dissect_profiles_raw.csv").is_file(),
     reason="the paper's published data is not here",
 )
-
-
-@pytest.fixture
-def open_page(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
-    """As tests/test_app.py's: the app on ``db``, switched to ``page``, without exceptions."""
-
-    def _open(db: Path, page: str, probe: Path | str | None = None) -> AppTest:
-        monkeypatch.setenv("LCE_DB", str(db))
-        if probe is None:
-            monkeypatch.delenv("LCE_PROBE_DIR", raising=False)
-        else:
-            monkeypatch.setenv("LCE_PROBE_DIR", str(probe))
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
-        at.switch_page(f"app_pages/{page}.py").run()
-        assert_clean(at)
-        return at
-
-    return _open
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,8 +370,8 @@ def test_the_outline_drawn_is_s_above_t_computed_from_the_model(
     import torch.nn.functional as F
 
     from lce import explore
+    from tests.brute import MEAN, STD, brute_force
     from tests.probe_factory import make_probe, small_cnn
-    from tests.test_extract import MEAN, STD, brute_force
 
     probe = make_probe(tmp_path / "broden", n_images=12)  # the fixture's probe, regenerated
 
