@@ -27,6 +27,16 @@ MEAN = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225]).reshape(3, 1, 1)
 
 
+def model_input(rgb: np.ndarray) -> torch.Tensor:
+    """(1, 3, H, W): the pixels as the engine feeds them, in float32 (/ 255, then the ImageNet
+    mean and std). Computing this in float64 moves the last bit of some activations, and exact
+    thresholds, and pixels tied with them, are compared bit for bit."""
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float() / 255.0
+    mean = torch.tensor(MEAN.ravel(), dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(STD.ravel(), dtype=torch.float32).view(3, 1, 1)
+    return ((x - mean) / std)[None]
+
+
 def brute_force(
     probe: ProbeSet,
     layer: str,
@@ -45,9 +55,8 @@ def brute_force(
     module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
     raw, ups = [], []
     for img in probe.images:
-        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
         with torch.no_grad():
-            model(torch.tensor(x, dtype=torch.float32)[None])
+            model(model_input(img.rgb))
         a = to_map(captured["a"]).float()
         s = F.interpolate(
             a, size=(probe.label_size, probe.label_size), mode="bilinear", align_corners=False
@@ -143,9 +152,8 @@ def brute_force_means(probe: ProbeSet, layer: str) -> np.ndarray:
     module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
     rows = []
     for img in probe.images:
-        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
         with torch.no_grad():
-            model(torch.tensor(x, dtype=torch.float32)[None])
+            model(model_input(img.rgb))
         rows.append(captured["a"][0].double().mean(dim=(1, 2)).numpy())
     return np.array(rows)
 
@@ -164,9 +172,8 @@ def reference_maps(probe: ProbeSet, layer: str) -> list[np.ndarray]:
     )
     maps = []
     for img in probe.images:
-        x = (img.rgb.transpose(2, 0, 1) / 255.0 - MEAN) / STD
         with torch.no_grad():
-            model(torch.tensor(x, dtype=torch.float32)[None])
+            model(model_input(img.rgb))
         maps.append(captured["a"][0].float().numpy())
     return maps
 

@@ -157,3 +157,32 @@ class NaNNet(SmallCNN):
 def nan_cnn() -> nn.Module:
     torch.manual_seed(0)
     return NaNNet()
+
+
+class Adversarial(nn.Module):
+    """A layer ``units`` (6 x 6 maps of 24 x 24 images) whose channels are the bounded-memory
+    quantile's hard cases (tests/test_extract_bounded.py): 0 sparse ReLU, 1 all zero, 2 negative
+    only (no ReLU), 3 quantised (ties at the threshold), 4 zero except on bright images (the
+    test makes only the last image bright), 5 the same constant everywhere, 6 smooth and dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.units = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.avg_pool2d(x, 4)  # (B, 3, 6, 6) of normalised pixels
+        grey = pooled.mean(dim=1)
+        channels = [
+            torch.relu(pooled[:, 0] - 0.35),
+            torch.zeros_like(grey),
+            -torch.abs(pooled[:, 1]) - 1.0,
+            torch.round(pooled[:, 2] * 3) / 3,
+            torch.relu(grey - 2.0) * 10,
+            torch.ones_like(grey),
+            grey,
+        ]
+        return self.units(torch.stack(channels, dim=1)).mean(dim=(2, 3))
+
+
+def adversarial() -> nn.Module:
+    return Adversarial()
