@@ -158,6 +158,7 @@ def test_null_partners_are_seeded_derangements_within_size_groups(probe: ProbeSe
     assert null_partners(opened, indices, 2, seed=1) == other
 
 
+@pytest.mark.slow
 def test_null_permutations_match_brute_force_and_leave_the_rest_bit_for_bit(
     probe: ProbeSet, tmp_path: Path
 ) -> None:
