@@ -22,6 +22,7 @@ import scale_probe  # noqa: E402
 from extract.broden import load_image, load_label_map, open_probe  # noqa: E402
 
 
+@pytest.mark.slow
 def test_probe_is_broden_layout_and_grows_to_the_same_images(tmp_path: Path) -> None:
     made = scale_probe.ensure_full(tmp_path / "a", 20)
     assert made["generated"] == 20 and made["n"] == 20
@@ -51,6 +52,7 @@ def test_probe_is_broden_layout_and_grows_to_the_same_images(tmp_path: Path) -> 
         assert record.cells["scene"] == (str(chunk.scenes[j]) if chunk.scenes[j] else "")
 
 
+@pytest.mark.slow
 def test_stand_in_shapes_and_sparsity(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LCE_BENCH_CHANNELS", "200")
     chunk = scale_probe.render_chunk(5, 0, 28, 28, labels=False)  # not the calibration images

@@ -72,6 +72,7 @@ def test_upsampling_the_stored_map_alone_gives_the_stored_mask_here(
             np.testing.assert_array_equal(s > t, unpack_mask(r["mask"], r["sh"], r["sw"]))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_identical_maps(probe: ProbeSet, tmp_path: Path) -> None:
     base = dict(model=MODEL, layers=LAYERS, probe=probe.root, name="cnn", batch_size=2,
                 progress=False, checkpoint_every=1, top_images=3)  # fmt: skip

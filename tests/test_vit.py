@@ -102,6 +102,7 @@ def test_grid_follows_the_patch_size() -> None:
     assert to_grid(wide, "x", (24, 48), patch=(4, 4)).shape == (1, 3, 6, 12)
 
 
+@pytest.mark.slow
 def test_torchvision_vit_b_16_blocks_become_14_by_14_maps() -> None:
     model = load_model("torchvision:vit_b_16", None).module
     layer = "encoder.layers.encoder_layer_11"
