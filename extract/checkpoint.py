@@ -10,6 +10,7 @@ plus ``top_maps`` in pass 2.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -25,17 +26,20 @@ REQUIRED = {"pass", "batch", "key", "layers", "n_seen", "skipped", "cache_shapes
 
 def save(path: Path, state: dict[str, Any], key: str) -> int:
     """Write ``state`` under ``key`` atomically; returns its size in bytes."""
-    state = dict(state, key=key)
+    buffer = io.BytesIO()
+    torch.save(dict(state, key=key), buffer)
     tmp = path.with_suffix(".tmp")
     try:
-        torch.save(state, tmp)
-        size = tmp.stat().st_size
+        # Serialised in memory (it is small: sparse counts), written with plain file I/O: on a
+        # full disk torch's own writer says only "unexpected pos 64 vs 0"; this says ENOSPC.
+        with tmp.open("wb") as fh:
+            fh.write(buffer.getbuffer())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = exc.strerror or str(exc).strip().splitlines()[0] or type(exc).__name__
         raise LceError(f"{path}: cannot write the checkpoint: {reason}") from None
-    return size
+    return buffer.getbuffer().nbytes
 
 
 def _warn(message: str) -> None:
