@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
@@ -167,16 +166,6 @@ def order_by_score(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     )
     mapping = {old: new for new, old in enumerate(keys, start=1)}
     return np.array([mapping[c] for c in labels.tolist()], dtype=int)
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Pearson r and two-sided p; NaN when fewer than 3 points or either side is constant."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan"), float("nan")
-    result = stats.pearsonr(x, y)
-    return float(result.statistic), float(result.pvalue)
 
 
 def cosine_distances(matrix: np.ndarray) -> np.ndarray:
