@@ -170,12 +170,14 @@ def _pass_one_batch(run: Run, p1: PassOne, good: list) -> None:
         p1.top[name].update(a.amax(dim=(2, 3)), index)
         select = p1.select[name]
         if cfg.basis == "raw":
-            select.update(*select.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)))
+            select.update(*select.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)), above=True)
             p1.n_seen[name] += a.shape[0] * a.shape[2] * a.shape[3]
         else:
             # one image at a time, as the semantics define S (upsample.py)
             for j in range(len(a)):
-                select.update(*pixels_above(a[j], select.bounds, (record.sh, record.sw)))
+                select.update(
+                    *pixels_above(a[j], select.bounds, (record.sh, record.sw)), above=True
+                )
             p1.n_seen[name] += len(a) * record.sh * record.sw
         select.refresh()
         if cfg.cache:
@@ -242,10 +244,10 @@ def threshold_round(run: Run, p1: PassOne, dist: Any) -> dict[str, torch.Tensor]
             for name in cfg.layers:
                 a, r = acts[name].to(run.device), refine[name]
                 if cfg.basis == "raw":
-                    r.update(*r.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)))
+                    r.update(*r.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)), above=True)
                 else:
                     for j in range(len(a)):
-                        r.update(*pixels_above(a[j], r.bounds, (record.sh, record.sw)))
+                        r.update(*pixels_above(a[j], r.bounds, (record.sh, record.sw)), above=True)
             done += len(kept[position])
             rate = done / max(time.perf_counter() - tic, 1e-9)
             progress.update(task, completed=done, rate=f"{rate:.1f}")

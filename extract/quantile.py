@@ -51,6 +51,20 @@ def float_keys(values: torch.Tensor) -> torch.Tensor:
     return torch.where(bits >= 1 << 31, 0xFFFFFFFF - bits, bits + (1 << 31))
 
 
+def top_bits(values: torch.Tensor) -> torch.Tensor:
+    """``float_keys(values) >> 16`` in int32 arithmetic (one shift and one select; the hot path of
+    round 1): an arithmetic shift of a negative float's bits gives ``(bits >> 16) - 65536``."""
+    high = (values.float() + 0.0).view(torch.int32) >> 16
+    return torch.where(high >= 0, high + (1 << 15), -1 - high)
+
+
+def low_bits(values: torch.Tensor) -> torch.Tensor:
+    """``float_keys(values) & 0xFFFF`` in int32 arithmetic."""
+    bits = (values.float() + 0.0).view(torch.int32)
+    low = bits & 0xFFFF
+    return torch.where(bits >= 0, low, 0xFFFF - low)
+
+
 def key_floats(keys: torch.Tensor) -> torch.Tensor:
     """The float32 values of ``float_keys`` keys (its inverse)."""
     keys = keys.to(torch.int64)
@@ -135,13 +149,19 @@ class ThresholdSelect:
         units, cols = torch.nonzero(block > self.bounds.view(-1, 1), as_tuple=True)
         return units, block[units, cols]
 
-    def update(self, units: torch.Tensor, values: torch.Tensor) -> None:
-        keep = values > self.bounds[units]
-        units, keys = units[keep], float_keys(values[keep])
-        fine = units * BINS + (keys >> 16)
-        self.fine.view(-1).index_add_(0, fine, torch.ones_like(fine, dtype=self.fine.dtype))
-        coarse = units * COARSE + (keys >> 24)
-        self.coarse.view(-1).index_add_(0, coarse, torch.ones_like(coarse))
+    def update(self, units: torch.Tensor, values: torch.Tensor, above: bool = False) -> None:
+        """Count ``values`` of ``units`` that are above their bounds; ``above``: the caller kept
+        only such values (``candidates``, ``upsample.pixels_above``), which saves a pass."""
+        if not above:
+            keep = values > self.bounds[units]
+            units, values = units[keep], values[keep]
+        high = top_bits(values)
+        row = units.to(high.dtype) if self.n_units < 1 << 15 else units.long()
+        fine = row * BINS + high
+        ones = torch.ones(1, dtype=self.fine.dtype, device=self.device).expand(len(fine))
+        self.fine.view(-1).index_add_(0, fine, ones)
+        coarse = row * COARSE + (high >> 8)
+        self.coarse.view(-1).index_add_(0, coarse, ones.to(torch.int64))
 
     def refresh(self) -> None:
         """Raise each bound to the lower edge of the highest fine bin at or above which k
@@ -249,14 +269,15 @@ class ThresholdRefine:
         units, cols = torch.nonzero(block > self.bounds.view(-1, 1), as_tuple=True)
         return units, block[units, cols]
 
-    def update(self, units: torch.Tensor, values: torch.Tensor) -> None:
-        keep = values > self.bounds[units]
-        units, values = units[keep], values[keep]
-        keys = float_keys(values)
-        high = keys >> 16
+    def update(self, units: torch.Tensor, values: torch.Tensor, above: bool = False) -> None:
+        if not above:
+            keep = values > self.bounds[units]
+            units, values = units[keep], values[keep]
+        high = top_bits(values).long()
         lower = high == self.bin_lo[units]
-        cells = units[lower] * BINS + (keys[lower] & 0xFFFF)
-        self.low.view(-1).index_add_(0, cells, torch.ones_like(cells, dtype=self.low.dtype))
+        cells = units[lower] * BINS + low_bits(values[lower])
+        ones = torch.ones(1, dtype=self.low.dtype, device=self.device).expand(len(cells))
+        self.low.view(-1).index_add_(0, cells, ones)
         upper = (high == self.bin_hi[units]) & (self.bin_hi[units] != self.bin_lo[units])
         self.minimum.scatter_reduce_(0, units[upper], values[upper].float(), "amin")
 

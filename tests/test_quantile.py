@@ -131,3 +131,15 @@ def test_float_keys_sort_as_floats_and_invert() -> None:
     assert (torch.diff(t[order]) >= 0).all()
     back = key_floats(keys)
     assert torch.equal(back, t + 0.0)  # -0.0 comes back as +0.0 (they compare equal)
+
+
+def test_top_and_low_bits_are_the_keys_halves() -> None:
+    from extract.quantile import low_bits, top_bits
+
+    rng = np.random.default_rng(9)
+    values = np.concatenate([rng.normal(size=5000) * 10.0 ** rng.integers(-38, 38, 5000),
+                             [0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38]])  # fmt: skip
+    t = torch.from_numpy(values.astype(np.float32))
+    keys = float_keys(t)
+    assert torch.equal(top_bits(t).long(), keys >> 16)
+    assert torch.equal(low_bits(t).long(), keys & 0xFFFF)
