@@ -60,11 +60,5 @@ else:
         st.dataframe(
             correlations,
             hide_index=True,
-            column_config={
-                "pearson_r": st.column_config.NumberColumn("r", format="%.3f"),
-                "r_lo": st.column_config.NumberColumn("r 95% lo", format="%.3f"),
-                "r_hi": st.column_config.NumberColumn("r 95% hi", format="%.3f"),
-                "p_value": st.column_config.NumberColumn("p", format="%.4f"),
-                "q_value": st.column_config.NumberColumn("q (BH)", format="%.4f"),
-            },
+            column_config=ui.correlation_columns(),
         )

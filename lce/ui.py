@@ -166,3 +166,16 @@ def evr_by_component(db: Path) -> dict[int, float]:
             strict=True,
         )
     )
+
+
+def correlation_columns() -> dict[str, Any]:
+    """How the correlation tables (Components and Tasks pages) show r, its interval, p and q:
+    one place, so the two pages cannot drift apart."""
+    number = st.column_config.NumberColumn
+    return {
+        "pearson_r": number("r", format="%.3f"),
+        "r_lo": number("r 95% lo", format="%.3f"),
+        "r_hi": number("r 95% hi", format="%.3f"),
+        "p_value": number("p", format="%.4f"),
+        "q_value": number("q (BH)", format="%.4f"),
+    }
