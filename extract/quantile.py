@@ -123,6 +123,32 @@ def last_at_least(suffix: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return (suffix[:, :-1] >= k.view(-1, 1)).sum(1) - 1
 
 
+def highest_reaching(coarse: torch.Tensor, fine: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
+    """Per row, the highest fine bin b with at least ``need`` counted in bins b and above (-1
+    where none), found from the coarse counts and then the 256 fine bins of one coarse bin, so
+    it costs 512 bins a row, not 65,536. ``coarse`` must be ``fine``'s sums by 256 bins."""
+    outer = suffix_counts(coarse)
+    c = last_at_least(outer, need)
+    found = c >= 0
+    c = c.clamp(min=0)
+    above = outer.gather(1, (c + 1).view(-1, 1))
+    start = (c * COARSE).view(-1, 1) + torch.arange(COARSE, device=fine.device)
+    inner = suffix_counts(fine.gather(1, start))[:, :-1] + above
+    f = (inner >= need.view(-1, 1)).sum(1) - 1
+    return torch.where(found, c * COARSE + f, -1)
+
+
+def counted_from(coarse: torch.Tensor, fine: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per row, the count in fine bins ``b`` and above (b may be 65,536: none), two-level."""
+    b = b.clamp(max=BINS)
+    c = (b // COARSE).clamp(max=COARSE - 1)
+    outer = suffix_counts(coarse).gather(1, (c + 1).view(-1, 1)).view(-1)
+    start = (c * COARSE).view(-1, 1) + torch.arange(COARSE, device=fine.device)
+    inner = suffix_counts(fine.gather(1, start))
+    offset = torch.where(b >= BINS, COARSE, b - c * COARSE)
+    return outer + inner.gather(1, offset.view(-1, 1)).view(-1)
+
+
 # ---------------------------------------------------------------- round 1
 
 
@@ -167,18 +193,9 @@ class ThresholdSelect:
         """Raise each bound to the lower edge of the highest fine bin at or above which k
         values are counted (coarse bins first, then the 256 fine bins of one coarse bin)."""
         k = torch.full((self.n_units,), self.k, device=self.device, dtype=torch.int64)
-        coarse = suffix_counts(self.coarse)
-        c = last_at_least(coarse, k)
-        ready = c >= 0
-        if not bool(ready.any()):
-            return
-        c = c.clamp(min=0)
-        above = coarse.gather(1, (c + 1).view(-1, 1)).view(-1)
-        start = (c * COARSE).view(-1, 1) + torch.arange(COARSE, device=self.device)
-        inner = suffix_counts(self.fine.gather(1, start))[:, :-1] + above.view(-1, 1)
-        f = (inner >= k.view(-1, 1)).sum(1) - 1
-        edge = bin_edges(c * COARSE + f.clamp(min=0))
-        self.bounds = torch.where(ready, torch.maximum(self.bounds, edge), self.bounds)
+        b = highest_reaching(self.coarse, self.fine, k)
+        edge = bin_edges(b.clamp(min=0))
+        self.bounds = torch.where(b >= 0, torch.maximum(self.bounds, edge), self.bounds)
 
     def merge(self, other: ThresholdSelect) -> None:
         """Counts add (each shard counted distinct values) and the bound is the higher one: the
@@ -242,6 +259,7 @@ class ThresholdRefine:
         self.bin_lo, self.rank_lo, self.bin_hi, self.rank_hi = zeros, zeros, zeros, zeros
         dtype = torch.int64 if wide else torch.int32
         self.low = torch.zeros((n_units, BINS), dtype=dtype, device=self.device)
+        self.low_coarse = torch.zeros((n_units, COARSE), dtype=torch.int64, device=self.device)
         self.minimum = torch.full((n_units,), float("inf"), device=self.device)
 
     @classmethod
@@ -250,19 +268,14 @@ class ThresholdRefine:
         out = cls(select.n_units, select.device, wide=n_values >= 2**31)
         out.bounds, out.gamma = select.bounds.clone(), gamma
         floor = float_keys(select.bounds) >> 16
-        parts: dict[str, list[torch.Tensor]] = {"bl": [], "rl": [], "bh": [], "rh": []}
-        for lo in range(0, select.n_units, _CHUNK):
-            suffix = suffix_counts(select.fine[lo : lo + _CHUNK])
-            for rank, b_key, r_key in (
-                (n_values - 1 - prev, "bl", "rl"),
-                (n_values - 1 - nxt, "bh", "rh"),
-            ):
-                want = torch.full((len(suffix),), rank + 1, dtype=torch.int64, device=out.device)
-                where = torch.maximum(last_at_least(suffix, want), floor[lo : lo + _CHUNK])
-                parts[b_key].append(where)
-                parts[r_key].append(rank - suffix.gather(1, (where + 1).view(-1, 1)).view(-1))
-        out.bin_lo, out.rank_lo = torch.cat(parts["bl"]), torch.cat(parts["rl"])
-        out.bin_hi, out.rank_hi = torch.cat(parts["bh"]), torch.cat(parts["rh"])
+        for rank, upper in ((n_values - 1 - prev, False), (n_values - 1 - nxt, True)):
+            want = torch.full((select.n_units,), rank + 1, dtype=torch.int64, device=out.device)
+            where = torch.maximum(highest_reaching(select.coarse, select.fine, want), floor)
+            inside = rank - counted_from(select.coarse, select.fine, where + 1)
+            if upper:
+                out.bin_hi, out.rank_hi = where, inside
+            else:
+                out.bin_lo, out.rank_lo = where, inside
         return out
 
     def candidates(self, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,11 +291,13 @@ class ThresholdRefine:
         cells = units[lower] * BINS + low_bits(values[lower])
         ones = torch.ones(1, dtype=self.low.dtype, device=self.device).expand(len(cells))
         self.low.view(-1).index_add_(0, cells, ones)
+        self.low_coarse.view(-1).index_add_(0, cells >> 8, ones.to(torch.int64))
         upper = (high == self.bin_hi[units]) & (self.bin_hi[units] != self.bin_lo[units])
         self.minimum.scatter_reduce_(0, units[upper], values[upper].float(), "amin")
 
     def merge(self, other: ThresholdRefine) -> None:
         self.low += other.low.to(self.device, self.low.dtype)
+        self.low_coarse += other.low_coarse.to(self.device)
         self.minimum = torch.minimum(self.minimum, other.minimum.to(self.device))
 
     def state_dict(self) -> dict[str, Any]:
@@ -303,7 +318,9 @@ class ThresholdRefine:
         for name in ("bounds", "bin_lo", "rank_lo", "bin_hi", "rank_hi", "minimum"):
             setattr(self, name, state[name].to(self.device))
         cells = state["units"].to(self.device) * BINS + state["cells"].to(self.device)
-        self.low.view(-1).index_put_((cells,), state["counts"].to(self.device, self.low.dtype))
+        counts = state["counts"].to(self.device)
+        self.low.view(-1).index_put_((cells,), counts.to(self.low.dtype))
+        self.low_coarse.view(-1).index_add_(0, cells >> 8, counts.to(torch.int64))
 
     def thresholds(self) -> np.ndarray:
         """The exact numpy.quantile per unit (float32)."""
@@ -315,9 +332,6 @@ class ThresholdRefine:
     def _value(self, rank: torch.Tensor) -> torch.Tensor:
         """The value of the given rank (from the top) inside each unit's lower bin: found by
         the low-16-bit counts, or the bound itself where fewer values lie above it."""
-        low = torch.cat([
-            last_at_least(suffix_counts(self.low[lo : lo + _CHUNK]), rank[lo : lo + _CHUNK] + 1)
-            for lo in range(0, self.n_units, _CHUNK)
-        ])  # fmt: skip
+        low = highest_reaching(self.low_coarse, self.low, rank + 1)
         found = key_floats((self.bin_lo << 16) | low.clamp(min=0))
         return torch.where(low >= 0, found, self.bounds)

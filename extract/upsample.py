@@ -218,15 +218,15 @@ def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu
 def _strips_match(act: torch.Tensor, full: torch.Tensor, generator: torch.Generator) -> bool:
     """Whether ``_strips`` gives the whole map's values on every owned pixel, for thresholds
     that make every cell hot, a share of the cells (per unit, from its own values), or the cells
-    of a single unit. The stacked patterns use the first 96 units (hundreds of windows, so every
-    position of a vectorised loop occurs; more only costs time: 0.2 s here for 512 x 7 x 7)."""
+    of a single unit. The stacked patterns use the first 64 units (hundreds of windows, so every
+    position of a vectorised loop occurs; more only costs time)."""
     c, h, w = act.shape
     sh, sw = full.shape[1], full.shape[2]
     f = sh // h
-    k = min(c, 96)
+    k = min(c, 64)
     order = torch.sort(act[:k].reshape(k, -1), dim=1, descending=True).values
     patterns = [(k, torch.full((k,), float("-inf")))]
-    for share in (0.2, 0.05):
+    for share in (0.25, 0.05):
         patterns.append((k, order[:, max(0, int(share * h * w) - 1)] - 1e-3))
     single = torch.full((c,), float("inf"))
     single[int(torch.randint(c, (1,), generator=generator))] = float("-inf")
