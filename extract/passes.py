@@ -235,6 +235,7 @@ def threshold_round(run: Run, p1: PassOne, dist: Any) -> dict[str, torch.Tensor]
         if total == 0:
             raise LceError(f"{probe.root}: no images could be read")
         refine[name] = p1.select[name].refine(total)
+    p1.select.clear()  # round 1's count tables are spent: free them before round 2 fills its own
     kept = p1.kept_batches
     progress, task = progress_bar(cfg, sum(len(b) for b in kept), "pass 2/3 exact thresholds")
     done, tic = 0, time.perf_counter()
