@@ -39,7 +39,6 @@ import torch
 
 BINS = 1 << 16  # fine bins: the top 16 bits of the key; the refine round reads the low 16
 COARSE = 1 << 8  # coarse bins (top 8 bits), to find the bound without scanning 65,536 bins
-_CHUNK = 256  # units per step of the end-of-round scans (bounds their temporaries)
 
 
 # ---------------------------------------------------------------- keys
@@ -208,21 +207,22 @@ class ThresholdSelect:
     def state_dict(self) -> dict[str, Any]:
         """The counts at and above each unit's bound only (what the bound and the final
         answer can still read), as sparse (unit, bin, count) triples: a checkpoint stays small."""
-        units, bins, counts = [], [], []
-        lowest = float_keys(self.bounds) >> 16
-        for lo in range(0, self.n_units, _CHUNK):
-            rows = self.fine[lo : lo + _CHUNK]
-            floor = lowest[lo : lo + _CHUNK].view(-1, 1)
-            u, b = torch.nonzero(
-                (rows > 0) & (torch.arange(BINS, device=self.device) >= floor), as_tuple=True
-            )
-            units.append((u + lo).to(torch.int32).cpu())
-            bins.append(b.to(torch.int32).cpu())
-            counts.append(rows[u, b].to(torch.int64).cpu())
+        floor = float_keys(self.bounds) >> 16
+        # the nonzero coarse bins that reach the bound's bin, then their fine bins
+        cu, cb = torch.nonzero(
+            (self.coarse > 0)
+            & (torch.arange(COARSE, device=self.device) >= (floor >> 8).view(-1, 1)),
+            as_tuple=True,
+        )
+        fine_bins = (cb * COARSE).view(-1, 1) + torch.arange(COARSE, device=self.device)
+        rows = self.fine[cu.view(-1, 1), fine_bins]
+        keep = (rows > 0) & (fine_bins >= floor[cu].view(-1, 1))
+        units = cu.view(-1, 1).expand_as(keep)[keep].to(torch.int32).cpu()
+        bins = fine_bins[keep].to(torch.int32).cpu()
+        counts = rows[keep].to(torch.int64).cpu()
         return {
             "n_units": self.n_units, "n_values": self.n_values, "p": self.p,
-            "bounds": self.bounds.cpu(), "units": torch.cat(units), "bins": torch.cat(bins),
-            "counts": torch.cat(counts),
+            "bounds": self.bounds.cpu(), "units": units, "bins": bins, "counts": counts,
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
