@@ -156,12 +156,14 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
 
 
 def category_counts(db: Path) -> pl.DataFrame:
-    """Interpretable units per concept category, one row per model."""
+    """Interpretable units per concept category, one row per model; the category columns in
+    name order (a pivot takes them in row order, which DuckDB does not fix without ORDER BY)."""
     frame = query(
         db,
         """
         select m.model, c.category, coalesce(c.n_units, 0) as n_units
         from dim_models m join fct_category_profiles c using (model)
+        order by c.category, m.model
         """,
     )
     if frame.is_empty():
