@@ -51,7 +51,8 @@ def child(
     import torch
 
     from extract.broden import open_probe
-    from extract.engine import ExtractConfig, _loader, batches_for, resolve_device, run_extract
+    from extract.engine import ExtractConfig, resolve_device, run_extract
+    from extract.feed import batches_for, loader
     from extract.models import load_model
 
     dev = resolve_device(device)
@@ -65,8 +66,8 @@ def child(
             normalize="imagenet",
         )  # fmt: skip
         with torch.no_grad():
-            for items in _loader(cfg, p, batches_for(p, list(range(n)), batch), True, False):
-                model(torch.stack([it[1] for it in items]).to(dev))
+            for items in loader(cfg, p, batches_for(p, list(range(n)), batch), True, False):
+                model(torch.stack([it.image for it in items]).to(dev))
         if dev.type == "cuda":
             torch.cuda.synchronize()
     else:

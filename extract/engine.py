@@ -24,7 +24,7 @@ from base.errors import LceError
 from base.faults import pause_point
 from extract import checkpoint, distributed
 from extract.broden import Probe, open_probe
-from extract.feed import batches_for, loader
+from extract.feed import batches_for
 from extract.lake_write import (
     DISSECTION_TABLES,
     ExtractResult,
@@ -55,9 +55,8 @@ from warehouse.lake import check_name, ensure_writable, file_lock, os_error
 # Names other modules and the tests use from here: the engine's public surface.
 __all__ = [
     "DISSECTION_TABLES", "ExtractConfig", "ExtractResult", "Interrupted", "LayerResult",
-    "batches_for", "null_partners", "resolve_device", "run_extract", "_loader",
+    "batches_for", "null_partners", "resolve_device", "run_extract",
 ]  # fmt: skip
-_loader = loader  # benchmarks/bench_extract.py feeds the loader alone (its forward-only baseline)
 # Default seed of the null permutations (--null-seed): one seed for every run of a study, so
 # each model is compared with the same shuffled pairs of images.
 NULL_SEED = 0
@@ -230,8 +229,6 @@ def _run_locked(
         tic = time.perf_counter()
         if state is not None and state["pass"] == 2:
             thresholds = {n: state["layers"][n]["thresholds"] for n in cfg.layers}
-            for n in cfg.layers:
-                p1.n_seen[n] = distributed.sum_int(p1.n_seen[n], dist)
         else:
             thresholds = threshold_round(run, p1, dist)
         timings["thresholds"] = time.perf_counter() - tic

@@ -231,7 +231,7 @@ def threshold_round(run: Run, p1: PassOne, dist: Any) -> dict[str, torch.Tensor]
     refine: dict[str, ThresholdRefine] = {}
     for name in cfg.layers:
         distributed.sync(p1.select[name], dist)
-        total = p1.n_seen[name] = distributed.sum_int(p1.n_seen[name], dist)
+        total = distributed.sum_int(p1.n_seen[name], dist)  # p1 keeps this process's own
         if total == 0:
             raise LceError(f"{probe.root}: no images could be read")
         refine[name] = p1.select[name].refine(total)
