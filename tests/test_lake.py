@@ -272,3 +272,39 @@ def test_schemas_agree_with_dbt_sources() -> None:
 def test_timestamp_column_maps_to_timestamptz() -> None:
     # The one non-trivial mapping, checked by hand so the helper above cannot hide a mismatch.
     assert duckdb_type(SCHEMAS["runs"].field("started_at").type) == "timestamp with time zone"
+
+
+def test_each_commit_names_the_lake_state(tmp_path: Path) -> None:
+    """lake/.last-commit holds the id of the last applied commit (dim_study.lake_commit): a new
+    id per commit, and the id of the commit folder that made it."""
+    lake = tmp_path / "lake"
+    assert warehouse.lake.last_commit(lake) is None
+    ids = []
+    for value in ("a", "b"):
+        write_partition(lake, "unit_labels", {"source": value}, labels(["m"], [0], [value]))
+        text = (lake / ".last-commit").read_text()
+        assert text.endswith("\n") and len(text.strip()) == 32
+        int(text, 16)  # a uuid4 in hex, the commit folder's name
+        ids.append(warehouse.lake.last_commit(lake))
+    assert ids[0] != ids[1]
+    assert not list(lake.glob(".last-commit.pending"))
+
+
+def test_a_runs_file_written_before_weights_sha256_reads_it_as_null(tmp_path: Path) -> None:
+    """An older lake's runs (no weights_sha256 column) still read, the column null; every other
+    column stays required."""
+    lake = tmp_path / "lake"
+    folder = lake / "runs" / "model=m" / "layer=l"
+    folder.mkdir(parents=True)
+    older = SCHEMAS["runs"].remove(SCHEMAS["runs"].get_field_index("weights_sha256"))
+    values = {"string": "x", "int32": 0, "int64": 0, "double": 0.5, "bool": False}
+    row = {
+        name: [values.get(str(field.type))] for name, field in zip(older.names, older, strict=True)
+    }
+    pq.write_table(pa.table(row, schema=older), folder / "part-0.parquet")
+    runs = read_table(lake, "runs")
+    assert runs.schema == SCHEMAS["runs"]
+    assert runs.column("weights_sha256").to_pylist() == [None]
+    assert runs.column("model").to_pylist() == ["x"]
+    with pytest.raises(LceError, match="missing column"):
+        warehouse.lake.conform("runs", pa.table(row, schema=older).drop_columns(["device"]))

@@ -6,6 +6,7 @@ similarity, fault and summary tests build their warehouses on it.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +27,9 @@ CONCEPTS = {
 PUBLISHED_LABELS = [(n, c) for n, c in CONCEPTS.values()] + [("-", "object")]
 N_UNITS = 12
 TALLY_LAYERS = {"tA": ["l4", "l3"], "tB": ["l4"]}
+# What extraction records for the weights each run loaded: tA a weights file (its sha256), tB
+# none (a model that builds its own weights: empty).
+TOY_WEIGHTS_SHA256 = {"tA": hashlib.sha256(b"toy weights of tA").hexdigest(), "tB": ""}
 
 
 def make_toy_lake(lake: Path, seed: int = 0) -> dict[str, list[tuple]]:
@@ -110,6 +114,7 @@ def make_toy_lake(lake: Path, seed: int = 0) -> dict[str, list[tuple]]:
                         "started_at": [datetime(2026, 1, 1, tzinfo=UTC)],
                         "seconds": [1.0],
                         "settings": ["{}"],
+                        "weights_sha256": [TOY_WEIGHTS_SHA256[model]],
                     }  # fmt: skip
                 ),
             )

@@ -59,6 +59,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("started_at", pa.timestamp("us", tz="UTC")),
             ("seconds", pa.float64()),
             ("settings", pa.string()),
+            ("weights_sha256", pa.string()),
         ]
     ),
     "unit_thresholds": _schema(
@@ -174,6 +175,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 LOCK_NAME = ".lock"  # the lake's commit lock (flock)
 COMMITTED = "commit.json"  # present in a commit folder once the commit is decided
+LAST_COMMIT = ".last-commit"  # the id of the last commit applied to the lake (dim_study reads it)
 NAME_MAX = 255  # bytes in one folder name on Linux file systems
 
 PARTITION_KEYS: dict[str, tuple[str, ...]] = {
@@ -225,9 +227,18 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+# Columns added to a table after lakes were written: a file (or a writer) without one reads it as
+# null ("not recorded"), so an older lake still reads and builds. Every other column is required.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"runs": ("weights_sha256",)}
+
+
 def conform(table: str, data: pa.Table) -> pa.Table:
-    """Select and cast ``data`` to the table's contract; a missing column is a clear error."""
+    """Select and cast ``data`` to the table's contract; a missing column is a clear error,
+    except a column of ADDED_COLUMNS, which is null."""
     schema = SCHEMAS[table]
+    for name in ADDED_COLUMNS.get(table, ()):
+        if name not in data.column_names:
+            data = data.append_column(name, pa.nulls(data.num_rows, schema.field(name).type))
     missing = [name for name in schema.names if name not in data.column_names]
     if missing:
         raise LceError(f"lake table {table}: missing column(s) {', '.join(missing)}")
@@ -398,6 +409,7 @@ def _apply(lake: Path, folder: Path) -> None:
             old.parent.mkdir(parents=True, exist_ok=True)
             os.rename(final, old)
     kill_point("commit-applied")
+    _record_last_commit(lake, folder.name.removeprefix("commit-"))
     (folder / COMMITTED).unlink()
     shutil.rmtree(folder, ignore_errors=True)
     for rel in plan["drop"]:  # folders of models whose every layer was dropped
@@ -405,6 +417,23 @@ def _apply(lake: Path, folder: Path) -> None:
         while parent != lake and parent.exists() and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
+
+
+def _record_last_commit(lake: Path, commit_id: str) -> None:
+    """Name the lake's state: the id of the commit that made it, replaced atomically, so a
+    warehouse can say which state of its lake it was built from (dim_study.lake_commit)."""
+    pending = lake / f"{LAST_COMMIT}.pending"
+    pending.write_text(commit_id + "\n")
+    os.replace(pending, lake / LAST_COMMIT)
+
+
+def last_commit(lake: Path) -> str | None:
+    """The id of the last commit applied to ``lake``; None for a lake written before lce
+    recorded it (or an empty one)."""
+    try:
+        return (lake / LAST_COMMIT).read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def _recover_locked(lake: Path) -> None:

@@ -22,6 +22,7 @@
   {%- set node = graph.sources['source.lce.lake.' ~ table] if execute else none -%}
   {%- set pattern = lake_glob() ~ '/' ~ table ~ '/**/*.parquet' -%}
   {%- set has_files = false -%}
+  {%- set present = [] -%}
   {%- if execute -%}
     {#- A commit killed half-way is finished by the next lce command; dbt alone must not read it. -#}
     {%- set pending = run_query("select count(*) from glob('" ~ lake_glob() ~ "/.tmp/commit-*/commit.json')") -%}
@@ -30,13 +31,19 @@
     {%- endif -%}
     {%- set found = run_query("select count(*) from glob('" ~ pattern ~ "')") -%}
     {%- set has_files = found.columns[0].values()[0] > 0 -%}
+    {%- if has_files -%}
+      {#- A column added to the contract after the files were written (runs.weights_sha256) is in
+          none of them: it reads as null, so an older lake still builds. -#}
+      {%- set described = run_query("select column_name from (describe select * from read_parquet('" ~ pattern ~ "', union_by_name = true))") -%}
+      {%- set present = described.columns[0].values() | list -%}
+    {%- endif -%}
   {%- endif -%}
   {%- if node is none -%}
     select 1 as placeholder where false
   {%- elif has_files -%}
     select
     {%- for name, column in node.columns.items() %}
-      cast({{ adapter.quote(name) }} as {{ column.data_type }}) as {{ adapter.quote(name) }},
+      cast({{ adapter.quote(name) if name in present else 'null' }} as {{ column.data_type }}) as {{ adapter.quote(name) }},
     {%- endfor %}
     {%- if partition_key %}
       {#- the folder's value is percent-encoded (warehouse/lake.py): decode it back to the name typed -#}
