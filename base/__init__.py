@@ -8,4 +8,4 @@ Layers, each importing only the ones below it: ``app.py``/``app_pages`` -> ``lce
 ``warehouse``/``extract`` -> ``base``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -18,6 +18,8 @@ import polars as pl
 from base.errors import LceError
 
 MARTS = (
+    "dim_study",
+    "dim_runs",
     "dim_models",
     "fct_unit_labels",
     "fct_concept_profiles",

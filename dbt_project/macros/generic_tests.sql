@@ -17,3 +17,7 @@ where {{ column_name }} is not null
 {% test expression_is_true(model, expression) %}
 select * from {{ model }} where not ({{ expression }})
 {% endtest %}
+
+{% test one_row(model) %}
+select n_rows from (select count(*) as n_rows from {{ model }}) where n_rows <> 1
+{% endtest %}

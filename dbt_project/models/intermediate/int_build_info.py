@@ -1,0 +1,12 @@
+"""dbt Python model: computed by lce.provenance.build_info (the lce and schema of this build,
+the lake's last commit).
+
+dbt reads refs and config keys from this file's own source, so they stay here.
+"""
+
+from lce import provenance
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    return provenance.build_info(dbt.config.get("lake"))
