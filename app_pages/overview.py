@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lce import ui
+from lce.explore.info import describe, made_lines, runs_frame
 from lce.explore.overview import (
     category_counts,
     concept_count_figure,
@@ -36,6 +37,16 @@ for column, (label, key) in zip(
     strict=True,
 ):
     column.metric(label, counts[key])
+
+with st.expander("How this warehouse was made"):
+    made = ui.load(describe, db)
+    for line in made_lines(made, probe_names_only=True):
+        st.text(line)  # names are data: plain text, never markdown
+    st.dataframe(runs_frame(made), hide_index=True)
+    st.caption(
+        "Every setting is in dim_study, every dissected layer in dim_runs; `lce info --db FILE` "
+        "prints the same in a terminal (`--json` for scripts)."
+    )
 
 survival = ui.load(survival_lines, db)
 if survival:

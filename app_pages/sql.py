@@ -17,7 +17,7 @@ from lce.explore.sql import (
     to_csv,
 )
 
-db = ui.require_db()
+db = ui.require_db(any_schema=True)
 st.title("SQL")
 st.markdown(
     "Ask the warehouse anything the pages do not show, in DuckDB SQL, and export the full "

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from lce import summary
 from lce.cli_common import DbOpt, console, friendly, print_frame, say
+from warehouse import schema
 from warehouse.paths import db_path, demo_dir
 
 
@@ -57,6 +58,7 @@ def demo(
 def summarize(db: DbOpt = None) -> None:
     """Print the models, categories, explained variance, top loadings and task correlations."""
     path = db_path(db)
+    schema.require(path)  # a file of another schema: one sentence, exit 1
     print_frame(summary.models(path), "Models")
     print_frame(summary.explained_variance(path), "Explained variance")
     print_stability(path)

@@ -34,7 +34,7 @@ import yaml
 from base.errors import LceError
 from lce.stability import adjusted_rand_index
 from warehouse import build as build_mod
-from warehouse import study
+from warehouse import schema, study
 from warehouse.build import glob_escape
 from warehouse.lake import file_lock
 from warehouse.paths import dbt_project_dir
@@ -171,13 +171,6 @@ def _publish_locked(db: Path, table_rows: list[tuple], stamp: tuple[int, int, in
     try:
         shutil.copyfile(db, work)
         with duckdb.connect(str(work)) as conn:
-            has_table = conn.execute(
-                "select count(*) from duckdb_tables() where table_name = 'fct_sensitivity'"
-            ).fetchone()
-            if not has_table or not has_table[0]:
-                raise LceError(
-                    f"{db} has no fct_sensitivity table (built by an older lce): run `lce build`"
-                )
             conn.execute("delete from fct_sensitivity")
             placeholders = ", ".join("?" for _ in COLUMNS)
             if table_rows:
@@ -208,8 +201,7 @@ def run(
 ) -> list[tuple]:
     """Build every setting into scratch files, then publish ``fct_sensitivity`` into ``db``."""
     db = db.resolve()
-    if not db.is_file():
-        raise LceError(f"{db}: no published warehouse here (run `lce build` first)")
+    schema.require(db)  # a file of another schema has no fct_sensitivity of this shape
     extra = dict(extra_vars or {})
     clash = sorted(set(extra) & {"min_iou", "n_components", "n_categories"})
     if clash:

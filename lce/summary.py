@@ -12,7 +12,6 @@ from pathlib import Path
 
 import polars as pl
 
-from lce.explore.db import has_column
 from lce.explore.embedding import build_notes as build_notes
 from lce.explore.embedding import explained_variance as explained_variance
 from lce.explore.embedding import stability_summary
@@ -81,9 +80,7 @@ def no_task_results_reason(db: Path) -> str | None:
 
 def significant_correlations(db: Path) -> pl.DataFrame:
     """The component / task correlations that survive the correction, smallest q first, with
-    r, its bootstrap 95% interval, p and q (none from a file built before these columns)."""
-    if not has_column(db, "fct_component_task_correlations", "significant"):
-        return pl.DataFrame()
+    r, its bootstrap 95% interval, p and q."""
     return query(
         db,
         """
@@ -99,8 +96,6 @@ def task_requirements(db: Path) -> pl.DataFrame:
     """What each task family requires: per family, the concept categories (and measure) whose
     correlation with its results survives the correction, the sign, how many of the family's
     results, and the strongest r with its result."""
-    if not has_column(db, "fct_category_task_correlations", "significant"):
-        return pl.DataFrame()
     return query(
         db,
         """
@@ -129,8 +124,6 @@ def task_requirements(db: Path) -> pl.DataFrame:
 
 def least_stable_models(db: Path, limit: int = 3) -> pl.DataFrame:
     """The models whose category membership the unit bootstrap moves most (lowest stability)."""
-    if not has_column(db, "dim_model_categories", "stability"):
-        return pl.DataFrame()
     return query(
         db,
         """
@@ -164,9 +157,7 @@ def stability_lines(db: Path) -> list[str]:
 def interpretable_by_rule(db: Path) -> pl.DataFrame:
     """Per model, the primary-layer units each rule keeps: the paper's fixed IoU threshold, and
     the null rule (also above the unit's own null IoU). Empty when no model was extracted with
-    --null-permutations, or the file predates the columns."""
-    if not has_column(db, "dim_models", "n_interpretable_null"):
-        return pl.DataFrame()
+    --null-permutations."""
     return query(
         db,
         """
@@ -185,15 +176,13 @@ def interpretable_by_rule(db: Path) -> pl.DataFrame:
 def similarity_agreement(db: Path) -> pl.DataFrame:
     """Per geometric measure, its agreement with the concept embedding (Mantel r, permutation p,
     models, pairs): the Similarity page's query without the number of relabellings, which the
-    terminal's table leaves out. Empty when the file has no such mart or no image features."""
+    terminal's table leaves out. Empty when the lake had no image features."""
     return agreement_with_permutations(db).drop("n_permutations", strict=False)
 
 
 def similarity_lines(db: Path) -> list[str]:
     """What `lce summary` and the demo say about the geometric measures beside the agreement
     table: how many pairs were compared, and how many were skipped for too few shared images."""
-    if not has_column(db, "fct_model_similarity", "n_images"):
-        return []
     counts = query(
         db,
         """
@@ -222,8 +211,6 @@ def similarity_lines(db: Path) -> list[str]:
 def similarity_skip_warning(db: Path, shown: int = 5) -> str | None:
     """One sentence naming the model pairs `lce build` could not compare by geometry (fewer
     shared probe images than var similarity_min_images), or None."""
-    if not has_column(db, "fct_model_similarity", "n_images"):
-        return None
     skipped = query(
         db,
         """

@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import streamlit as st
 
 from lce.explore import images, palette
-from lce.explore.db import check_db, db_stamp
+from lce.explore.db import check_db, db_stamp, is_warehouse
 from lce.explore.embedding import explained_variance
 from lce.explore.sql import EXPORT_FORMATS, SqlRefused
 from warehouse.paths import db_path
@@ -138,11 +138,23 @@ def current_db() -> Path:
     return launch
 
 
-def require_db() -> Path:
-    """The page's database, or a clear note and stop when there is no usable one."""
+def require_db(any_schema: bool = False) -> Path:
+    """The page's database, or a clear note and stop when there is no usable one.
+
+    A warehouse of another schema (an older or newer lce built it) gets the schema check's one
+    sentence; a page that reads marts then says it cannot render and stops, while a page that
+    reads whatever tables the file has (``any_schema``: SQL) shows the sentence and goes on."""
     db = current_db()
     problem = load(check_db, db)
     if problem:
+        if load(is_warehouse, db):
+            if any_schema:
+                st.warning(problem)
+                return db
+            problem += (
+                " This page reads this lce's marts, so it cannot render from this file "
+                "(the SQL page can query the tables it has)."
+            )
         stop(problem, kind="warning")
     return db
 

@@ -88,21 +88,3 @@ def test_no_task_results_gives_empty_marts_and_a_reason(tmp_path: Path) -> None:
     flat = " ".join(out.split())
     assert "no task results in this warehouse" in flat and "lce benchmarks add" in flat
     assert "component / task correlations survive" not in flat
-
-
-@needs_reference
-def test_summary_of_a_file_built_before_the_q_values(reference_home: Path, tmp_path: Path) -> None:
-    """A warehouse published by an older lce (no q-values, no category marts) still
-    summarises; it just has no survival lines."""
-    import shutil
-
-    db = tmp_path / "old.duckdb"
-    shutil.copy(reference_home / "lce.duckdb", db)
-    with duckdb.connect(str(db)) as conn:
-        for column in ("significant", "q_value", "q_threshold", "fdr_family"):
-            conn.execute(f"alter table fct_component_task_correlations drop column {column}")
-        for mart in TASK_MARTS[1:] + ("fct_component_category_correlations",):
-            conn.execute(f"drop table {mart}")
-    code, out = lce("summary", "--db", db)
-    assert code == 0, out
-    assert "survive" not in out and "Explained variance" in out

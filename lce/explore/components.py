@@ -9,7 +9,6 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from lce.explore.db import table_exists
 from lce.explore.figures import (
     INTERVAL_HOVER,
     concept_bar_figure,
@@ -68,14 +67,6 @@ def category_count_correlations(db: Path) -> pl.DataFrame:
     """Each component against each concept category's counts over the embedded models, from
     fct_component_category_correlations (all units, unique concepts, share of units; 0 where a
     model has none): r with its bootstrap interval, p, and BH q / significant."""
-    if not table_exists(db, "fct_component_category_correlations"):
-        return pl.DataFrame(
-            schema={
-                "component": pl.Int32, "category": pl.String, "kind": pl.String, "n": pl.Int32,
-                "pearson_r": pl.Float64, "r_lo": pl.Float64, "r_hi": pl.Float64,
-                "p_value": pl.Float64, "q_value": pl.Float64, "significant": pl.Boolean,
-            }
-        )  # fmt: skip
     frame = query(
         db,
         """

@@ -1,14 +1,17 @@
-"""Which database, and is it usable: the checks every page runs before it queries.
+"""Which database, and is it usable: the one check every page runs before it queries.
 
 Every query goes through ``warehouse.query`` (read-only, external access off), so the app never
-holds the file that ``lce build`` writes and cannot read any other file.
+holds the file that ``lce build`` writes and cannot read any other file. Whether a file has the
+marts a page reads is one comparison, its ``dim_study.schema_version`` against this lce's
+(``warehouse.schema``), never a probe per table or column.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from warehouse.query import MARTS, query
+from base.errors import LceError
+from warehouse import schema
 
 
 def db_stamp(db: Path) -> tuple[str, int, int]:
@@ -22,8 +25,8 @@ def db_stamp(db: Path) -> tuple[str, int, int]:
 
 
 def check_db(db: Path) -> str | None:
-    """None when the file is a usable warehouse, else a sentence saying what is wrong and what
-    to do: every page shows it instead of a traceback."""
+    """None when the file is a warehouse of this lce's schema, else one sentence saying what is
+    wrong and what to do: every page shows it instead of a traceback."""
     path = Path(db).expanduser()
     hint = (
         "Build one with `lce build` (or `make demo`), "
@@ -33,36 +36,13 @@ def check_db(db: Path) -> str | None:
         return f"No warehouse at `{path}`. {hint}"
     if not path.is_file():
         return f"`{path}` is not a file. {hint}"
+    return schema.check(path)
+
+
+def is_warehouse(db: Path) -> bool:
+    """Whether the file is an lce warehouse of any schema (so the SQL page can still query it)."""
     try:
-        tables = set(query(path, "select table_name from duckdb_tables()")["table_name"].to_list())
-    except Exception as exc:  # duckdb raises several types for a foreign or newer file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return (
-            f"`{path}` could not be opened as a DuckDB 1.x warehouse ({first}). "
-            "A file written by DuckDB 2.0 cannot be read by 1.x."
-        )
-    missing = [name for name in MARTS if name not in tables]
-    if missing:
-        return (
-            f"`{path}` is not an lce warehouse: it lacks {', '.join(missing)}. "
-            "Rebuild it with `lce build`."
-        )
-    return None
-
-
-def table_exists(db: Path, table: str) -> bool:
-    """Whether the file has ``table``: a warehouse built before a mart existed (e.g. top
-    images) lacks it, and the page then says so instead of failing."""
-    frame = query(db, "select count(*) as n from duckdb_tables() where table_name = ?", [table])
-    return bool(frame["n"][0])
-
-
-def has_column(db: Path, table: str, column: str) -> bool:
-    """Whether the file's ``table`` has ``column``: a file built before a mart (or a column of
-    it) existed lacks it, and the pages and `lce summary` then leave that part out."""
-    found = query(
-        db,
-        "select count(*) as n from duckdb_columns() where table_name = ? and column_name = ?",
-        [table, column],
-    )
-    return bool(found["n"][0])
+        schema.read_schema(Path(db).expanduser())
+    except LceError:
+        return False
+    return True

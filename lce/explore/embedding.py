@@ -10,7 +10,6 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from lce.explore.db import has_column, table_exists
 from lce.explore.labels import add_labelled_points, legend_name, padded_range, scatter_layout
 from lce.explore.names import component_label
 from lce.explore.palette import (
@@ -29,9 +28,7 @@ def explained_variance(db: Path) -> pl.DataFrame:
 
 def build_notes(db: Path) -> pl.DataFrame:
     """What the build could not compute, or capped, and why (fct_build_notes): one sentence per
-    row. Empty for a warehouse built before the notes existed."""
-    if not table_exists(db, "fct_build_notes"):
-        return pl.DataFrame(schema={"topic": pl.String, "code": pl.String, "message": pl.String})
+    row."""
     return query(db, "select topic, code, message from fct_build_notes order by note_id")
 
 
@@ -164,12 +161,7 @@ INTERVAL_COLOUR = "rgba(90,90,90,0.55)"
 
 
 def lce_intervals(db: Path) -> pl.DataFrame:
-    """95% unit-bootstrap intervals of every model's coordinates (fct_lce_intervals); empty for
-    a warehouse built before the bootstrap."""
-    if not table_exists(db, "fct_lce_intervals"):
-        return pl.DataFrame(
-            schema={"model": pl.String, "component": pl.Int32, "lo": pl.Float64, "hi": pl.Float64}
-        )
+    """95% unit-bootstrap intervals of every model's coordinates (fct_lce_intervals)."""
     return query(db, "select model, component, lo, hi from fct_lce_intervals order by all")
 
 
@@ -204,10 +196,6 @@ def add_intervals(
 
 def category_stability(db: Path) -> pl.DataFrame:
     """Each embedded model's category and how stable its membership is under the bootstrap."""
-    if not table_exists(db, "fct_category_stability"):
-        return pl.DataFrame(
-            schema={"model": pl.String, "category_label": pl.String, "stability": pl.Float64}
-        )
     return query(
         db,
         "select model, category_label, stability from dim_model_categories "
@@ -220,8 +208,6 @@ def stability_summary(db: Path) -> dict[str, Any] | None:
     median and 5th percentile of the adjusted Rand index, and how often the published
     partition came back exactly. None when the warehouse has no resamples (also `lce
     summary`'s sentence)."""
-    if not has_column(db, "fct_category_stability", "adjusted_rand_index"):
-        return None
     row = query(
         db,
         """
@@ -237,10 +223,6 @@ def stability_summary(db: Path) -> dict[str, Any] | None:
 
 def coassignment(db: Path) -> pl.DataFrame:
     """fct_category_coassignment with both models' published categories (for the ordering)."""
-    if not table_exists(db, "fct_category_coassignment"):
-        return pl.DataFrame(
-            schema={"model_a": pl.String, "model_b": pl.String, "share": pl.Float64}
-        )
     return query(
         db,
         """

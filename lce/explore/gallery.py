@@ -9,7 +9,6 @@ from typing import Any
 
 import polars as pl
 
-from lce.explore.db import table_exists
 from lce.explore.images import NO_CONCEPT, TOP_IMAGES
 from warehouse.query import query
 
@@ -29,8 +28,6 @@ def gallery_units(
     counts = (
         f"select unit, count(*) as n_images from {TOP_IMAGES} "
         "where model = ? and layer = ? group by unit"
-        if table_exists(db, TOP_IMAGES)
-        else "select null::integer as unit, 0 as n_images where ? is null and ? is null"
     )
     sql = f"""
         select l.unit, l.concept, l.category, l.iou, l.is_interpretable,

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from lce.explore.db import table_exists
 from warehouse.query import query
 
 NO_CONCEPT = "(background: no concept)"
@@ -23,8 +22,6 @@ TILE_IMAGE_PX = 112
 def run_probe_dir(db: Path, model: str, layer: str) -> str | None:
     """The probe folder the extraction of (model, layer) recorded (runs.probe is
     ``broden:<path>``), or None when the run names none (precomputed labels, older files)."""
-    if not table_exists(db, TOP_IMAGES):
-        return None
     frame = query(
         db,
         f"select probe_dir from {TOP_IMAGES} where model = ? and layer = ? "
@@ -48,8 +45,6 @@ def default_probe_dir(recorded: str | None, environment: str | None) -> str:
 
 def top_maps_count(db: Path, model: str, layer: str) -> int:
     """How many (unit, image) maps the warehouse holds for a layer (0: no outlines)."""
-    if not table_exists(db, "fct_unit_top_maps"):
-        return 0
     frame = query(
         db,
         "select count(*) as n from fct_unit_top_maps where model = ? and layer = ?",
@@ -127,21 +122,13 @@ def unit_tiles(
     """For each unit given, its top images as RGB arrays with the S > T outline drawn where the
     warehouse holds the mask: dicts of unit, rank, image, max_activation, outlined (bool) and
     pixels (None when the image is not in the probe folder). Cached by the page per file."""
-    if not units or not table_exists(db, TOP_IMAGES):
+    if not units:
         return []
-    with_maps = table_exists(db, "fct_unit_top_maps")
-    maps_join = (
-        "left join fct_unit_top_maps m using (model, layer, unit, rank)"
-        if with_maps
-        else "left join (select null::varchar as model, null::varchar as layer, "
-        "null::integer as unit, null::integer as rank, null::blob as mask, "
-        "null::integer as sh, null::integer as sw where false) m using (model, layer, unit, rank)"
-    )
     frame = query(
         db,
         f"""
         select t.unit, t.rank, t.image, t.max_activation, m.mask, m.sh, m.sw
-        from {TOP_IMAGES} t {maps_join}
+        from {TOP_IMAGES} t left join fct_unit_top_maps m using (model, layer, unit, rank)
         where t.model = ? and t.layer = ? and list_contains(?, t.unit)
         order by t.unit, t.rank
         """,

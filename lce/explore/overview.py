@@ -9,7 +9,6 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from lce.explore.db import has_column
 from lce.explore.palette import (
     FONT_PX,
     LEGEND,
@@ -126,12 +125,9 @@ CORRELATION_MARTS = {
 def correlation_survival(db: Path) -> pl.DataFrame:
     """Per correlation mart: how many tests it holds (defined p-values), how many survive the
     Benjamini-Hochberg correction, at which q_threshold, over which family, and the smallest q
-    (so "none survive" still says how close the best one came). A file built before the
-    q-values has no ``significant`` column, and its tables are left out instead of failing."""
+    (so "none survive" still says how close the best one came)."""
     parts = []
     for table, label in CORRELATION_MARTS.items():
-        if not has_column(db, table, "significant"):
-            continue
         parts.append(
             query(
                 db,
@@ -146,17 +142,6 @@ def correlation_survival(db: Path) -> pl.DataFrame:
                 """,
                 [label],
             )
-        )
-    if not parts:
-        return pl.DataFrame(
-            schema={
-                "correlations": pl.String,
-                "tests": pl.Int32,
-                "surviving": pl.Int32,
-                "q_threshold": pl.Float64,
-                "fdr_family": pl.String,
-                "smallest_q": pl.Float64,
-            }
         )
     return pl.concat(parts)
 

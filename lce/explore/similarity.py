@@ -11,7 +11,6 @@ from pathlib import Path
 import plotly.graph_objects as go
 import polars as pl
 
-from lce.explore.db import has_column, table_exists
 from lce.explore.palette import (
     COLORBAR_PX,
     FONT_PX,
@@ -48,11 +47,6 @@ NO_FEATURES = (
 
 def similarity_status(db: Path) -> str | None:
     """Why the Similarity page has nothing to show, or None when it has pairs to show."""
-    if not table_exists(db, "fct_model_similarity"):
-        return (
-            "This warehouse was built before the similarity marts existed: run `lce build` "
-            "again (a lake without image features then builds them empty)."
-        )
     counts = query(
         db,
         "select count(*) as n, count(value) as defined, max(n_images) as most "
@@ -93,10 +87,8 @@ def similarity_pairs(db: Path) -> pl.DataFrame:
 
 def similarity_agreement(db: Path) -> pl.DataFrame:
     """Per geometric measure, its agreement with the concept embedding (fct_similarity_agreement:
-    Mantel r, permutation p, models, pairs, relabellings), measures in a fixed order. Empty when
-    the file has no such mart (built before it); no rows when the lake had no image features."""
-    if not has_column(db, "fct_similarity_agreement", "mantel_r"):
-        return pl.DataFrame()
+    Mantel r, permutation p, models, pairs, relabellings), measures in a fixed order; no rows
+    when the lake had no image features."""
     return query(
         db,
         """

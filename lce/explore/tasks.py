@@ -13,7 +13,6 @@ import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 
-from lce.explore.db import table_exists
 from lce.explore.embedding import embedding
 from lce.explore.figures import INTERVAL_HOVER, interval_bars, interval_data, survives
 from lce.explore.labels import add_labelled_points, padded_range, scatter_layout
@@ -97,10 +96,7 @@ CATEGORY_MEASURES = {
 
 def category_task_matrix(db: Path, task: str, measure: str) -> pl.DataFrame:
     """fct_category_task_correlations for one task family and category measure: one row per
-    (concept category, result) with r, its interval, p, q and whether it survives; empty for
-    a file built before the mart existed."""
-    if not table_exists(db, "fct_category_task_correlations"):
-        return pl.DataFrame(schema={"category": pl.String, "result": pl.String})
+    (concept category, result) with r, its interval, p, q and whether it survives."""
     frame = query(
         db,
         """
@@ -247,8 +243,6 @@ PREDICTION_COLOURS = {"knn": "#1B9E77", "ridge": "#D95F02", "category": "#7570B3
 def task_prediction(db: Path, task: str) -> pl.DataFrame:
     """Leave-one-model-out skill per result of one family: one column per method, with the
     baseline's mean absolute error and the models held out (fct_task_prediction)."""
-    if not table_exists(db, "fct_task_prediction"):
-        return pl.DataFrame(schema={"result": pl.String})
     long = query(
         db,
         """

@@ -9,7 +9,6 @@ from typing import Any
 
 import polars as pl
 
-from lce.explore.db import table_exists
 from lce.explore.images import NO_CATEGORY, NO_CONCEPT, TOP_IMAGES
 from lce.explore.palette import concept_category_sort_key
 from warehouse.query import query
@@ -107,10 +106,6 @@ def unit_caption(frame: pl.DataFrame, unit: int) -> str:
 
 def top_images(db: Path, model: str, layer: str, unit: int) -> pl.DataFrame:
     """The unit's top images (empty when the engine stored none)."""
-    if not table_exists(db, TOP_IMAGES):
-        return pl.DataFrame(
-            schema={"rank": pl.Int32, "image": pl.String, "max_activation": pl.Float64}
-        )
     return query(
         db,
         f"""
@@ -123,8 +118,6 @@ def top_images(db: Path, model: str, layer: str, unit: int) -> pl.DataFrame:
 
 def top_image_layers(db: Path) -> pl.DataFrame:
     """The (model, layer)s the lake stored top images for, and how many of their units."""
-    if not table_exists(db, TOP_IMAGES):
-        return pl.DataFrame(schema={"model": pl.String, "layer": pl.String, "units": pl.Int64})
     return query(
         db,
         f"""
@@ -136,8 +129,6 @@ def top_image_layers(db: Path) -> pl.DataFrame:
 
 def top_image_units(db: Path, model: str, layer: str) -> list[int]:
     """Units of one layer that have top images."""
-    if not table_exists(db, TOP_IMAGES):
-        return []
     frame = query(
         db,
         f"select distinct unit from {TOP_IMAGES} where model = ? and layer = ? order by unit",
@@ -148,8 +139,6 @@ def top_image_units(db: Path, model: str, layer: str) -> list[int]:
 
 def unit_threshold(db: Path, model: str, layer: str, unit: int) -> float | None:
     """The unit's threshold T (for a unit with top images: the mart carries it)."""
-    if not table_exists(db, TOP_IMAGES):
-        return None
     frame = query(
         db,
         f"select threshold from {TOP_IMAGES} where model = ? and layer = ? and unit = ? limit 1",
