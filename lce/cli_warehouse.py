@@ -177,18 +177,29 @@ def sql(
         )
 
 
+def app_script() -> Path:
+    """The explorer's main script: installed as package data (lce/app/app.py, with its pages in
+    lce/app/app_pages/), else the checkout's top-level app.py."""
+    import lce
+    from warehouse.paths import project_root
+
+    for script in (Path(lce.__file__).parent / "app" / "app.py", project_root() / "app.py"):
+        if script.is_file():
+            return script
+    raise LceError(
+        f"the explorer's app.py is neither in {Path(lce.__file__).parent / 'app'} nor in "
+        f"{project_root()}: reinstall lce (pip install .)"
+    )
+
+
 @friendly
 def open_app(ctx: typer.Context, db: DbOpt = None) -> None:
     """Open the Streamlit explorer on the published warehouse (read-only).
 
     Extra options go to `streamlit run`, e.g. `lce app -- --server.port 8502`.
     """
-    from warehouse.paths import project_root
-
     path = db_path(db).expanduser().resolve()
-    script = project_root() / "app.py"
-    if not script.is_file():
-        raise LceError(f"{script}: the app is not here (install lce from its source folder)")
+    script = app_script()
     if not path.is_file():
         err.print(
             f"[yellow]warning:[/] {escape(str(path))}: no published warehouse yet "

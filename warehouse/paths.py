@@ -34,9 +34,15 @@ def db_path(override: Path | None = None) -> Path:
 
 
 def project_root() -> Path:
-    """The repository root (the dbt project sits beside the Python packages)."""
+    """The repository root in a checkout (or an editable install): the folder above the
+    packages, where dbt_project/, app.py and app_pages/ sit."""
     return Path(__file__).resolve().parent.parent
 
 
 def dbt_project_dir() -> Path:
+    """The dbt project: installed as package data beside this module (warehouse/dbt_project/,
+    a wheel or `pip install .`), else the checkout's top-level dbt_project/."""
+    installed = Path(__file__).resolve().parent / "dbt_project"
+    if (installed / "dbt_project.yml").is_file():
+        return installed
     return project_root() / "dbt_project"
