@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from base import __version__
+from tests.app_driver import has_table, texts
 from tests.conftest import EXCLUDED, needs_reference
 from tests.study_reference import built_study, expected_study, lake_rows
 from tests.toy_lake import TOY_WEIGHTS_SHA256
@@ -111,3 +114,16 @@ def test_dim_study_and_runs_of_the_papers_data(reference_home: Path) -> None:
     assert {(r["source"], r["weights_sha256"], r["n_units"]) for r in mart.values()} == {
         ("paper-2022", None, 2048)
     }
+
+
+def test_the_overview_says_how_the_warehouse_was_made(
+    open_page: Callable[..., AppTest], maps_home: Path
+) -> None:
+    """The Overview's block: lce info's sentences and dim_runs, without the extraction
+    machine's paths (the probe by its folder name)."""
+    at = open_page(maps_home / "lce.duckdb", "overview")
+    made = texts(at.text)
+    assert f"Built by lce {__version__} with schema" in made
+    assert "4 (model, layer) runs on probe broden (fingerprint" in made
+    assert str(maps_home) not in made, "no path of the machine that ran the extraction"
+    assert has_table(at, "weights_sha256")
