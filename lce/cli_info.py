@@ -42,9 +42,12 @@ def info(
         say(f"Models and layers (dim_runs): {len(facts['runs'])}")
         for run in facts["runs"]:
             say("  " + info_mod.run_line(run))
-    console.print(
-        f"open it: [bold]lce app --db {escape(facts['file'])}[/]", highlight=False, soft_wrap=True
-    )
+    if schema["readable"]:
+        console.print(
+            f"open it: [bold]lce app --db {escape(facts['file'])}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _text(value: object) -> str:
