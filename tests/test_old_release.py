@@ -1,6 +1,8 @@
 """A warehouse of another schema: the file lce 0.1.0 built (tests/old_release.py says how it was
 made) and a file that says a newer lce built it. Every reader gives the one sentence naming the
-lce and schema that built it and what to do; nothing shows a traceback or a half page."""
+lce and schema that built it and what to do; nothing shows a traceback or a half page. (That
+`lce build` on the 0.1.0 lake gives a file this lce reads is checked by the installed wheel in
+tests/test_packaging.py.)"""
 
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ from streamlit.testing.v1 import AppTest
 from base import __version__
 from tests.app_driver import has_table, texts
 from tests.conftest import lce
-from tests.old_release import old_lake, old_warehouse
-from tests.study_reference import built_study, expected_study
+from tests.old_release import old_warehouse
 from warehouse.schema import SCHEMA_VERSION
 
 PAGES = [
@@ -92,37 +93,3 @@ def test_the_explorer_on_the_previous_release(
     assert at.title and has_table(at, "n_units"), "the first example query ran on the old file"
     at = open_page(newer_warehouse(tmp_path), "overview")
     assert "install lce 9.1.0 or later" in texts(at.warning)
-
-
-@pytest.mark.slow
-def test_lce_build_updates_the_previous_release_from_its_lake(
-    open_page: Callable[..., AppTest], tmp_path: Path
-) -> None:
-    """What the sentence promises: `lce build` on the 0.1.0 lake (no runs.weights_sha256, no
-    commit id) makes a file this lce reads; dim_study has the vars it was given."""
-    lake = old_lake(tmp_path)
-    db = tmp_path / "lce.duckdb"
-    given = {"n_boot": 20, "stability_resamples": 5, "similarity_permutations": 9,
-             "min_iou": 0.05, "fdr_family": "task", "exclude_models": ["tB"],
-             "n_categories": "auto", "seed": 3}  # fmt: skip
-    pairs = [
-        f"{k}={v}" if k != "exclude_models" else "exclude_models=[tB]" for k, v in given.items()
-    ]
-    code, out = lce("build", "--lake", lake, "--db", db, *[a for p in pairs for a in ("--var", p)])
-    assert code == 0, out
-    study = built_study(db)
-    for column in ("lce_version", "built_at"):
-        study.pop(column)
-    assert study == expected_study(lake, given)
-    assert study["lake_commit"] is None and study["exclude_models_from"] == "var"
-    with duckdb.connect(str(db), read_only=True) as conn:
-        sha = conn.execute(
-            "select distinct weights_sha256 from dim_runs where source = 'lce extract'"
-        ).fetchall()
-    assert sha == [(None,)], "not recorded in a lake written before the column"
-    code, out = lce("info", "--db", db)
-    assert code == 0 and "this lce reads it" in out and "weights not recorded" in out
-    at = open_page(db, "overview")
-    assert not at.warning
-    made = texts(at.text)
-    assert "min_iou 0.05" in made and "fdr_family task" in made and "['tB'] (var)" in made
