@@ -102,7 +102,9 @@ def probe_from(
     fmt: Annotated[
         str, typer.Argument(metavar="FORMAT", help="ade20k, voc, coco-panoptic or masks.")
     ],
-    src: Annotated[Path, typer.Argument(help="The dataset folder, in its own layout (README).")],
+    src: Annotated[
+        Path, typer.Argument(help="The dataset folder, in its own layout (guide: Get a probe set).")
+    ],
     out: Annotated[Path, typer.Argument(help="Probe set folder to write (must not exist).")],
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 224,
     label_size: Annotated[

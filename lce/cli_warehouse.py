@@ -81,7 +81,7 @@ def build(
         list[str] | None,
         typer.Option(
             "--var",
-            help="dbt var as key=value: " + ", ".join(build_mod.VARS) + " (README: dbt vars).",
+            help="dbt var as key=value: " + ", ".join(build_mod.VARS) + " (guide: dbt vars).",
         ),
     ] = None,
 ) -> None:

@@ -234,7 +234,7 @@ def test_the_null_rule_removes_more_random_units_than_shape_units(demo: tuple[Pa
     """Every demo extraction runs with null permutations. Judged by the null alone (min_iou 0:
     any unit with a best concept), more of the random model's units fall to chance than of the
     shape-supervised model's. At the default bar (0.04) the demo world's labels are so clean
-    that the units above it beat their null in every model (README: A null for unit labels)."""
+    that the units above it beat their null in every model (docs/guide.md: A null for unit labels)."""
     work, out = demo
     with duckdb.connect(str(work / "lce.duckdb"), read_only=True) as c:
         removed = dict(

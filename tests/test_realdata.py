@@ -5,7 +5,7 @@ Photographs with masks from PyPI packages (tests/realdata.py; installed by `make
 MobileNetV2 and a random-init MobileNetV2 are dissected on it with `lce extract`, the warehouse is
 built with `lce build`, and the trained network's best IoU for the photographed object classes
 must clearly beat the random one's. What it cannot show: a handful of photographs (cropped into
-48 probe images) is not Broden; see README "What the real-network test proves".
+48 probe images) is not Broden; see docs/guide.md "What the real-network test proves".
 """
 
 from __future__ import annotations

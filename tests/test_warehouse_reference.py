@@ -161,8 +161,8 @@ def test_column_descriptions_in_the_file(reference_home: Path) -> None:
 
 
 def test_readme_queries_run(conn: duckdb.DuckDBPyConnection) -> None:
-    """Every ```sql block of the README runs on the reference warehouse and returns rows."""
-    readme = (REPO / "README.md").read_text()
+    """Every ```sql block of the README and docs/guide.md runs on the reference warehouse and returns rows."""
+    readme = (REPO / "README.md").read_text() + (REPO / "docs" / "guide.md").read_text()
     blocks = re.findall(r"```sql\n(.*?)```", readme, flags=re.S)
     assert len(blocks) >= 3
     for sql in blocks:
