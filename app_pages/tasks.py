@@ -80,7 +80,7 @@ if matrix.is_empty():
 else:
     ui.plotly_chart(category_task_heatmap(matrix, task, measure))
 
-# Does the embedding predict transfer? (fct_task_prediction; issue 11 part 3)
+# Does the embedding predict transfer? (fct_task_prediction)
 skill = ui.load(task_prediction, db, task)
 if skill.height:
     st.subheader("Does the embedding predict the results?")

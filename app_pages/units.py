@@ -56,7 +56,7 @@ layer = right.selectbox("Layer", model_layers, key="units_layer")
 
 categories = ui.load(unit_categories, db, model, layer)
 # A category choice belongs to one model and layer: kept across a switch it would silently hide
-# units of the next one (issue 13), so a new model or layer starts with every category.
+# units of the next one, so a new model or layer starts with every category.
 if st.session_state.get("units_scope") != (model, layer):
     st.session_state.pop("units_categories", None)
     st.session_state.pop("units_probe", None)  # the next model's run may name another probe

@@ -14,7 +14,7 @@ from extract.broden import ImageLabels, Probe, load_image, load_labels
 from extract.models import NORMALIZATIONS, LayerTaps
 
 if TYPE_CHECKING:
-    from extract.engine import ExtractConfig
+    from extract.config import ExtractConfig
 
 
 class ProbeItem(NamedTuple):

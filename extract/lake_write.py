@@ -22,7 +22,7 @@ from extract.top_maps import MapRows
 from warehouse.lake import SCHEMAS, Write, commit, read_table
 
 if TYPE_CHECKING:
-    from extract.engine import ExtractConfig
+    from extract.config import ExtractConfig
 
 DISSECTION_TABLES = (
     "runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "unit_null_iou", "concepts",

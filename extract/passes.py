@@ -35,7 +35,7 @@ from extract.top_maps import TopMaps
 from extract.upsample import pixels_above
 
 if TYPE_CHECKING:
-    from extract.engine import ExtractConfig
+    from extract.config import ExtractConfig
 
 
 class Interrupted(Exception):

@@ -32,12 +32,12 @@ import numpy as np
 import yaml
 
 from base.errors import LceError
-from lce.stability import adjusted_rand_index
 from warehouse import build as build_mod
 from warehouse import schema, study
 from warehouse.build import glob_escape
 from warehouse.lake import file_lock
 from warehouse.paths import dbt_project_dir
+from warehouse.stats.stability import adjusted_rand_index
 
 DEFAULT_MIN_IOU = (0.02, 0.04, 0.06)
 DEFAULT_N_COMPONENTS = (3,)

@@ -170,7 +170,7 @@ def interpretable_by_rule(db: Path) -> pl.DataFrame:
     )
 
 
-# ---------------------------------------------------------------------------- similarity (issue 14)
+# ------------------------------------------------------------------------------------- similarity
 
 
 def similarity_agreement(db: Path) -> pl.DataFrame:

@@ -97,7 +97,7 @@ def figure_config() -> dict[str, Any]:
 
 
 def plotly_chart(figure: Any, **kwargs: Any) -> Any:
-    """st.plotly_chart with the sidebar's download format (issue 13: figures as SVG or PNG)."""
+    """st.plotly_chart with the sidebar's download format (figures as SVG or PNG)."""
     return st.plotly_chart(figure, config=figure_config(), **kwargs)
 
 

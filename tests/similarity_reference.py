@@ -1,6 +1,6 @@
 """Independent numpy/scipy computations of the geometric similarity measures, written from the
 papers' formulas (explicit centring matrices, full kernel and cosine matrices), so that
-lce/similarity.py's chunked implementation is checked against code that shares nothing with it:
+warehouse/stats/similarity.py's chunked implementation is checked against code that shares nothing with it:
 tests/test_similarity.py on random features, tests/test_similarity_build.py on the marts.
 """
 

@@ -16,16 +16,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # The code the standards cover (tests are exempt from the size limits, not from the import rule).
-CHECKED = ["base", "lce", "extract", "warehouse", "app_pages", "app.py", "benchmarks"]
+CHECKED = ["base", "lce", "extract", "warehouse", "app_pages", "app.py", "benchmarks",
+           "dbt_project/models"]  # fmt: skip
+# The project's own top-level packages (an import of anything else is a third-party one).
+OWN = {"base", "lce", "extract", "warehouse", "app", "app_pages", "benchmarks", "tests"}
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 # Layers, bottom to top: base <- extract, warehouse <- lce <- app.py, app_pages. A package may
-# import its own layer and those below, never one above.
+# import its own layer and those below, never one above; extract and warehouse are side by side
+# (the lake's contract is in warehouse, which extract writes through) and warehouse never needs
+# the engine. dbt's Python models run inside the build, so they import only warehouse and base.
 FORBIDDEN = {
     "base": {"lce", "extract", "warehouse", "app", "app_pages"},
     "extract": {"lce", "app", "app_pages"},
-    "warehouse": {"lce", "app", "app_pages"},
+    "warehouse": {"lce", "extract", "app", "app_pages"},
     "lce": {"app", "app_pages"},
+    "dbt_project/models": {"lce", "extract", "app", "app_pages"},
 }
 
 
@@ -87,6 +93,7 @@ def test_no_function_is_over_80_lines() -> None:
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_imports_point_down_the_layers(layer: str) -> None:
+    assert list(python_files([layer])), f"no Python files under {layer}/"
     wrong = sorted(
         f"{rel(path)}:{line} imports {module}"
         for path in python_files([layer])
@@ -94,6 +101,78 @@ def test_imports_point_down_the_layers(layer: str) -> None:
         if module.split(".")[0] in FORBIDDEN[layer]
     )
     assert not wrong, f"{layer}/ imports a layer above it: {wrong}"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (every import, lazy ones and those under
+    TYPE_CHECKING included: a circle through either still ties two modules together)."""
+    files = [p for p in python_files(CHECKED) if "dbt_project" not in p.parts]
+    known = {module_name(p) for p in files}
+    graph: dict[str, set[str]] = {}
+    for path in files:
+        this = module_name(path)
+        targets = set()
+        for _, module in imported_modules(path):
+            # `from pkg import name` yields pkg.name: keep the longest prefix that is a module
+            parts = module.split(".")
+            while parts and ".".join(parts) not in known:
+                parts.pop()
+            if parts and parts[0] in OWN and ".".join(parts) != this:
+                targets.add(".".join(parts))
+        graph[this] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted. A
+    package's __init__ importing its own submodules is not a circle: packages are skipped."""
+    packages = {m for m in graph if any(o.startswith(m + ".") for o in graph)}
+    edges = {
+        m: {t for t in ts if t not in packages} for m, ts in graph.items() if m not in packages
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circles() -> None:
+    circles = cycles(import_graph())
+    assert not circles, f"modules that import each other (directly or round a circle): {circles}"
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_test_module_imports_another() -> None:

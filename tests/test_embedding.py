@@ -1,4 +1,4 @@
-"""lce.embedding against independent computations (hand-worked examples, numpy, scipy)."""
+"""warehouse.stats.embedding against independent computations (hand-worked examples, numpy, scipy)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lce import embedding
-from lce import stats as lce_stats
+from warehouse.stats import embedding, inference
 
 
 def test_profile_matrix_hand_worked() -> None:
@@ -134,7 +133,7 @@ def test_order_by_score_numbers_clusters_by_first_component() -> None:
 def test_pearson_matches_t_distribution_formula() -> None:
     x = np.array([1.0, 2.0, 3.5, 4.0, 6.0, 7.5])
     y = np.array([2.0, 1.5, 4.0, 3.0, 6.5, 6.0])
-    r, p = lce_stats.pearson(x, y)
+    r, p = inference.pearson(x, y)
     xm, ym = x - x.mean(), y - y.mean()
     r_ref = (xm @ ym) / math.sqrt((xm @ xm) * (ym @ ym))
     n = x.size
@@ -145,8 +144,8 @@ def test_pearson_matches_t_distribution_formula() -> None:
 
 
 def test_pearson_undefined_cases_are_nan() -> None:
-    assert all(math.isnan(v) for v in lce_stats.pearson(np.array([1.0, 2.0]), np.array([1.0, 3.0])))
-    assert math.isnan(lce_stats.pearson(np.ones(4), np.arange(4.0))[0])
+    assert all(math.isnan(v) for v in inference.pearson(np.array([1.0, 2.0]), np.array([1.0, 3.0])))
+    assert math.isnan(inference.pearson(np.ones(4), np.arange(4.0))[0])
 
 
 def test_cosine_distances_brute_force() -> None:

@@ -1,5 +1,5 @@
 """The app's contract is the marts: the explorer and `lce summary` read no staging or
-intermediate relation (issue 16).
+intermediate relation.
 
 dbt's staging (``stg_*``) and intermediate (``int_*``) models are the warehouse's inside; only
 the marts in ``warehouse.query.MARTS`` are documented, tested and kept stable, as jaffle-shop's
@@ -82,3 +82,36 @@ def test_every_table_the_app_names_is_a_mart() -> None:
         if name not in MARTS
     )
     assert not wrong, f"not in warehouse.query.MARTS: {wrong}"
+
+
+def mart_docs() -> dict[str, dict]:
+    """Every mart's YAML entry (name -> its model block) from dbt_project/models/marts."""
+    import yaml
+
+    entries: dict[str, dict] = {}
+    for path in sorted((REPO / "dbt_project" / "models" / "marts").glob("*.yml")):
+        for model in yaml.safe_load(path.read_text()).get("models", []):
+            entries[model["name"]] = model
+    return entries
+
+
+def test_marts_list_is_the_marts_folder() -> None:
+    """MARTS is written by hand for the app and the schema check: it must name every mart model
+    in dbt_project/models/marts, and nothing else."""
+    folder = REPO / "dbt_project" / "models" / "marts"
+    models = {p.stem for p in folder.iterdir() if p.suffix in {".sql", ".py"}}
+    assert set(MARTS) == models
+    assert len(MARTS) == len(set(MARTS))
+
+
+def test_every_marts_model_column_points_at_dim_models() -> None:
+    """A model named in any mart is one dim_models knows (a dbt relationships test on each)."""
+    missing = []
+    for name, entry in mart_docs().items():
+        for column in entry.get("columns", []):
+            if column["name"] in {"model", "model_a", "model_b"} and name != "dim_models":
+                tests = column.get("data_tests", [])
+                if not any(isinstance(t, dict) and "relationships" in t for t in tests):
+                    missing.append(f"{name}.{column['name']}")
+    assert not missing, f"model columns without a relationships test to dim_models: {missing}"
+    assert mart_docs()  # the YAML was read

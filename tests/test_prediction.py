@@ -1,4 +1,4 @@
-"""Leave-one-model-out task prediction (lce.prediction) against independent computations.
+"""Leave-one-model-out task prediction (warehouse.stats.prediction) against independent computations.
 
 The refits, kNN, ridge and category predictions are recomputed here with scikit-learn (PCA,
 KMeans, KNeighborsRegressor, Ridge; the explorer's numpy kNN as a second witness); a constructed case shows that
@@ -16,8 +16,8 @@ from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 
-from lce import marts, prediction
 from lce.explore import knn_interpolate
+from warehouse.stats import marts, prediction
 
 CONCEPTS = [("a", "object"), ("b", "object"), ("c", "color")]
 

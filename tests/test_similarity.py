@@ -1,4 +1,4 @@
-"""The geometric similarity measures (lce/similarity.py) against independent numpy/scipy
+"""The geometric similarity measures (warehouse/stats/similarity.py) against independent numpy/scipy
 computations written from the papers' formulas (tests/similarity_reference.py), and their known
 properties."""
 
@@ -10,7 +10,6 @@ import pytest
 from scipy import stats
 from scipy.stats import ortho_group
 
-from lce import similarity
 from tests.similarity_reference import (
     cka_reference,
     debiased_reference,
@@ -19,6 +18,7 @@ from tests.similarity_reference import (
     mutual_knn_reference,
     procrustes_reference,
 )
+from warehouse.stats import similarity
 
 
 def features(n: int, p: int, seed: int) -> np.ndarray:

@@ -22,11 +22,11 @@ import pytest
 from sklearn.decomposition import PCA
 from streamlit.testing.v1 import AppTest
 
-from lce import build_notes, embedding, marts
 from tests.conftest import REPO, lce
 from warehouse import dbt_failures
 from warehouse.lake import write_partition
 from warehouse.paths import demo_dir
+from warehouse.stats import build_notes, embedding, marts
 
 APP = REPO / "app.py"
 PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "sql"]

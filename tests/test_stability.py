@@ -1,4 +1,4 @@
-"""The unit bootstrap (lce.stability) against independent computations.
+"""The unit bootstrap (warehouse.stats.stability) against independent computations.
 
 Procrustes against scipy, the adjusted Rand index against scikit-learn, the whole bootstrap
 replayed here with pandas / scikit-learn / scipy from its documented draw order, and the
@@ -18,7 +18,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from lce import marts, stability
+from warehouse.stats import marts, stability
 
 CATEGORIES = {"object": ["dog", "cat", "car", "tree"], "color": ["red", "blue"], "part": ["leg"]}
 

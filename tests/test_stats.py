@@ -1,4 +1,4 @@
-"""lce.stats and lce.correlations against scipy and hand-worked cases; the correlation dbt vars.
+"""warehouse.stats.inference and warehouse.stats.correlations against scipy and hand-worked cases; the correlation dbt vars.
 
 Every expected value comes from scipy (pearsonr, spearmanr, false_discovery_control), numpy or a
 plain loop written here, never from the functions under test.
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from lce import correlations, stats
 from tests.conftest import lce
+from warehouse.stats import correlations, inference
 
 
 def test_pearson_matches_scipy() -> None:
@@ -26,7 +26,7 @@ def test_pearson_matches_scipy() -> None:
             x = rng.normal(size=n)
             y = 0.5 * x + rng.normal(size=n)
             expected = sps.pearsonr(x, y)
-            r, p = stats.pearson(x, y)
+            r, p = inference.pearson(x, y)
             assert r == pytest.approx(expected.statistic, abs=1e-12)
             assert p == pytest.approx(expected.pvalue, rel=1e-8, abs=1e-15)
 
@@ -40,17 +40,17 @@ def test_spearman_matches_scipy_with_ties() -> None:
             if np.ptp(x) == 0:
                 continue
             expected = sps.spearmanr(x, y)
-            rho, p = stats.spearman(x, y)
+            rho, p = inference.spearman(x, y)
             assert rho == pytest.approx(expected.statistic, abs=1e-12)
             assert p == pytest.approx(expected.pvalue, rel=1e-8, abs=1e-15)
 
 
 def test_undefined_correlations_are_nan_not_zero() -> None:
-    assert np.isnan(stats.pearson([1, 2], [3, 4])).all()  # fewer than 3 points
-    assert np.isnan(stats.pearson([1, 1, 1, 1], [1, 2, 3, 4])).all()  # constant side
-    assert np.isnan(stats.pearson([1, 2, np.nan], [1, 2, 3])).all()
-    assert np.isnan(stats.spearman([5, 5, 5], [1, 2, 3])).all()
-    lo, hi, used = stats.bootstrap_intervals(np.array([1.0, 1, 1, 1]), np.arange(4.0), 50, 0)
+    assert np.isnan(inference.pearson([1, 2], [3, 4])).all()  # fewer than 3 points
+    assert np.isnan(inference.pearson([1, 1, 1, 1], [1, 2, 3, 4])).all()  # constant side
+    assert np.isnan(inference.pearson([1, 2, np.nan], [1, 2, 3])).all()
+    assert np.isnan(inference.spearman([5, 5, 5], [1, 2, 3])).all()
+    lo, hi, used = inference.bootstrap_intervals(np.array([1.0, 1, 1, 1]), np.arange(4.0), 50, 0)
     assert np.isnan(lo).all() and np.isnan(hi).all() and (used == 0).all()
 
 
@@ -60,16 +60,16 @@ def test_extreme_values_do_not_overflow() -> None:
     x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     y = np.array([1e308, -1e308, 1e308, 1e308, -1e308, 1e308])
     expected = sps.pearsonr(x, y / 1e308)
-    r, p = stats.pearson(x, y)
+    r, p = inference.pearson(x, y)
     assert r == pytest.approx(expected.statistic, abs=1e-12)
     assert p == pytest.approx(expected.pvalue, rel=1e-8)
     assert r != 0 and p < 1
-    r2, _ = stats.pearson(y, y)  # both sides extreme
+    r2, _ = inference.pearson(y, y)  # both sides extreme
     assert r2 == pytest.approx(1.0)
-    rho, _ = stats.spearman(x, y)
+    rho, _ = inference.spearman(x, y)
     assert rho == pytest.approx(sps.spearmanr(x, y / 1e308).statistic, abs=1e-12)
-    lo, hi, _ = stats.bootstrap_intervals(x, y, 200, 0)
-    lo_scaled, hi_scaled, _ = stats.bootstrap_intervals(x, y / 1e308, 200, 0)
+    lo, hi, _ = inference.bootstrap_intervals(x, y, 200, 0)
+    lo_scaled, hi_scaled, _ = inference.bootstrap_intervals(x, y / 1e308, 200, 0)
     assert (
         np.isfinite(lo).all() and lo == pytest.approx(lo_scaled) and hi == pytest.approx(hi_scaled)
     )
@@ -97,12 +97,12 @@ def test_bh_q_matches_scipy() -> None:
         p = np.concatenate([rng.uniform(size=m // 2), rng.uniform(0, 0.01, size=m - m // 2)])
         p[::7] = p[0]  # ties
         expected = sps.false_discovery_control(p, method="bh")
-        np.testing.assert_allclose(stats.bh_q_values(p), expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(inference.bh_q_values(p), expected, rtol=1e-12, atol=1e-15)
 
 
 def test_bh_q_skips_undefined_tests() -> None:
     p = np.array([0.01, np.nan, 0.04, 0.03, np.nan])
-    q = stats.bh_q_values(p)
+    q = inference.bh_q_values(p)
     assert np.isnan(q[[1, 4]]).all()
     np.testing.assert_allclose(q[[0, 2, 3]], sps.false_discovery_control([0.01, 0.04, 0.03]))
     # hand-worked: m = 3; sorted 0.01, 0.03, 0.04 -> 0.03, 0.045, 0.04 -> min from the right
@@ -132,28 +132,28 @@ def test_bootstrap_follows_its_protocol_and_is_reproducible_by_seed() -> None:
     x = rng.normal(size=(12, 3))
     x[:, 2] = (np.arange(12) == 0).astype(float)  # one model carries it: many constant resamples
     y = x[:, 0] + rng.normal(size=12)
-    lo, hi, used = stats.bootstrap_intervals(x, y, 1000, 7)
+    lo, hi, used = inference.bootstrap_intervals(x, y, 1000, 7)
     for j in range(3):
         expected = _loop_bootstrap(x[:, j], y, 1000, 7)
         assert (lo[j], hi[j]) == pytest.approx(expected[:2], abs=1e-12)
         assert used[j] == expected[2]
     assert used[0] == 1000 and 500 < used[2] < 1000  # (11/12)^12 = 35% of resamples lack it
-    again = stats.bootstrap_intervals(x, y, 1000, 7)
+    again = inference.bootstrap_intervals(x, y, 1000, 7)
     np.testing.assert_array_equal(again[0], lo)
     np.testing.assert_array_equal(again[1], hi)
-    other = stats.bootstrap_intervals(x, y, 1000, 8)
+    other = inference.bootstrap_intervals(x, y, 1000, 8)
     assert not np.array_equal(other[0], lo)
     assert (lo <= hi).all()
-    r = np.array([stats.pearson(x[:, j], y)[0] for j in range(3)])
+    r = np.array([inference.pearson(x[:, j], y)[0] for j in range(3)])
     assert ((lo <= r) & (r <= hi)).all()
 
 
 def test_bootstrap_chunks_give_the_same_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(9, 4)), rng.normal(size=9)
-    whole = stats.bootstrap_intervals(x, y, 300, 1)
-    monkeypatch.setattr(stats, "_CHUNK_VALUES", 50)  # many small chunks
-    chunked = stats.bootstrap_intervals(x, y, 300, 1)
+    whole = inference.bootstrap_intervals(x, y, 300, 1)
+    monkeypatch.setattr(inference, "_CHUNK_VALUES", 50)  # many small chunks
+    chunked = inference.bootstrap_intervals(x, y, 300, 1)
     for a, b in zip(whole, chunked, strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -104,7 +104,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("iou", pa.float64()),
         ]
     ),
-    # Each image's spatially averaged activation vector per dissected layer (issue 14): the
+    # Each image's spatially averaged activation vector per dissected layer (image_features): the
     # features the geometric similarity marts compare models by. list<float32>, one width per
     # (model, layer) partition (the layer's channels).
     "image_features": _schema(
@@ -117,7 +117,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
     # The raw activation map (the layer's own h x w, row-major float32) of each unit on each of
     # its top images, and the mask S > T at label resolution (sh x sw, row-major, packed eight
-    # pixels a byte by numpy.packbits) exactly as the tally counted it (issue 13): what the
+    # pixels a byte by numpy.packbits) exactly as the tally counted it (unit_top_maps): what the
     # explorer outlines on the top images. One row per unit_top_images row.
     "unit_top_maps": _schema(
         [

@@ -14,7 +14,7 @@ from warehouse.query import query
 
 NO_CONCEPT = "(background: no concept)"
 NO_CATEGORY = "(none)"
-TOP_IMAGES = "fct_unit_top_images"  # the mart the pages read top images from (issue 16)
+TOP_IMAGES = "fct_unit_top_images"  # the mart the pages read top images from
 OUTLINE_RGB = (255, 0, 255)  # magenta: rare in photographs, clear on dark and light regions
 TILE_IMAGE_PX = 112
 

@@ -1,4 +1,4 @@
-"""The Similarity page: geometry beside concepts (issue 14; marts from ``lce/similarity.py``).
+"""The Similarity page: geometry beside concepts (marts from ``warehouse/stats/similarity.py``).
 
 Concept distance and each geometric measure's distance as heatmaps in one model order, concept
 against geometry per model pair with the Mantel statistic, and the pairs the two views rank

@@ -30,8 +30,8 @@ from lce.explore.palette import (
     component_colour,
     concept_category_sort_key,
 )
-from lce.stats import pearson
 from warehouse.query import query
+from warehouse.stats.inference import pearson
 
 
 def task_families(db: Path) -> list[str]:
@@ -200,7 +200,7 @@ def fit_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float] | No
 
 def scatter_correlation(points: pl.DataFrame, component: int) -> tuple[float, float]:
     """Pearson r and p of the result against one component over the models drawn: the number
-    the page shows beside the scatter and in its title, computed once, with ``lce.stats``
+    the page shows beside the scatter and in its title, computed once, with ``warehouse.stats.inference``
     (as the correlation marts compute it)."""
     return pearson(
         np.array(points[f"pc{component}"].to_list()), np.array(points["value"].to_list())

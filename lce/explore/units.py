@@ -70,7 +70,7 @@ def units(
 
 def units_for_display(frame: pl.DataFrame) -> pl.DataFrame:
     """The units table as users read it: a unit whose best match is the background (label
-    ``-``, a null concept in the warehouse) says so instead of "None" (issue 13)."""
+    ``-``, a null concept in the warehouse) says so instead of "None"."""
     out = frame
     if "concept" in out.columns:
         out = out.with_columns(pl.col("concept").fill_null(NO_CONCEPT))

@@ -1,10 +1,10 @@
-"""dbt Python model: computed by lce.provenance.build_info (the lce and schema of this build,
+"""dbt Python model: computed by warehouse.provenance.build_info (the lce and schema of this build,
 the lake's last commit).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import provenance
+from warehouse import provenance
 
 
 def model(dbt, session):

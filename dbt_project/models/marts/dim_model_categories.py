@@ -1,10 +1,10 @@
-"""dbt Python model: computed by lce.marts.dim_model_categories (shared with the tests);
-the stability column by lce.stability.with_stability from the bootstrap's co-assignments.
+"""dbt Python model: computed by warehouse.stats.marts.dim_model_categories (shared with the tests);
+the stability column by warehouse.stats.stability.with_stability from the bootstrap's co-assignments.
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import marts, stability
+from warehouse.stats import marts, stability
 
 
 def model(dbt, session):

@@ -1,9 +1,9 @@
-"""dbt Python model: computed by lce.marts.fct_build_notes (shared with the tests).
+"""dbt Python model: computed by warehouse.stats.build_notes.fct_build_notes (shared with the tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import marts
+from warehouse.stats import build_notes, marts
 
 
 def model(dbt, session):
@@ -15,4 +15,4 @@ def model(dbt, session):
         models=dbt.ref("dim_models").df(),
         benchmarks=dbt.ref("fct_task_benchmarks").df(),
     )
-    return marts.fct_build_notes(inputs)
+    return build_notes.fct_build_notes(inputs)

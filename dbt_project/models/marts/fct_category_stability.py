@@ -1,9 +1,9 @@
-"""dbt Python model: computed by lce.stability.fct_category_stability (shared with the tests).
+"""dbt Python model: computed by warehouse.stats.stability.fct_category_stability (shared with the tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import stability
+from warehouse.stats import stability
 
 
 def model(dbt, session):

@@ -1,10 +1,10 @@
-"""dbt Python model: computed by lce.correlations.fct_category_task_correlations (shared with
+"""dbt Python model: computed by warehouse.stats.correlations.fct_category_task_correlations (shared with
 the tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import correlations
+from warehouse.stats import correlations
 
 
 def model(dbt, session):

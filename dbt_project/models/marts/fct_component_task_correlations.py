@@ -1,9 +1,9 @@
-"""dbt Python model: computed by lce.marts.fct_component_task_correlations (shared with the tests).
+"""dbt Python model: computed by warehouse.stats.marts.fct_component_task_correlations (shared with the tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import correlations, marts
+from warehouse.stats import correlations, marts
 
 
 def model(dbt, session):

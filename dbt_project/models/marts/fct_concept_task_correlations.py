@@ -1,10 +1,10 @@
-"""dbt Python model: computed by lce.correlations.fct_concept_task_correlations (shared with the
+"""dbt Python model: computed by warehouse.stats.correlations.fct_concept_task_correlations (shared with the
 tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import correlations
+from warehouse.stats import correlations
 
 
 def model(dbt, session):

@@ -1,9 +1,9 @@
-"""dbt Python model: computed by lce.marts.fct_lce_components (shared with the tests).
+"""dbt Python model: computed by warehouse.stats.marts.fct_lce_components (shared with the tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import marts
+from warehouse.stats import marts
 
 
 def model(dbt, session):

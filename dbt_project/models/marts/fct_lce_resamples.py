@@ -1,9 +1,9 @@
-"""dbt Python model: computed by lce.stability (shared with the tests).
+"""dbt Python model: computed by warehouse.stats.stability (shared with the tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import marts, stability
+from warehouse.stats import marts, stability
 
 
 def model(dbt, session):

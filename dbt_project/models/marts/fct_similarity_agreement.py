@@ -1,9 +1,9 @@
-"""dbt Python model: computed by lce.similarity.fct_similarity_agreement (shared with the tests).
+"""dbt Python model: computed by warehouse.stats.similarity.fct_similarity_agreement (shared with the tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import similarity
+from warehouse.stats import similarity
 
 
 def model(dbt, session):

@@ -1,9 +1,9 @@
-"""dbt Python model: computed by lce.prediction.fct_task_prediction (shared with the tests).
+"""dbt Python model: computed by warehouse.stats.prediction.fct_task_prediction (shared with the tests).
 
 dbt reads refs and config keys from this file's own source, so they stay here.
 """
 
-from lce import marts, prediction
+from warehouse.stats import marts, prediction
 
 
 def model(dbt, session):

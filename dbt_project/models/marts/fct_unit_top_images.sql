@@ -1,7 +1,7 @@
 -- Each dissected unit's top images (lce extract --top-images K) with what the explorer shows
 -- beside them: the unit's label and IoU, its threshold T, the probe folder its run recorded and
 -- whether the lake kept the unit's activation map and S > T mask on the image (unit_top_maps;
--- lakes written before issue 13 have none). The app reads this mart, never the staging tables.
+-- lakes written before the top-image tables have none). The app reads this mart, never the staging tables.
 with runs as (
     select model, layer, probe
     from {{ ref('stg_runs') }}

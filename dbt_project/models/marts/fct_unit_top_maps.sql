@@ -1,6 +1,6 @@
 -- The raw activation map and the S > T mask of each unit on each of its top images
 -- (unit_top_maps), with the unit's threshold: what the explorer's gallery outlines. Empty for
--- lakes written before issue 13 and for precomputed labels.
+-- lakes written before unit_top_maps and for precomputed labels.
 select
     maps.model,
     maps.layer,

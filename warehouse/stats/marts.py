@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lce import correlations, embedding
+from warehouse.stats import arrow, correlations, embedding
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def fct_lce(inputs: MartInputs) -> pa.Table:
         for i, model in enumerate(profiles.models)
         for component in range(fit.scores.shape[1])
     ]
-    return _table(
+    return arrow.table(
         rows, [("model", pa.string()), ("component", pa.int32()), ("value", pa.float64())]
     )
 
@@ -86,7 +85,7 @@ def fct_lce_components(inputs: MartInputs) -> pa.Table:
     _, fit = _fit(inputs)
     ratios = fit.explained_variance_ratio
     rows = [(i + 1, float(r), float(ratios[: i + 1].sum())) for i, r in enumerate(ratios.tolist())]
-    return _table(
+    return arrow.table(
         rows,
         [
             ("component", pa.int32()),
@@ -105,7 +104,7 @@ def fct_component_loadings(inputs: MartInputs) -> pa.Table:
             zip(profiles.concepts, profiles.categories, strict=True)
         )
     ]
-    return _table(
+    return arrow.table(
         rows,
         [
             ("component", pa.int32()),
@@ -129,7 +128,7 @@ def dim_model_categories(inputs: MartInputs) -> pa.Table:
     rows = [
         (m, int(i), f"C{int(i)}", k) for m, i in zip(profiles.models, ids.tolist(), strict=True)
     ]
-    return _table(
+    return arrow.table(
         rows,
         [
             ("model", pa.string()),
@@ -144,7 +143,7 @@ def fct_component_task_correlations(
     inputs: MartInputs, settings: correlations.Settings | None = None
 ) -> pa.Table:
     """Each component against each task result over the models that have both: Pearson r and p,
-    Spearman, a bootstrap interval and BH q (computed in lce.correlations, shared by the
+    Spearman, a bootstrap interval and BH q (computed in warehouse.stats.correlations, shared by the
     category and concept marts)."""
     profiles, fit = _fit(inputs)
     scores = pd.DataFrame(
@@ -169,39 +168,7 @@ def fct_model_distances(inputs: MartInputs) -> pa.Table:
         for j, b in enumerate(profiles.models)
         if i != j
     ]
-    return _table(
+    return arrow.table(
         rows,
         [("model_a", pa.string()), ("model_b", pa.string()), ("cosine_distance", pa.float64())],
     )
-
-
-def fct_build_notes(inputs: MartInputs) -> pa.Table:
-    """What the build could not compute, or capped, and why: one plain sentence per row."""
-    from lce import build_notes  # imported here: build_notes imports this module
-
-    rows = [
-        (i, note.topic, note.code, note.message)
-        for i, note in enumerate(build_notes.notes(inputs), start=1)
-    ]
-    return _table(
-        rows,
-        [
-            ("note_id", pa.int32()),
-            ("topic", pa.string()),
-            ("code", pa.string()),
-            ("message", pa.string()),
-        ],
-    )
-
-
-def _table(
-    rows: list[tuple], fields: list[tuple[str, pa.DataType]], nan_to_null: bool = False
-) -> pa.Table:
-    schema = pa.schema(fields)
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
-    arrays = []
-    for values, (_, dtype) in zip(columns, fields, strict=True):
-        if nan_to_null and pa.types.is_floating(dtype):
-            values = tuple(None if v is None or np.isnan(v) else v for v in values)
-        arrays.append(pa.array(list(values), type=dtype))
-    return pa.Table.from_arrays(arrays, schema=schema)

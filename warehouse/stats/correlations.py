@@ -14,7 +14,6 @@ the concept mart has far more tests than the others and would otherwise drown th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lce import stats
+from warehouse.stats import arrow, inference
 
 FDR_FAMILIES = ("build", "task")
 RESULT_KEYS = ["task", "dataset", "metric", "higher_is_better"]
@@ -171,11 +170,11 @@ def correlate(features: pd.DataFrame, target: pd.Series, settings: Settings) -> 
     models = [m for m in features.index if m in target.index]
     x = features.loc[models].to_numpy(dtype=float) if models else np.zeros((0, features.shape[1]))
     y = target.loc[models].to_numpy(dtype=float)
-    lo, hi, used = stats.bootstrap_intervals(x, y, settings.n_boot, settings.seed)
+    lo, hi, used = inference.bootstrap_intervals(x, y, settings.n_boot, settings.seed)
     out = []
     for j in range(features.shape[1]):
-        r, p = stats.pearson(x[:, j], y)
-        rho, sp = stats.spearman(x[:, j], y)
+        r, p = inference.pearson(x[:, j], y)
+        rho, sp = inference.spearman(x[:, j], y)
         out.append(
             {
                 "n": len(models),
@@ -204,7 +203,7 @@ def with_q(frame: pd.DataFrame, settings: Settings, by_task: bool) -> pd.DataFra
     else:
         frame["fdr_family"] = "build"
     for _, index in frame.groupby("fdr_family", sort=False).groups.items():
-        frame.loc[index, "q_value"] = stats.bh_q_values(frame.loc[index, "p_value"].to_numpy())
+        frame.loc[index, "q_value"] = inference.bh_q_values(frame.loc[index, "p_value"].to_numpy())
     frame["significant"] = (frame["q_value"] < settings.q_threshold).fillna(False).astype(bool)
     frame["q_threshold"] = settings.q_threshold
     return frame
@@ -251,7 +250,7 @@ def component_task_table(
 ) -> pa.Table:
     """fct_component_task_correlations from embedded models x component scores."""
     frame = against_results(scores, benchmarks, ["component"], settings)
-    return _arrow(frame, [("component", pa.int32())] + RESULT_FIELDS + STAT_FIELDS)
+    return arrow.frame_table(frame, [("component", pa.int32())] + RESULT_FIELDS + STAT_FIELDS)
 
 
 def fct_category_task_correlations(
@@ -262,7 +261,7 @@ def fct_category_task_correlations(
 ) -> pa.Table:
     features = category_features(category_profiles, models)
     frame = against_results(features, benchmarks, ["category", "measure"], settings)
-    return _arrow(
+    return arrow.frame_table(
         frame, [("category", pa.string()), ("measure", pa.string())] + RESULT_FIELDS + STAT_FIELDS
     )
 
@@ -275,7 +274,7 @@ def fct_concept_task_correlations(
 ) -> pa.Table:
     features = concept_features(profiles, models)
     frame = against_results(features, benchmarks, ["category", "concept"], settings)
-    return _arrow(
+    return arrow.frame_table(
         frame, [("category", pa.string()), ("concept", pa.string())] + RESULT_FIELDS + STAT_FIELDS
     )
 
@@ -305,20 +304,7 @@ def fct_component_category_correlations(
             part["measure"] = measure
             parts.append(part)
     if not parts:
-        return _arrow(pd.DataFrame(columns=columns), fields + STAT_FIELDS)
+        return arrow.frame_table(pd.DataFrame(columns=columns), fields + STAT_FIELDS)
     frame = with_q(pd.concat(parts, ignore_index=True), settings, by_task=False)
     frame = frame.sort_values(["component", "category", "measure"], kind="stable")[columns]
-    return _arrow(frame, fields + STAT_FIELDS)
-
-
-def _arrow(frame: pd.DataFrame, fields: Iterable[tuple[str, pa.DataType]]) -> pa.Table:
-    """A typed Arrow table; NaN becomes null (an undefined statistic is published as null)."""
-    fields = list(fields)
-    arrays = []
-    for name, dtype in fields:
-        values = frame[name].tolist() if name in frame else []
-        if pa.types.is_floating(dtype):
-            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-                      for v in values]  # fmt: skip
-        arrays.append(pa.array(values, type=dtype))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return arrow.frame_table(frame, fields + STAT_FIELDS)

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
-from lce import embedding, marts
+from warehouse.stats import arrow, embedding, marts
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def fct_lce_resamples(boot: Bootstrap) -> pa.Table:
                         float(boot.explained_variance_ratio[b, c]),
                     )
                 )  # fmt: skip
-    return marts._table(
+    return arrow.table(
         rows,
         [
             ("resample", pa.int32()),
@@ -221,7 +221,7 @@ def fct_category_stability(resamples: pd.DataFrame, categories: pd.DataFrame) ->
         for resample, labels in zip(wide.index.tolist(), wide.to_numpy(), strict=True):
             ari = adjusted_rand_index(labels, full)
             rows.append((int(resample), ari, _same_partition(labels, full)))
-    return marts._table(
+    return arrow.table(
         rows,
         [
             ("resample", pa.int32()),

@@ -34,9 +34,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lce import stats
 from warehouse.lake import conform, partition_dir
 from warehouse.paths import lake_dir
+from warehouse.stats import arrow, inference
 
 MEASURES = ("linear_cka", "debiased_cka", "mutual_knn", "procrustes")
 # How each measure becomes a distance for the agreement with the concept embedding.
@@ -337,7 +337,7 @@ def fct_model_similarity(
                 value = values[measure]
                 for x, y in ((a, b), (b, a)):
                     rows.append((x, y, layers[x], layers[y], measure, value, n))
-    return _table(rows, SIMILARITY_FIELDS)
+    return arrow.table(rows, SIMILARITY_FIELDS)
 
 
 AGREEMENT_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -374,7 +374,11 @@ def mantel(
     def rho(g: np.ndarray) -> float:
         c, d = concept[upper], g[upper]
         keep = np.isfinite(c) & np.isfinite(d)
-        return stats.spearman(c[keep], d[keep])[0] if keep.sum() >= stats.MIN_POINTS else np.nan
+        return (
+            inference.spearman(c[keep], d[keep])[0]
+            if keep.sum() >= inference.MIN_POINTS
+            else np.nan
+        )
 
     observed = rho(geometric)
     pairs = int((np.isfinite(concept[upper]) & np.isfinite(geometric[upper])).sum())
@@ -406,16 +410,4 @@ def fct_similarity_agreement(
         concept = distance_matrix(distances, models, "cosine_distance")
         r, p, pairs = mantel(concept, geometric, settings.permutations, settings.seed)
         rows.append((measure, r, p, len(models), pairs, settings.permutations))
-    return _table(rows, AGREEMENT_FIELDS)
-
-
-def _table(rows: list[tuple], fields: list[tuple[str, pa.DataType]]) -> pa.Table:
-    """Arrow table with a fixed schema; NaN becomes null (an undefined value is not a number)."""
-    schema = pa.schema(fields)
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
-    arrays = []
-    for values, (_, dtype) in zip(columns, fields, strict=True):
-        if pa.types.is_floating(dtype):
-            values = tuple(None if v is None or not np.isfinite(v) else float(v) for v in values)
-        arrays.append(pa.array(list(values), type=dtype))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return arrow.table(rows, AGREEMENT_FIELDS)

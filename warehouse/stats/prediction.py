@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
-from lce import embedding, marts
+from warehouse.stats import arrow, embedding, marts
 
 KNN_NEIGHBOURS = 3
 RIDGE_ALPHA = 1.0
@@ -103,7 +103,7 @@ def refits(inputs: marts.MartInputs) -> dict[str, Refit]:
     profiles = marts.embedding_profiles(inputs)
     if len(profiles.models) < MIN_MODELS:
         return {}
-    # One thread: see lce.stability (OpenMP threads of tiny k-means fits wait on each other).
+    # One thread: see warehouse.stats.stability (OpenMP threads of tiny k-means fits wait on each other).
     with threadpool_limits(1):
         return {
             model: refit_without(profiles, i, int(inputs.n_components), inputs.n_categories)
@@ -133,7 +133,7 @@ def fct_task_prediction(inputs: marts.MartInputs) -> pa.Table:
                 mae = float(np.mean(errors[method]))
                 skill = 1.0 - mae / base if base > 0 else float("nan")
                 rows.append((*key[:3], bool(key[3]), method, len(values), mae, skill))
-    return marts._table(
+    return arrow.table(
         rows,
         [
             ("task", pa.string()),
@@ -145,5 +145,4 @@ def fct_task_prediction(inputs: marts.MartInputs) -> pa.Table:
             ("mae", pa.float64()),
             ("skill", pa.float64()),
         ],
-        nan_to_null=True,
     )

@@ -6,8 +6,8 @@ some numbers do not exist for them. The marts leave those numbers out instead of
 NaN or float dust; this module says, in one plain sentence per decision, what was left out and
 why. ``lce build`` and ``lce summary`` print the sentences and the Embedding page shows them.
 
-The decisions themselves are made in ``lce.embedding`` (``fit_pca``'s rank, ``categorise``'s
-cap, ``lce.stats``' minimum of three points); the sentences are derived from the same results,
+The decisions themselves are made in ``warehouse.stats.embedding`` (``fit_pca``'s rank, ``categorise``'s
+cap, ``warehouse.stats.inference``' minimum of three points); the sentences are derived from the same results,
 so they cannot disagree with the marts.
 """
 
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from lce import embedding, marts, stats
+from warehouse.stats import arrow, embedding, inference, marts
 
-MIN_CORRELATION_MODELS = stats.MIN_POINTS  # r and p are undefined (null) below this
+MIN_CORRELATION_MODELS = inference.MIN_POINTS  # r and p are undefined (null) below this
 
 
 @dataclass(frozen=True)
@@ -258,3 +259,11 @@ def join(names: Sequence[str], limit: int = 8) -> str:
     if len(names) <= 1:
         return "".join(names)
     return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def fct_build_notes(inputs: marts.MartInputs) -> pa.Table:
+    """What the build could not compute, or capped, and why: one plain sentence per row."""
+    rows = [(i, note.topic, note.code, note.message) for i, note in enumerate(notes(inputs), 1)]
+    fields: list[tuple[str, pa.DataType]] = [("note_id", pa.int32()), ("topic", pa.string()),
+                                             ("code", pa.string()), ("message", pa.string())]  # fmt: skip
+    return arrow.table(rows, fields)
