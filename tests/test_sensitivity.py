@@ -84,7 +84,7 @@ def test_sensitivity_refuses_bad_grids_before_building(home: Path) -> None:
     digest = _digest(db)
     for flags, message in [
         (["--min-iou", "0.04,abc"], "min_iou must be a number"),
-        (["--n-components", "0"], "n_components must be a positive integer"),
+        (["--n-components", "0"], "n_components must be an integer >= 1"),
         (["--n-categories", "2,99"], "larger than the 5 dissected models"),
         (["--var", "min_iou=0.1"], "set it with the grid's own flag"),
     ]:

@@ -27,27 +27,13 @@ import duckdb
 import yaml
 
 from base.errors import LceError
-from warehouse import dbt_failures
+from warehouse import dbt_failures, dbt_vars
 from warehouse.lake import file_lock, has_data, os_error, reading
 from warehouse.paths import dbt_project_dir
 from warehouse.query import connect
 
 _URL_CHARACTERS = {"?", "#"}
-VARS = (
-    "min_iou",
-    "exclude_models",
-    "n_components",
-    "n_categories",
-    "n_boot",
-    "seed",
-    "q_threshold",
-    "fdr_family",
-    "stability_resamples",
-    "interpretable_rule",
-    "similarity_k",
-    "similarity_min_images",
-    "similarity_permutations",
-)
+VARS = tuple(dbt_vars.SPEC)  # every dbt var lce build accepts (warehouse/dbt_vars.py)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -72,54 +58,10 @@ def parse_vars(pairs: list[str]) -> dict[str, Any]:
 
 
 def _check_var(key: str, value: Any, pair: str) -> Any:
-    bad = f"--var {pair!r}: "
-    if key == "min_iou":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-            raise LceError(bad + "min_iou must be a number in [0, 1)")
-        return float(value)
-    if key == "n_components":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise LceError(bad + "n_components must be a positive integer")
-        return value
-    if key == "n_categories":
-        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise LceError(bad + "n_categories must be a positive integer or 'auto'")
-        return value
-    if key == "stability_resamples":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise LceError(bad + "stability_resamples must be an integer >= 1")
-        return value
-    if key in ("similarity_k", "similarity_min_images", "similarity_permutations"):
-        least = {"similarity_k": 1, "similarity_min_images": 4, "similarity_permutations": 1}[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise LceError(bad + f"{key} must be an integer >= {least}")
-        return value
-    if key in ("n_boot", "seed"):
-        least = 1 if key == "n_boot" else 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise LceError(bad + f"{key} must be an integer >= {least}")
-        return value
-    if key == "q_threshold":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-            raise LceError(bad + "q_threshold must be a number in (0, 1)")
-        return float(value)
-    if key == "fdr_family":
-        if value not in ("build", "task"):
-            raise LceError(bad + "fdr_family must be 'build' or 'task'")
-        return value
-    if key == "interpretable_rule":
-        value = "null" if value is None else value  # YAML reads a bare null as None
-        if value not in ("fixed", "null"):
-            raise LceError(bad + "interpretable_rule must be 'fixed' or 'null'")
-        return value
-    # exclude_models: a YAML list or a comma-separated string; [] includes every model.
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [m.strip() for m in value.split(",") if m.strip()]
-    if isinstance(value, list) and all(isinstance(m, str) for m in value):
-        return value
-    raise LceError(bad + "exclude_models must be a list of model names")
+    try:
+        return dbt_vars.check(key, value)
+    except ValueError as exc:
+        raise LceError(f"--var {pair!r}: {exc}") from None
 
 
 def dbt_executable() -> str:

@@ -15,6 +15,7 @@ from lce.explore.palette import (
     concept_category_colour,
     concept_category_sort_key,
 )
+from warehouse import dbt_vars
 from warehouse.query import query
 
 
@@ -153,7 +154,9 @@ def survival_line(row: dict[str, Any]) -> str:
         if row["fdr_family"] == "build"
         else "corrected within each task family"
     )
-    threshold = row["q_threshold"] if row["q_threshold"] is not None else 0.05
+    threshold = row["q_threshold"]
+    if threshold is None:
+        threshold = dbt_vars.SPEC["q_threshold"].default
     line = (
         f"{row['surviving']} of {row['tests']} {row['correlations']} correlations survive "
         f"Benjamini-Hochberg at q < {threshold:g} ({family})"

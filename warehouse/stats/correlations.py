@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from warehouse import dbt_vars
 from warehouse.stats import arrow, inference
 
-FDR_FAMILIES = ("build", "task")
+FDR_FAMILIES = dbt_vars.SPEC["fdr_family"].choices
 RESULT_KEYS = ["task", "dataset", "metric", "higher_is_better"]
 # What each concept category is measured by, named after fct_category_profiles' columns.
 CATEGORY_MEASURES = ("n_units", "n_unique_concepts", "unit_share")
@@ -52,54 +53,27 @@ RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
 
 @dataclass(frozen=True)
 class Settings:
-    """The dbt vars of the correlation marts (defaults as in dbt_project.yml)."""
+    """The dbt vars of the correlation marts (defaults from warehouse/dbt_vars.py)."""
 
-    n_boot: int = 1000
-    seed: int = 0
-    q_threshold: float = 0.05
-    fdr_family: str = "build"
+    n_boot: int = dbt_vars.SPEC["n_boot"].default
+    seed: int = dbt_vars.SPEC["seed"].default
+    q_threshold: float = dbt_vars.SPEC["q_threshold"].default
+    fdr_family: str = dbt_vars.SPEC["fdr_family"].default
 
 
 def settings(n_boot: Any, seed: Any, q_threshold: Any, fdr_family: Any) -> Settings:
-    """Settings from a dbt Python model's config values (dbt hands vars over as text).
+    """Settings from a dbt Python model's config values (dbt hands vars over as text; unset
+    means the default).
 
     ``lce build`` refuses bad values before dbt runs; this check is for `dbt build` run by hand,
     where a ValueError fails the model and dbt leaves the other marts as they were.
     """
-    default = Settings()
-
-    def text(value: Any) -> str | None:
-        if value is None:
-            return None
-        out = str(value).strip().strip("'\"")
-        return None if out in ("", "None") else out
-
-    boot_text, seed_text = text(n_boot), text(seed)
-    q_text, family_text = text(q_threshold), text(fdr_family)
-    try:
-        boot = default.n_boot if boot_text is None else int(boot_text)
-    except ValueError:
-        boot = 0
-    if boot < 1:
-        raise ValueError(f"dbt var n_boot: got {n_boot!r}, expected an integer >= 1")
-    try:
-        seed_value = default.seed if seed_text is None else int(seed_text)
-    except ValueError:
-        seed_value = -1
-    if seed_value < 0:
-        raise ValueError(f"dbt var seed: got {seed!r}, expected an integer >= 0")
-    try:
-        q = default.q_threshold if q_text is None else float(q_text)
-    except ValueError:
-        q = float("nan")
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"dbt var q_threshold: got {q_threshold!r}, expected a number in (0, 1)")
-    family = default.fdr_family if family_text is None else family_text
-    if family not in FDR_FAMILIES:
-        raise ValueError(
-            f"dbt var fdr_family: got {fdr_family!r}, expected one of {', '.join(FDR_FAMILIES)}"
-        )
-    return Settings(n_boot=boot, seed=seed_value, q_threshold=q, fdr_family=family)
+    return Settings(
+        n_boot=dbt_vars.from_dbt("n_boot", n_boot),
+        seed=dbt_vars.from_dbt("seed", seed),
+        q_threshold=dbt_vars.from_dbt("q_threshold", q_threshold),
+        fdr_family=dbt_vars.from_dbt("fdr_family", fdr_family),
+    )
 
 
 # ----------------------------------------------------------------------------------------------

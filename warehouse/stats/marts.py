@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from warehouse import dbt_vars
 from warehouse.stats import arrow, correlations, embedding
 
 
@@ -37,24 +38,9 @@ def inputs(
         profiles=profiles,
         models=models,
         benchmarks=benchmarks,
-        n_components=int(parse_count(n_components, "n_components")),
-        n_categories=parse_count(n_categories, "n_categories", allow_auto=True),
+        n_components=int(dbt_vars.from_dbt("n_components", n_components)),
+        n_categories=dbt_vars.from_dbt("n_categories", n_categories),
     )
-
-
-def parse_count(value: Any, name: str, allow_auto: bool = False) -> int | str:
-    """dbt hands vars to Python models as text; accept an integer (or 'auto' where allowed)."""
-    text = str(value).strip().strip("'\"")
-    if allow_auto and text == "auto":
-        return "auto"
-    try:
-        number = int(text)
-    except ValueError:
-        expected = "a positive integer or 'auto'" if allow_auto else "a positive integer"
-        raise ValueError(f"dbt var {name}: got {value!r}, expected {expected}") from None
-    if number < 1:
-        raise ValueError(f"dbt var {name}: got {value!r}, expected a positive integer")
-    return number
 
 
 def embedding_profiles(inputs: MartInputs) -> embedding.Profiles:

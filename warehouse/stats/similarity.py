@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from warehouse import dbt_vars
 from warehouse.lake import conform, partition_dir
 from warehouse.paths import lake_dir
 from warehouse.stats import arrow, inference
@@ -53,30 +54,19 @@ _CACHE_BYTES = 2 << 30  # feature matrices kept in memory between pairs
 
 @dataclass(frozen=True)
 class Settings:
-    k: int = 10
-    min_images: int = 50
-    permutations: int = 999
-    seed: int = 0
-
-
-def _integer(value: Any, name: str, least: int) -> int:
-    text = str(value).strip().strip("'\"")
-    try:
-        number = int(text)
-    except ValueError:
-        raise ValueError(f"dbt var {name}: got {value!r}, expected an integer >= {least}") from None
-    if number < least:
-        raise ValueError(f"dbt var {name}: got {value!r}, expected an integer >= {least}")
-    return number
+    k: int = dbt_vars.SPEC["similarity_k"].default
+    min_images: int = dbt_vars.SPEC["similarity_min_images"].default
+    permutations: int = dbt_vars.SPEC["similarity_permutations"].default
+    seed: int = dbt_vars.SPEC["seed"].default
 
 
 def settings(k: Any, min_images: Any, permutations: Any, seed: Any) -> Settings:
     """Settings from a dbt Python model's (text) config values."""
     return Settings(
-        k=_integer(k, "similarity_k", 1),
-        min_images=_integer(min_images, "similarity_min_images", 4),
-        permutations=_integer(permutations, "similarity_permutations", 1),
-        seed=_integer(seed, "seed", 0),
+        k=dbt_vars.from_dbt("similarity_k", k),
+        min_images=dbt_vars.from_dbt("similarity_min_images", min_images),
+        permutations=dbt_vars.from_dbt("similarity_permutations", permutations),
+        seed=dbt_vars.from_dbt("seed", seed),
     )
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
+from warehouse import dbt_vars
 from warehouse.stats import arrow, embedding, marts
 
 
@@ -46,18 +47,11 @@ class Bootstrap:
 
 def parse_resamples(value: Any) -> int:
     """dbt hands vars to Python models as text: a positive integer."""
-    return int(marts.parse_count(value, "stability_resamples"))
+    return int(dbt_vars.from_dbt("stability_resamples", value))
 
 
 def parse_seed(value: Any) -> int:
-    text = str(value).strip().strip("'\"")
-    try:
-        seed = int(text)
-    except ValueError:
-        raise ValueError(f"dbt var seed: got {value!r}, expected a non-negative integer") from None
-    if seed < 0:
-        raise ValueError(f"dbt var seed: got {value!r}, expected a non-negative integer")
-    return seed
+    return int(dbt_vars.from_dbt("seed", value))
 
 
 def unit_columns(inputs: marts.MartInputs, units: pd.DataFrame) -> UnitColumns:
