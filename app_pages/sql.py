@@ -57,9 +57,11 @@ if text and text.strip():
         )
         st.caption(f"{result.frame.height} rows in {result.seconds:.2f} s{note}")
         st.dataframe(result.frame, hide_index=True)
+        # The shown rows may be capped: the button says so, the full export sits beside it.
+        shown = f"the {result.frame.height} rows shown" if result.truncated else "all rows"
         st.download_button(
-            "Download CSV", to_csv(result.frame), file_name="lce-query.csv",
-            mime="text/csv",
+            f"Download {shown} (CSV)", to_csv(result.frame), file_name="lce-query.csv",
+            mime="text/csv", key="sql_download_shown",
         )  # fmt: skip
         ui.full_export(
             "Export the full result", "sql_export",

@@ -151,26 +151,38 @@ def sensitivity(
 def sql(
     query_text: Annotated[str, typer.Argument(help="One read-only SELECT (or EXPLAIN, PIVOT).")],
     db: DbOpt = None,
-    max_rows: Annotated[int, typer.Option(help="Rows shown at most.")] = 1000,
+    max_rows: Annotated[
+        int | None, typer.Option(help="Rows shown at most (default 1000; not with --csv).")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before the query is stopped.")] = 30.0,
     max_mb: Annotated[float, typer.Option(help="Megabytes of result brought back at most.")] = 50.0,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout instead of a table.")] = False,
+    csv: Annotated[
+        bool, typer.Option("--csv", help="Every row as CSV on stdout (within --max-mb).")
+    ] = False,
 ) -> None:
     """Run one read-only query over the published warehouse (the explorer's SQL page guard)."""
-    from warehouse.sql_guard import run_sql
+    from warehouse.sql_guard import MAX_ROWS, run_sql
 
-    if max_rows < 1 or timeout <= 0 or max_mb <= 0:
+    if csv and max_rows is not None:
+        # A CSV is an export: complete or refused, never silently cut at a row cap.
+        raise LceError("--csv writes every row: drop --max-rows (or put a LIMIT in the query)")
+    limit = MAX_ROWS if max_rows is None else max_rows
+    if limit < 1 or timeout <= 0 or max_mb <= 0:
         raise LceError("--max-rows must be >= 1, --timeout and --max-mb positive")
     result = run_sql(
-        db_path(db), query_text, max_rows=max_rows, timeout_s=timeout, max_bytes=int(max_mb * 1e6)
+        db_path(db),
+        query_text,
+        max_rows=2**62 if csv else limit,
+        timeout_s=timeout,
+        max_bytes=int(max_mb * 1e6),
     )
     if csv:
         sys.stdout.write(result.frame.write_csv())
-    else:
-        print_frame(result.frame, None)
+        return
+    print_frame(result.frame, None)
     if result.truncated:
         err.print(
-            f"[yellow]note:[/] more than {max_rows} rows; showing the first {max_rows} "
+            f"[yellow]note:[/] more than {limit} rows; showing the first {limit} "
             "(--max-rows, or narrow the query)",
             highlight=False,
             soft_wrap=True,
