@@ -12,7 +12,7 @@ from lce.explore.sql import (
     SqlRefused,
     export_mart,
     export_sql,
-    run_sql,
+    run_sql_isolated,
     table_descriptions,
     to_csv,
 )
@@ -48,7 +48,7 @@ text = st.text_area("Query (Ctrl+Enter runs it)", key="sql_text", height=180)
 
 if text and text.strip():
     try:
-        result = run_sql(db, text)
+        result = run_sql_isolated(db, text)
     except SqlRefused as exc:
         st.error(str(exc))
     else:

@@ -162,6 +162,7 @@ def sql(
 ) -> None:
     """Run one read-only query over the published warehouse (the explorer's SQL page guard)."""
     from warehouse.sql_guard import MAX_ROWS, run_sql
+    from warehouse.sql_watchdog import exit_with
 
     if csv and max_rows is not None:
         # A CSV is an export: complete or refused, never silently cut at a row cap.
@@ -175,6 +176,7 @@ def sql(
         max_rows=2**62 if csv else limit,
         timeout_s=timeout,
         max_bytes=int(max_mb * 1e6),
+        die=exit_with,
     )
     if csv:
         sys.stdout.write(result.frame.write_csv())

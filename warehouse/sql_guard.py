@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
 from base.errors import LceError
-from warehouse.query import connect
+from warehouse.query import guarded_config
+from warehouse.sql_watchdog import run_isolated, watch
 
 MAX_ROWS = 1000
 MAX_BYTES = 50_000_000  # of the Arrow result brought back (strings included)
@@ -131,20 +135,59 @@ def display_projection(relation: duckdb.DuckDBPyRelation) -> str:
     return ", ".join(parts)
 
 
-def run_sql(
+def run_sql_isolated(
     db: Path,
     sql: str,
     max_rows: int = MAX_ROWS,
     timeout_s: float = SQL_TIMEOUT_S,
     max_bytes: int = MAX_BYTES,
 ) -> SqlResult:
+    """``run_sql`` in a process of its own that ends itself over its time or memory budget:
+    what a server (the explorer) runs, so a runaway query cannot take the server with it."""
+    request = {"db": db, "sql": sql, "max_rows": max_rows, "timeout_s": timeout_s,
+               "max_bytes": max_bytes}  # fmt: skip
+    kind, payload = run_isolated(request, timeout_s)
+    if kind != "ok":
+        raise SqlRefused(str(payload))
+    assert isinstance(payload, SqlResult)
+    return payload
+
+
+@contextmanager
+def _connect(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The published file read-only under ``guarded_config`` (bounded memory, no spilling,
+    configuration locked)."""
+    if not Path(db).is_file():
+        raise LceError(f"{db}: no published warehouse here (run `lce build` first)")
+    conn = duckdb.connect(str(db), read_only=True, config=guarded_config())
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def run_sql(
+    db: Path,
+    sql: str,
+    max_rows: int = MAX_ROWS,
+    timeout_s: float = SQL_TIMEOUT_S,
+    max_bytes: int = MAX_BYTES,
+    die: Callable[[str], Any] | None = None,
+) -> SqlResult:
     """Run one user query read-only, external access off: at most ``max_rows`` rows and
-    ``max_bytes`` bytes back, interrupted after ``timeout_s``. Raises SqlRefused otherwise."""
+    ``max_bytes`` bytes back, interrupted after ``timeout_s``. Raises SqlRefused otherwise.
+
+    With ``die`` (a function that ends this process), a watchdog also calls it when DuckDB's
+    interrupt has not landed a few seconds after the timeout or the process's memory passes its
+    cap; without it, only the interrupt (for callers that run it in a process of its own)."""
     started = time.perf_counter()
-    with connect(db) as conn:
+    with _connect(db) as conn:
         check_sql(conn, sql)
-        timer = threading.Timer(timeout_s, conn.interrupt)
-        timer.start()
+        if die is not None:
+            timer: threading.Timer | threading.Event = watch(conn.interrupt, timeout_s, die)
+        else:
+            timer = threading.Timer(timeout_s, conn.interrupt)
+            timer.start()
         try:
             relation = conn.sql(sql)
             if relation is None:  # not a query after all; nothing to show
@@ -169,7 +212,7 @@ def run_sql(
         except Exception as exc:  # e.g. a type the frame conversion cannot take
             raise SqlRefused(f"The result could not be shown: {_first_line(exc)}") from None
         finally:
-            timer.cancel()
+            timer.cancel() if isinstance(timer, threading.Timer) else timer.set()
     assert isinstance(frame, pl.DataFrame)
     truncated = frame.height > max_rows
     return SqlResult(frame.head(max_rows), truncated, time.perf_counter() - started)
