@@ -207,10 +207,21 @@ def app_script() -> Path:
 
 
 @friendly
-def open_app(ctx: typer.Context, db: DbOpt = None) -> None:
+def open_app(
+    ctx: typer.Context,
+    db: DbOpt = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on: 127.0.0.1 (this machine only) unless you choose to "
+            "serve a network, e.g. --host 0.0.0.0 (every visitor can then read the warehouse)."
+        ),
+    ] = "127.0.0.1",
+) -> None:
     """Open the Streamlit explorer on the published warehouse (read-only).
 
-    Extra options go to `streamlit run`, e.g. `lce app -- --server.port 8502`.
+    It listens on 127.0.0.1 only unless --host says otherwise. Extra options go to
+    `streamlit run`, e.g. `lce app -- --server.port 8502`.
     """
     path = db_path(db).expanduser().resolve()
     script = app_script()
@@ -225,7 +236,8 @@ def open_app(ctx: typer.Context, db: DbOpt = None) -> None:
     # the project folder, and the app never needs a reload) and no Deploy button.
     command = [sys.executable, "-m", "streamlit", "run", str(script),
                "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
-               "--client.toolbarMode=minimal", *ctx.args]  # fmt: skip
+               "--client.toolbarMode=minimal", f"--server.address={host}",
+               *ctx.args]  # fmt: skip
     console.print(
         f"lce explorer over {escape(str(path))} (Ctrl+C stops it)", highlight=False, soft_wrap=True
     )
