@@ -14,7 +14,16 @@ from rich.markup import escape
 from base.download import cache_dir
 from base.errors import LceError
 from lce import summary
-from lce.cli_common import DbOpt, LakeOpt, console, err, friendly, print_frame, say
+from lce.cli_common import (
+    DbOpt,
+    LakeOpt,
+    console,
+    err,
+    friendly,
+    print_frame,
+    say,
+    warning_line,
+)
 from lce.cli_report import print_notes
 from warehouse import benchmarks as benchmarks_mod
 from warehouse import build as build_mod
@@ -92,7 +101,7 @@ def build(
         result = build_mod.build(lake_dir(lake), db_path(db), dbt_vars)
     skipped = summary.similarity_skip_warning(result.db)
     for warning in [*result.warnings, *([skipped] if skipped else [])]:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        warning_line(warning)
     say(f"published {result.db} (dbt log: {result.log})")
     print_notes(result.db)
 

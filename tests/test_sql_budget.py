@@ -91,3 +91,15 @@ def test_guarded_connection_is_bounded_and_locked(small_db: Path) -> None:
     memory, temp, locked = out.strip().splitlines()[1].split(",")
     assert memory.endswith("MiB") and float(memory.split()[0]) < 1100, memory
     assert (temp, locked) == ('""', "true")
+
+
+def test_cli_printers_escape_control_characters_from_data(small_db: Path) -> None:
+    """A name with a terminal escape (clear screen, set title) or a newline prints escaped."""
+    text = "select 'esc' || chr(27) || '[2J' || chr(27) || ']0;PWNED' || chr(7) || 'a' || chr(10) || 'b' as m"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lce.cli", "sql", text, "--db", str(small_db)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert "esc\\x1b[2J\\x1b]0;PWNED\\x07a\\nb" in proc.stdout
