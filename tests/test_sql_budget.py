@@ -81,16 +81,42 @@ def test_sql_page_query_process_stops_the_scalar_bomb(small_db: Path) -> None:
 
 
 def test_guarded_connection_is_bounded_and_locked(small_db: Path) -> None:
-    from tests.conftest import lce
+    from warehouse.query import guarded_config
 
-    code, out = lce(
-        "sql", "select current_setting('memory_limit') as m, current_setting('temp_directory') "
-        "as t, current_setting('lock_configuration') as l", "--db", small_db, "--csv",
+    with duckdb.connect(str(small_db), read_only=True, config=guarded_config()) as conn:
+        memory, temp, locked = conn.execute(
+            "select current_setting('memory_limit'), current_setting('temp_directory'), "
+            "current_setting('lock_configuration')"
+        ).fetchone()
+        assert memory.endswith("MiB") and float(memory.split()[0]) < 1100, memory
+        assert (temp, locked) == ("", True)
+        with pytest.raises(duckdb.Error, match="lock"):
+            conn.execute("set memory_limit = '10GB'")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "select * from duckdb_databases()",
+        "select path from duckdb_databases",
+        "select * from pragma_database_list",
+        "select * from Duckdb_Settings() where value like '%/%'",
+        "select current_setting('home_directory')",
+        "select * from duckdb_extensions()",
+        "select * from duckdb_secrets()",
+    ],
+)
+def test_sql_reveals_no_server_path(small_db: Path, text: str) -> None:
+    """The system functions that show the file's path, the home or the secret folders are refused,
+    and an error never shows a path on the server."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "lce.cli", "sql", text, "--db", str(small_db), "--csv"],
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert code == 0, out
-    memory, temp, locked = out.strip().splitlines()[1].split(",")
-    assert memory.endswith("MiB") and float(memory.split()[0]) < 1100, memory
-    assert (temp, locked) == ('""', "true")
+    assert proc.returncode != 0, proc.stdout
+    assert str(small_db.parent) not in proc.stdout + proc.stderr
+    assert "/root" not in proc.stderr and str(Path.home()) not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_cli_printers_escape_control_characters_from_data(small_db: Path) -> None:

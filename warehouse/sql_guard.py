@@ -9,6 +9,7 @@ neither run forever nor fill the memory of the process that shows it.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +74,17 @@ def _pivot_expansion(statements: list[duckdb.Statement]) -> bool:
     )
 
 
+# DuckDB's system functions and views that show the server's paths (the database file, the home,
+# temp, extension and secret folders) or settings; the warehouse's own catalog stays readable.
+_REVEALING = re.compile(
+    r"\b(duckdb_databases|pragma_database_list|duckdb_settings|current_setting|"
+    r"duckdb_extensions|duckdb_secrets|which_secret|duckdb_temporary_files|"
+    r"pragma_user_agent|duckdb_secret_types)\b",
+    re.IGNORECASE,
+)
+_QUOTED_PATH = re.compile(r'"(?:/|~|[A-Za-z]:\\)[^"]*"')
+
+
 def check_sql(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Refuse anything but one SELECT (EXPLAIN, PIVOT, DESCRIBE ...) before DuckDB runs it."""
     if not sql.strip():
@@ -88,6 +100,12 @@ def check_sql(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
     kind = statements[-1].type
     if kind not in _ALLOWED:
         raise SqlRefused(_refusal(kind, sql))
+    revealing = _REVEALING.search(sql)
+    if revealing:
+        raise SqlRefused(
+            f"{revealing.group(1)} is refused: it shows the server's files and settings, "
+            "not the warehouse."
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -96,8 +114,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def explain_duckdb_error(exc: BaseException, timeout_s: float = SQL_TIMEOUT_S) -> str:
-    """DuckDB's refusal, turned into one sentence a user can act on."""
-    detail = _first_line(exc)
+    """DuckDB's refusal, turned into one sentence a user can act on (paths on the server, such
+    as its extension or secret folders, hidden)."""
+    detail = _QUOTED_PATH.sub('"(a path on the server)"', _first_line(exc))
     if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in detail:
         return (
             "File and network access is disabled: queries can read the warehouse's tables "
