@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from tests.test_app_browser import free_port
 
@@ -60,3 +62,11 @@ def test_lce_app_listens_on_loopback_only_by_default(tmp_path: Path) -> None:
 
 def test_lce_app_host_serves_a_network_when_asked(tmp_path: Path) -> None:
     assert listening_addresses(tmp_path, "--host", "0.0.0.0") == {"00000000"}
+
+
+def test_overview_shows_no_server_folder(open_page: Callable[..., AppTest], app_db: Path) -> None:
+    """The warehouse is named relative to the launch folder, else by its file name alone."""
+    at = open_page(app_db, "overview")
+    shown = " ".join(c.value for c in at.caption)
+    assert app_db.name in shown
+    assert str(app_db.parent) not in shown
