@@ -21,7 +21,7 @@ st.markdown(
     "(interpretable units), whether it is in the embedding (and why not), and its concepts by "
     "category."
 )
-st.caption(f"Warehouse `{db}`")
+st.caption(f"Warehouse `{ui.shown_path(db)}`")
 
 counts = ui.load(overview_counts, db)
 for column, (label, key) in zip(

@@ -12,7 +12,7 @@ from lce.explore.sql import (
     SqlRefused,
     export_mart,
     export_sql,
-    run_sql,
+    run_sql_isolated,
     table_descriptions,
     to_csv,
 )
@@ -48,7 +48,7 @@ text = st.text_area("Query (Ctrl+Enter runs it)", key="sql_text", height=180)
 
 if text and text.strip():
     try:
-        result = run_sql(db, text)
+        result = run_sql_isolated(db, text)
     except SqlRefused as exc:
         st.error(str(exc))
     else:
@@ -57,9 +57,11 @@ if text and text.strip():
         )
         st.caption(f"{result.frame.height} rows in {result.seconds:.2f} s{note}")
         st.dataframe(result.frame, hide_index=True)
+        # The shown rows may be capped: the button says so, the full export sits beside it.
+        shown = f"the {result.frame.height} rows shown" if result.truncated else "all rows"
         st.download_button(
-            "Download CSV", to_csv(result.frame), file_name="lce-query.csv",
-            mime="text/csv",
+            f"Download {shown} (CSV)", to_csv(result.frame), file_name="lce-query.csv",
+            mime="text/csv", key="sql_download_shown",
         )  # fmt: skip
         ui.full_export(
             "Export the full result", "sql_export",

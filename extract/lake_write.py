@@ -119,7 +119,9 @@ def write_results(
                 f"lake {lake} now holds a study made with other settings: {conflict}; "
                 "use --new-study to replace it, or another --lake / LCE_HOME"
             )
-        return DISSECTION_TABLES if conflict else ()
+        # --new-study always replaces the old dissections, settings conflict or not: its help
+        # says so, and keeping the old models would leave them in the new study's embedding.
+        return DISSECTION_TABLES if conflict or cfg.new_study else ()
 
     commit(lake, writes, decide=decide)
 

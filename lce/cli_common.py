@@ -4,6 +4,7 @@ printing that treats names and cells as data (never rich markup)."""
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -30,9 +31,25 @@ DbOpt = Annotated[
 ]
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\n``): names
+    come from data, and an escape sequence in one must not drive the terminal (clear it, retitle
+    it) nor a newline split a one-line message."""
+    if not any(unicodedata.category(c) == "Cc" for c in text):
+        return text
+    return "".join(
+        c.encode("unicode_escape").decode() if unicodedata.category(c) == "Cc" else c for c in text
+    )
+
+
 def error_line(message: str) -> None:
     """One line on stderr; the message is data (a model named "[/x]" is printed as typed)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
+
+
+def warning_line(message: str) -> None:
+    """One warning line on stderr, its text data as in ``error_line``."""
+    err.print(f"[yellow]warning:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
 
 
 def friendly(func: F) -> F:
@@ -58,16 +75,16 @@ def friendly(func: F) -> F:
 
 def say(text: str) -> None:
     """A plain line on stdout: what it holds (names, paths) is data, never rich markup."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def print_frame(frame: pl.DataFrame, title: str | None) -> None:
     """A frame as a table; cells and headers are Text, so "[/x]" in a name prints as typed."""
     table = Table(title=title, title_justify="left")
     for name in frame.columns:
-        table.add_column(Text(name))
+        table.add_column(Text(printable(name)))
     for row in frame.iter_rows():
-        table.add_row(*[Text(_fmt(v)) for v in row])
+        table.add_row(*[Text(printable(_fmt(v))) for v in row])
     console.print(table)
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from lce import summary
-from lce.cli_common import DbOpt, console, friendly, print_frame, say
+from lce.cli_common import DbOpt, console, friendly, print_frame, printable, say
 from warehouse import schema
 from warehouse.paths import db_path, demo_dir
 
@@ -134,4 +134,4 @@ def print_similarity(db: Path) -> None:
 def print_notes(db: Path) -> None:
     """fct_build_notes as plain sentences: what the build could not compute, and why."""
     for message in summary.build_notes(db)["message"].to_list():
-        console.print(f"note: {escape(message)}", highlight=False, soft_wrap=True)
+        console.print(f"note: {escape(printable(message))}", highlight=False, soft_wrap=True)

@@ -14,7 +14,16 @@ from rich.markup import escape
 from base.download import cache_dir
 from base.errors import LceError
 from lce import summary
-from lce.cli_common import DbOpt, LakeOpt, console, err, friendly, print_frame, say
+from lce.cli_common import (
+    DbOpt,
+    LakeOpt,
+    console,
+    err,
+    friendly,
+    print_frame,
+    say,
+    warning_line,
+)
 from lce.cli_report import print_notes
 from warehouse import benchmarks as benchmarks_mod
 from warehouse import build as build_mod
@@ -92,7 +101,7 @@ def build(
         result = build_mod.build(lake_dir(lake), db_path(db), dbt_vars)
     skipped = summary.similarity_skip_warning(result.db)
     for warning in [*result.warnings, *([skipped] if skipped else [])]:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        warning_line(warning)
     say(f"published {result.db} (dbt log: {result.log})")
     print_notes(result.db)
 
@@ -151,26 +160,40 @@ def sensitivity(
 def sql(
     query_text: Annotated[str, typer.Argument(help="One read-only SELECT (or EXPLAIN, PIVOT).")],
     db: DbOpt = None,
-    max_rows: Annotated[int, typer.Option(help="Rows shown at most.")] = 1000,
+    max_rows: Annotated[
+        int | None, typer.Option(help="Rows shown at most (default 1000; not with --csv).")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before the query is stopped.")] = 30.0,
     max_mb: Annotated[float, typer.Option(help="Megabytes of result brought back at most.")] = 50.0,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout instead of a table.")] = False,
+    csv: Annotated[
+        bool, typer.Option("--csv", help="Every row as CSV on stdout (within --max-mb).")
+    ] = False,
 ) -> None:
     """Run one read-only query over the published warehouse (the explorer's SQL page guard)."""
-    from warehouse.sql_guard import run_sql
+    from warehouse.sql_guard import MAX_ROWS, run_sql
+    from warehouse.sql_watchdog import exit_with
 
-    if max_rows < 1 or timeout <= 0 or max_mb <= 0:
+    if csv and max_rows is not None:
+        # A CSV is an export: complete or refused, never silently cut at a row cap.
+        raise LceError("--csv writes every row: drop --max-rows (or put a LIMIT in the query)")
+    limit = MAX_ROWS if max_rows is None else max_rows
+    if limit < 1 or timeout <= 0 or max_mb <= 0:
         raise LceError("--max-rows must be >= 1, --timeout and --max-mb positive")
     result = run_sql(
-        db_path(db), query_text, max_rows=max_rows, timeout_s=timeout, max_bytes=int(max_mb * 1e6)
+        db_path(db),
+        query_text,
+        max_rows=2**62 if csv else limit,
+        timeout_s=timeout,
+        max_bytes=int(max_mb * 1e6),
+        die=exit_with,
     )
     if csv:
         sys.stdout.write(result.frame.write_csv())
-    else:
-        print_frame(result.frame, None)
+        return
+    print_frame(result.frame, None)
     if result.truncated:
         err.print(
-            f"[yellow]note:[/] more than {max_rows} rows; showing the first {max_rows} "
+            f"[yellow]note:[/] more than {limit} rows; showing the first {limit} "
             "(--max-rows, or narrow the query)",
             highlight=False,
             soft_wrap=True,
@@ -193,10 +216,21 @@ def app_script() -> Path:
 
 
 @friendly
-def open_app(ctx: typer.Context, db: DbOpt = None) -> None:
+def open_app(
+    ctx: typer.Context,
+    db: DbOpt = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on: 127.0.0.1 (this machine only) unless you choose to "
+            "serve a network, e.g. --host 0.0.0.0 (every visitor can then read the warehouse)."
+        ),
+    ] = "127.0.0.1",
+) -> None:
     """Open the Streamlit explorer on the published warehouse (read-only).
 
-    Extra options go to `streamlit run`, e.g. `lce app -- --server.port 8502`.
+    It listens on 127.0.0.1 only unless --host says otherwise. Extra options go to
+    `streamlit run`, e.g. `lce app -- --server.port 8502`.
     """
     path = db_path(db).expanduser().resolve()
     script = app_script()
@@ -211,7 +245,8 @@ def open_app(ctx: typer.Context, db: DbOpt = None) -> None:
     # the project folder, and the app never needs a reload) and no Deploy button.
     command = [sys.executable, "-m", "streamlit", "run", str(script),
                "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
-               "--client.toolbarMode=minimal", *ctx.args]  # fmt: skip
+               "--client.toolbarMode=minimal", f"--server.address={host}",
+               *ctx.args]  # fmt: skip
     console.print(
         f"lce explorer over {escape(str(path))} (Ctrl+C stops it)", highlight=False, soft_wrap=True
     )

@@ -113,17 +113,23 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
 
         stage = progress.add_task("3/5 dissect (lce extract)", total=len(zoo.ZOO))
         fingerprint = open_probe(probe).fingerprint
+        # The first dissection replaces whatever study the lake held, unless an earlier zoo
+        # model is kept (then the lake already holds this study and the others join it).
+        fresh = True
         for entry in zoo.ZOO:
-            if not already_dissected(
+            if already_dissected(
                 lake, entry.name, weights[entry.name], fingerprint, cfg.null_permutations
             ):
+                fresh = False
+            else:
                 run_extract(
                     ExtractConfig(
                         model=entry.factory, layers=[zoo.DISSECT_LAYER], probe=probe, lake=lake,
                         name=entry.name, weights=weights[entry.name], batch_size=64, workers=0,
-                        progress=False, new_study=True, null_permutations=cfg.null_permutations,
+                        progress=False, new_study=fresh, null_permutations=cfg.null_permutations,
                     )
                 )  # fmt: skip
+                fresh = False
             progress.advance(stage)
 
         stage = progress.add_task("4/5 task benchmarks", total=len(zoo.ZOO))

@@ -159,6 +159,13 @@ def require_db(any_schema: bool = False) -> Path:
     return db
 
 
+def shown_path(path: Path) -> str:
+    """A server path as a visitor may see it: relative to the folder the app was launched from,
+    else the file's name alone (the server's folders are not a visitor's business)."""
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else resolved.name
+
+
 def stop(message: str, kind: str = "info") -> NoReturn:
     """An empty state: one sentence saying what is missing and how to get it, then stop."""
     if kind == "warning":

@@ -831,9 +831,14 @@ def test_sql_page_runs_examples_and_caps_rows(
         app_db, explore.EXAMPLE_QUERIES[name]
     )
 
+    labels = [el.proto.label for el in at.get("download_button")]
+    assert "Download all rows (CSV)" in labels
     at.text_area(key="sql_text").input("select * from range(5000) t(i)").run()
     assert len(at.dataframe[0].value) == explore.MAX_ROWS
     assert "capped at 1000" in texts(at.caption)
+    # The quick download holds the capped rows only, and its label says so.
+    labels = [el.proto.label for el in at.get("download_button")]
+    assert "Download the 1000 rows shown (CSV)" in labels
 
 
 def test_sql_page_shows_nested_and_odd_types_as_text(

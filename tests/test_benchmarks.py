@@ -158,6 +158,26 @@ def assert_clean_failure(result, lake: Path, *needles: str) -> str:
             ["value", "'[/b]'", "row 2"],
             id="closing-tag-text",
         ),
+        pytest.param(
+            f"{HEADER}\nA,t,d,acc,0e-400,true\nB,t,d,acc,1e-400,true\n",
+            ["value", "'1e-400'", "row 3", "too small"],
+            id="underflow-to-zero",
+        ),
+        pytest.param(
+            f"{HEADER}\nA,t,d,acc,-2.5e-310,true\n",
+            ["value", "row 2", "too small"],
+            id="subnormal",
+        ),
+        pytest.param(
+            f'{HEADER}\nA,t,d,acc,1,true\n"esc\x1b[2J\x1b]0;PWNED\x07",t,d,acc,2,true\n',
+            ["row 3", "'model'", "control character"],
+            id="control-character-in-model",
+        ),
+        pytest.param(
+            f'{HEADER}\nA,"two\nlines",d,acc,2,true\n',
+            ["row 2", "'task'", "control character"],
+            id="newline-in-task",
+        ),
     ],
 )
 def test_bad_csv_is_rejected_and_nothing_written(

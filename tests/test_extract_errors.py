@@ -170,6 +170,19 @@ def test_study_settings_must_agree(probe: Path, tmp_path: Path) -> None:
     assert {r["quantile"] for r in read_table(lake, "runs").to_pylist()} == {0.01}
 
 
+def test_new_study_replaces_the_old_one_with_the_same_settings(probe: Path, tmp_path: Path) -> None:
+    """--new-study drops the old dissections even when probe, quantile and basis agree."""
+    lake = tmp_path / "lake"
+    assert extract(probe, lake)[0] == 0
+    code, out = lce(
+        "extract", MODEL, "--layer", "block1", "--probe", f"broden:{probe}", "--lake", lake,
+        "--name", "cnn2", "--batch-size", "2", "--workers", "0", "--new-study",
+    )  # fmt: skip
+    assert code == 0, out
+    for table in ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images"):
+        assert {r["model"] for r in read_table(lake, table).to_pylist()} == {"cnn2"}, table
+
+
 def test_bad_options(probe: Path, tmp_path: Path) -> None:
     for extra, needle in [
         (("--quantile", "1.5"), "--quantile"),

@@ -617,10 +617,16 @@ def test_lce_sql_timeout_row_and_byte_caps(toy_db: Path) -> None:
     one_line_error(proc, "stopped after 1 s")
     proc = run_cli("sql", "select repeat('x', 1000000) as s from range(1000)", "--db", toy_db)
     one_line_error(proc, "larger than 50 MB")
+    # A CSV is complete (every row, beyond the table's 1000-row cap) or the command fails.
     proc = run_cli("sql", "select i from range(5000) t(i)", "--db", toy_db, "--csv")
-    assert proc.returncode == 0 and proc.stdout.splitlines()[:4] == ["i", "0", "1", "2"]
-    assert len(proc.stdout.splitlines()) == 1 + 1000
-    assert "more than 1000 rows" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["i", *map(str, range(5000))]
+    proc = run_cli("sql", "select repeat('x', 1000) as s from range(5000)", "--db", toy_db,
+                   "--csv", "--max-mb", "1")  # fmt: skip
+    one_line_error(proc, "larger than 1 MB")
+    assert proc.stdout == ""
+    proc = run_cli("sql", "select 1", "--db", toy_db, "--csv", "--max-rows", "10")
+    one_line_error(proc, "--csv writes every row")
 
 
 def test_a_single_pivot_is_one_statement(toy_db: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -51,6 +52,9 @@ def validate(frame: pl.DataFrame, name: str) -> pl.DataFrame:
         for field in KEY:
             if row[field] is None or not str(row[field]).strip():
                 raise LceError(f"{where}: field {field!r} is empty")
+            # Names from files get the same check as --name: a control character would reach
+            # every terminal that prints the name.
+            check_name(f"{where}: field {field!r}", str(row[field]))
         raw = row["value"]
         try:
             value = float(raw)
@@ -58,6 +62,11 @@ def validate(frame: pl.DataFrame, name: str) -> pl.DataFrame:
             raise LceError(f"{where}: field 'value' is {raw!r}, expected a number") from None
         if not math.isfinite(value):
             raise LceError(f"{where}: field 'value' is {raw!r}, expected a finite number")
+        if _underflows(str(raw), value):
+            raise LceError(
+                f"{where}: field 'value' is {raw!r}, too small to store as a number "
+                f"(it would read {value!r}; rescale the metric)"
+            )
         if abs(value) > MAX_ABS_VALUE:
             raise LceError(
                 f"{where}: field 'value' is {raw!r}, too large to compare safely "
@@ -87,6 +96,14 @@ def validate(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     if typed.height == 0:
         raise LceError(f"{name}: no benchmark rows")
     return typed
+
+
+def _underflows(raw: str, value: float) -> bool:
+    """Whether a non-zero literal parsed to zero or to a subnormal (digits silently lost)."""
+    if value != 0.0:
+        return abs(value) < sys.float_info.min
+    mantissa = raw.strip().lower().split("e")[0]
+    return any(c in "123456789" for c in mantissa)
 
 
 def source_name(path: Path, source: str | None) -> str:

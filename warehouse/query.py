@@ -7,6 +7,7 @@ other file, and cannot ATTACH, COPY or INSTALL.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,23 @@ def connect(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield conn
     finally:
         conn.close()
+
+
+SQL_MEMORY_LIMIT = "1GB"  # a user query's working memory; LCE_SQL_MEMORY_LIMIT overrides it
+
+
+def guarded_config() -> dict[str, str | bool | int | float | list[str]]:
+    """The configuration of a connection that runs typed queries: read-only, no external access,
+    a bounded memory limit (DuckDB's default is 80% of the machine's memory), no spilling to a
+    temporary folder (beside the published file), and the configuration locked so no query can
+    SET it back."""
+    return {
+        "enable_external_access": False,
+        "memory_limit": os.environ.get("LCE_SQL_MEMORY_LIMIT", SQL_MEMORY_LIMIT),
+        "temp_directory": "",
+        "max_temp_directory_size": "0B",
+        "lock_configuration": True,
+    }
 
 
 def query(db: Path, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:

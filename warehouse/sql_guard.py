@@ -9,17 +9,22 @@ neither run forever nor fill the memory of the process that shows it.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
 from base.errors import LceError
-from warehouse.query import connect
+from warehouse.query import guarded_config
+from warehouse.sql_watchdog import run_isolated, watch
 
 MAX_ROWS = 1000
 MAX_BYTES = 50_000_000  # of the Arrow result brought back (strings included)
@@ -69,6 +74,17 @@ def _pivot_expansion(statements: list[duckdb.Statement]) -> bool:
     )
 
 
+# DuckDB's system functions and views that show the server's paths (the database file, the home,
+# temp, extension and secret folders) or settings; the warehouse's own catalog stays readable.
+_REVEALING = re.compile(
+    r"\b(duckdb_databases|pragma_database_list|duckdb_settings|current_setting|"
+    r"duckdb_extensions|duckdb_secrets|which_secret|duckdb_temporary_files|"
+    r"pragma_user_agent|duckdb_secret_types)\b",
+    re.IGNORECASE,
+)
+_QUOTED_PATH = re.compile(r'"(?:/|~|[A-Za-z]:\\)[^"]*"')
+
+
 def check_sql(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Refuse anything but one SELECT (EXPLAIN, PIVOT, DESCRIBE ...) before DuckDB runs it."""
     if not sql.strip():
@@ -84,6 +100,12 @@ def check_sql(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
     kind = statements[-1].type
     if kind not in _ALLOWED:
         raise SqlRefused(_refusal(kind, sql))
+    revealing = _REVEALING.search(sql)
+    if revealing:
+        raise SqlRefused(
+            f"{revealing.group(1)} is refused: it shows the server's files and settings, "
+            "not the warehouse."
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -92,8 +114,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def explain_duckdb_error(exc: BaseException, timeout_s: float = SQL_TIMEOUT_S) -> str:
-    """DuckDB's refusal, turned into one sentence a user can act on."""
-    detail = _first_line(exc)
+    """DuckDB's refusal, turned into one sentence a user can act on (paths on the server, such
+    as its extension or secret folders, hidden)."""
+    detail = _QUOTED_PATH.sub('"(a path on the server)"', _first_line(exc))
     if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in detail:
         return (
             "File and network access is disabled: queries can read the warehouse's tables "
@@ -131,20 +154,59 @@ def display_projection(relation: duckdb.DuckDBPyRelation) -> str:
     return ", ".join(parts)
 
 
-def run_sql(
+def run_sql_isolated(
     db: Path,
     sql: str,
     max_rows: int = MAX_ROWS,
     timeout_s: float = SQL_TIMEOUT_S,
     max_bytes: int = MAX_BYTES,
 ) -> SqlResult:
+    """``run_sql`` in a process of its own that ends itself over its time or memory budget:
+    what a server (the explorer) runs, so a runaway query cannot take the server with it."""
+    request = {"db": db, "sql": sql, "max_rows": max_rows, "timeout_s": timeout_s,
+               "max_bytes": max_bytes}  # fmt: skip
+    kind, payload = run_isolated(request, timeout_s)
+    if kind != "ok":
+        raise SqlRefused(str(payload))
+    assert isinstance(payload, SqlResult)
+    return payload
+
+
+@contextmanager
+def _connect(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The published file read-only under ``guarded_config`` (bounded memory, no spilling,
+    configuration locked)."""
+    if not Path(db).is_file():
+        raise LceError(f"{db}: no published warehouse here (run `lce build` first)")
+    conn = duckdb.connect(str(db), read_only=True, config=guarded_config())
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def run_sql(
+    db: Path,
+    sql: str,
+    max_rows: int = MAX_ROWS,
+    timeout_s: float = SQL_TIMEOUT_S,
+    max_bytes: int = MAX_BYTES,
+    die: Callable[[str], Any] | None = None,
+) -> SqlResult:
     """Run one user query read-only, external access off: at most ``max_rows`` rows and
-    ``max_bytes`` bytes back, interrupted after ``timeout_s``. Raises SqlRefused otherwise."""
+    ``max_bytes`` bytes back, interrupted after ``timeout_s``. Raises SqlRefused otherwise.
+
+    With ``die`` (a function that ends this process), a watchdog also calls it when DuckDB's
+    interrupt has not landed a few seconds after the timeout or the process's memory passes its
+    cap; without it, only the interrupt (for callers that run it in a process of its own)."""
     started = time.perf_counter()
-    with connect(db) as conn:
+    with _connect(db) as conn:
         check_sql(conn, sql)
-        timer = threading.Timer(timeout_s, conn.interrupt)
-        timer.start()
+        if die is not None:
+            timer: threading.Timer | threading.Event = watch(conn.interrupt, timeout_s, die)
+        else:
+            timer = threading.Timer(timeout_s, conn.interrupt)
+            timer.start()
         try:
             relation = conn.sql(sql)
             if relation is None:  # not a query after all; nothing to show
@@ -169,7 +231,7 @@ def run_sql(
         except Exception as exc:  # e.g. a type the frame conversion cannot take
             raise SqlRefused(f"The result could not be shown: {_first_line(exc)}") from None
         finally:
-            timer.cancel()
+            timer.cancel() if isinstance(timer, threading.Timer) else timer.set()
     assert isinstance(frame, pl.DataFrame)
     truncated = frame.height > max_rows
     return SqlResult(frame.head(max_rows), truncated, time.perf_counter() - started)

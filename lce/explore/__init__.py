@@ -23,7 +23,7 @@ from lce.explore.names import task_title
 from lce.explore.performance_map import knn_interpolate
 from lce.explore.similarity import NO_FEATURES, similarity_status
 from lce.explore.sql import EXAMPLE_QUERIES, export_mart, export_sql
-from warehouse.sql_guard import MAX_ROWS, SqlRefused, check_sql, run_sql
+from warehouse.sql_guard import MAX_ROWS, SqlRefused, check_sql, run_sql, run_sql_isolated
 
 __all__ = [
     "EXAMPLE_QUERIES",
@@ -39,6 +39,7 @@ __all__ = [
     "label_positions",
     "padded_range",
     "run_sql",
+    "run_sql_isolated",
     "similarity_status",
     "task_title",
     "unit_tiles",

@@ -15,7 +15,7 @@ import polars as pl
 from warehouse.query import MARTS, query
 from warehouse.sql_guard import MAX_ROWS as MAX_ROWS
 from warehouse.sql_guard import SqlRefused as SqlRefused
-from warehouse.sql_guard import run_sql
+from warehouse.sql_guard import run_sql_isolated
 
 EXAMPLE_QUERIES: dict[str, str] = {
     "A model's top concepts": (
@@ -84,7 +84,7 @@ def export_sql(db: Path, text: str, fmt: str) -> tuple[bytes, int]:
 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
-    result = run_sql(db, text, max_rows=2**62, max_bytes=EXPORT_MAX_BYTES)
+    result = run_sql_isolated(db, text, max_rows=2**62, max_bytes=EXPORT_MAX_BYTES)
     table = result.frame.to_arrow()
     extension = EXPORT_FORMATS[fmt][0]
     with tempfile.TemporaryDirectory(prefix="lce-export-") as folder:
