@@ -23,6 +23,7 @@ class MartInputs:
     benchmarks: pd.DataFrame | None = None  # fct_task_benchmarks
     n_components: int = 3
     n_categories: int | str = 3
+    agreement: pd.DataFrame | None = None  # fct_similarity_agreement (build notes only)
 
 
 def inputs(
@@ -31,12 +32,14 @@ def inputs(
     profiles: pd.DataFrame,
     models: pd.DataFrame,
     benchmarks: pd.DataFrame | None = None,
+    agreement: pd.DataFrame | None = None,
 ) -> MartInputs:
     """MartInputs from a dbt Python model's refs and its (text) config values."""
     return MartInputs(
         profiles=profiles,
         models=models,
         benchmarks=benchmarks,
+        agreement=agreement,
         n_components=int(parse_count(n_components, "n_components")),
         n_categories=parse_count(n_categories, "n_categories", allow_auto=True),
     )
