@@ -16,6 +16,7 @@ import torch
 
 from base import __version__
 from base.errors import LceError
+from extract import registry
 from extract.broden import Probe
 from extract.tally import ActivationStats, ConceptTally, TopImages
 from extract.top_maps import MapRows
@@ -304,4 +305,8 @@ def _null_rows(
 def _settings(cfg: ExtractConfig) -> dict[str, Any]:
     keep = ("model", "layers", "weights", "batch_size", "top_images", "cache", "skip_bad", "strict",
             "null_permutations", "null_seed")  # fmt: skip
-    return {k: v for k, v in asdict(cfg).items() if k in keep}
+    out = {k: v for k, v in asdict(cfg).items() if k in keep}
+    if cfg.weights is None and registry.lookup(cfg.model) is None:
+        # an architecture without weights is a random network: the seed makes it this one
+        out["init_seed"] = cfg.seed
+    return out
