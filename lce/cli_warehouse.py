@@ -42,6 +42,8 @@ def benchmarks_add(
 ) -> None:
     """Validate long-format task results and add them to the lake (replacing that source)."""
     name, frame = benchmarks_mod.add_benchmarks(file, lake_dir(lake), source)
+    for warning in benchmarks_mod.unknown_models(lake_dir(lake), frame["model"].to_list()):
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     say(
         f"added {frame.height} results for {frame['model'].n_unique()} models "
         f"as source {name} in {lake_dir(lake)}"
