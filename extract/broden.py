@@ -11,6 +11,7 @@ import csv
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -160,6 +161,46 @@ def open_probe(root: Path) -> Probe:
     if not records:
         raise LceError(f"{index_path}: no images")
     return Probe(root, categories, concepts, records, digest.hexdigest()[:16])
+
+
+PROBE_FILES = ("index.csv", "label.csv", "category.csv")
+
+
+def describe(probe: Probe) -> dict[str, Any]:
+    """What a probe set is, in terms a person can compare: its image count, its label sizes and
+    a sha256 (16 hex digits) per table file. Recorded with every run, so a study mismatch can
+    say what differs instead of showing two fingerprints."""
+    sizes = sorted({f"{r.sh}x{r.sw}" for r in probe.records})
+    files = [*PROBE_FILES, *(f"c_{c}.csv" for c in probe.categories)]
+    return {
+        "images": len(probe.records),
+        "label_sizes": sizes,
+        "sha256": {
+            name: hashlib.sha256((probe.root / name).read_bytes()).hexdigest()[:16]
+            for name in files
+            if (probe.root / name).is_file()
+        },
+    }
+
+
+def describe_difference(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
+    """Each way two ``describe`` results differ, as 'N images (lake has M)' and the like."""
+    out = []
+    if new.get("images") != old.get("images"):
+        out.append(f"{new.get('images')} images (lake has {old.get('images')})")
+    if new.get("label_sizes") != old.get("label_sizes"):
+        show = ", ".join
+        out.append(
+            f"label size {show(new.get('label_sizes', []))} "
+            f"(lake has {show(old.get('label_sizes', []))})"
+        )
+    ours, theirs = new.get("sha256", {}), old.get("sha256", {})
+    for name in sorted(set(ours) | set(theirs), key=lambda n: (n not in PROBE_FILES, n)):
+        if ours.get(name) != theirs.get(name):
+            out.append(
+                f"{name} sha256 {ours.get(name, 'absent')} (lake has {theirs.get(name, 'absent')})"
+            )
+    return out
 
 
 def _primary_category(

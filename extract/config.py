@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from base.errors import LceError
-from extract.models import NORMALIZATIONS
+from extract.models import DEFAULT_INIT_SEED, NORMALIZATIONS
 from warehouse.lake import check_name
 
 # Default seed of the null permutations (--null-seed): one seed for every run of a study, so
@@ -42,6 +42,7 @@ class ExtractConfig:
     checkpoint_every: int = 20
     null_permutations: int = 0
     null_seed: int = NULL_SEED
+    seed: int = DEFAULT_INIT_SEED  # random init of an architecture without --weights
     features: bool = True  # each image's spatially averaged vector per layer (image_features)
     progress: bool = True
     stop_after_batches: int | None = field(default=None, repr=False)  # testing hook

@@ -76,7 +76,7 @@ def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str
         weights = f"{Path(cfg.weights).resolve()}:{st.st_size}:{st.st_mtime_ns}"
     parts = [cfg.model, name, weights, cfg.layers, probe.fingerprint, cfg.quantile, cfg.basis,
              cfg.normalize, cfg.batch_size, cfg.top_images, cfg.skip_bad, cfg.cache, world,
-             cfg.null_permutations, cfg.null_seed, cfg.features]  # fmt: skip
+             cfg.null_permutations, cfg.null_seed, cfg.features, cfg.seed]  # fmt: skip
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 
@@ -97,7 +97,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
         )
     device = resolve_device(cfg.device)
     dist = distributed.setup(device)
-    loaded = load_model(cfg.model, cfg.weights, strict=cfg.strict, name=cfg.name)
+    loaded = load_model(cfg.model, cfg.weights, strict=cfg.strict, name=cfg.name, seed=cfg.seed)
     check_name("model name", loaded.name)
     model = loaded.module.to(device)
     layers = find_layers(model, cfg.layers)

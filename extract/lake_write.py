@@ -16,7 +16,8 @@ import torch
 
 from base import __version__
 from base.errors import LceError
-from extract.broden import Probe
+from extract import registry
+from extract.broden import Probe, describe, describe_difference
 from extract.tally import ActivationStats, ConceptTally, TopImages
 from extract.top_maps import MapRows
 from warehouse.lake import SCHEMAS, Write, commit, read_table
@@ -75,13 +76,31 @@ def study_conflict(lake: Path, probe: Probe, cfg: ExtractConfig, lock: bool = Tr
     if not runs:
         return None
     first = runs[0]
-    wanted = {
-        "probe_fingerprint": probe.fingerprint,
-        "quantile": cfg.quantile,
-        "basis": cfg.basis,
-    }
+    wanted = {"quantile": cfg.quantile, "basis": cfg.basis}
     diffs = [f"{k} {v!r} (lake has {first[k]!r})" for k, v in wanted.items() if first[k] != v]
+    if first["probe_fingerprint"] != probe.fingerprint:
+        diffs.insert(0, "another probe set: " + _probe_difference(probe, first))
     return ", ".join(diffs) or None
+
+
+def _probe_difference(probe: Probe, first: dict[str, Any]) -> str:
+    """What differs between this probe set and the one the lake's study was dissected on: image
+    count, label size, each table file's sha256 (a lake older than that record: image count,
+    else the fingerprints)."""
+    recorded = json.loads(first.get("settings") or "{}").get("probe")
+    if isinstance(recorded, dict):
+        found = describe_difference(describe(probe), recorded)
+    else:
+        lake_images = int(first["n_images"] or 0) + int(first["n_skipped_images"] or 0)
+        found = []
+        if lake_images != len(probe.records):
+            found.append(f"{len(probe.records)} images (lake has {lake_images})")
+    if not found:
+        found = [
+            f"its tables differ (fingerprint {probe.fingerprint}, lake has "
+            f"{first['probe_fingerprint']})"
+        ]
+    return "; ".join(found)
 
 
 def write_results(
@@ -219,7 +238,7 @@ def _runs_table(
             "lce_version": [__version__],
             "started_at": [started],
             "seconds": [result.seconds],
-            "settings": [json.dumps(_settings(cfg), default=str)],
+            "settings": [json.dumps(_settings(cfg) | {"probe": describe(probe)}, default=str)],
         }
     )
 
@@ -306,4 +325,8 @@ def _null_rows(
 def _settings(cfg: ExtractConfig) -> dict[str, Any]:
     keep = ("model", "layers", "weights", "batch_size", "top_images", "cache", "skip_bad", "strict",
             "null_permutations", "null_seed")  # fmt: skip
-    return {k: v for k, v in asdict(cfg).items() if k in keep}
+    out = {k: v for k, v in asdict(cfg).items() if k in keep}
+    if cfg.weights is None and registry.lookup(cfg.model) is None:
+        # an architecture without weights is a random network: the seed makes it this one
+        out["init_seed"] = cfg.seed
+    return out

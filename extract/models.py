@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +85,24 @@ def _timm_normalize(name: str) -> str:
     return "imagenet"
 
 
-def build_module(spec: str) -> nn.Module:
-    """The architecture a spec names, randomly initialised (a registry name: under its seed)."""
+DEFAULT_INIT_SEED = 0
+
+
+def build_module(spec: str, seed: int = DEFAULT_INIT_SEED) -> nn.Module:
+    """The architecture a spec names, randomly initialised under ``seed`` (a registry name:
+    under its own seed), so ``torchvision:<arch>`` without --weights is the same random network
+    every run. The global RNG is left as it was."""
     from extract import registry
 
     entry = registry.lookup(spec)
     if entry is not None:
         return registry.build(entry)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build_unseeded(spec)
+
+
+def _build_unseeded(spec: str) -> nn.Module:
     prefix, sep, rest = spec.partition(":")
     if not sep or not rest:
         raise LceError(
@@ -117,6 +129,11 @@ def build_module(spec: str) -> nn.Module:
 def module_from_factory(module_name: str, function: str, what: str) -> nn.Module:
     """``module:function`` -> the nn.Module the function returns; ``what`` names the option in
     the one-line errors (shared by `lce extract` models and `lce probe segment` segmenters)."""
+    cwd = str(Path.cwd())
+    if cwd not in sys.path and "" not in sys.path:
+        # as `python -m` does: a module in the folder lce runs from is importable without
+        # PYTHONPATH (appended, so it never shadows an installed package)
+        sys.path.append(cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -181,14 +198,18 @@ def _strip_data_parallel(
 
 
 def load_model(
-    spec: str, weights: Path | None, strict: bool = True, name: str | None = None
+    spec: str,
+    weights: Path | None,
+    strict: bool = True,
+    name: str | None = None,
+    seed: int = DEFAULT_INIT_SEED,
 ) -> LoadedModel:
     """Build the model a spec names and load its weights: a registry model's published
     checkpoint (downloaded, converted) or ``--weights``; strict unless told otherwise."""
     from extract import registry
 
     entry = registry.lookup(spec)
-    module = build_module(spec)
+    module = build_module(spec, seed)
     state: dict[str, torch.Tensor] | None
     if entry is not None:
         state = registry.checkpoint_state(entry, weights)

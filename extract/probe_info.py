@@ -28,6 +28,10 @@ class CategoryInfo:
     image_coverage: float  # images_annotated / images
     label_pixels: int  # non-zero label pixels in its label PNGs
     image_labels: int  # image-level labels (integer cells)
+    concepts_occurring: int = 0  # distinct labels found in its label maps or image-level cells
+    concept_pixels: dict[str, int] = field(default_factory=dict)  # concept -> label pixels
+    concept_images: dict[str, int] = field(default_factory=dict)  # concept -> image-level labels
+    never_occurring: list[str] = field(default_factory=list)  # in c_<name>.csv, never found
 
 
 @dataclass
@@ -65,6 +69,9 @@ class _Tally:
     annotated: Counter[str] = field(default_factory=Counter)
     pixels: Counter[str] = field(default_factory=Counter)
     image_level: Counter[str] = field(default_factory=Counter)
+    # category -> label number -> pixels (label maps) / images (image-level labels)
+    number_pixels: dict[str, Counter[int]] = field(default_factory=dict)
+    number_images: dict[str, Counter[int]] = field(default_factory=dict)
 
 
 def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
@@ -78,11 +85,12 @@ def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
     label_rows = _rows(root / "label.csv", problems) or []
     index_rows = _rows(root / "index.csv", problems) or []
     known = _known_labels(label_rows, problems)
-    concepts, present = _check_tables(root, categories, index_rows, problems)
+    concepts, present, defined = _check_tables(root, categories, index_rows, problems)
     tally = _Tally()
     for line, row in enumerate(index_rows, start=2):
         _check_row(root / "images", line, row, present, known, tally, problems)
     n = len(index_rows)
+    names = {int(r["number"]): r.get("name", "") for r in label_rows if _is_int(r.get("number"))}
     if len(problems) > max_problems:
         problems = [*problems[:max_problems], f"... and {len(problems) - max_problems} more"]
     return ProbeInfo(
@@ -92,18 +100,45 @@ def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
         label_sizes=dict(tally.label_sizes),
         labels=sum(1 for r in label_rows if r.get("number") not in ("0", None)),
         categories=[
-            CategoryInfo(
-                name=c,
-                concepts=concepts.get(c, 0),
-                images_annotated=tally.annotated[c],
-                image_coverage=tally.annotated[c] / n if n else 0.0,
-                label_pixels=tally.pixels[c],
-                image_labels=tally.image_level[c],
-            )
+            _category_info(c, concepts.get(c, 0), defined.get(c, set()), tally, n, names)
             for c in categories
         ],
         problems=problems,
     )
+
+
+def _category_info(
+    name: str, n_concepts: int, defined: set[int], tally: _Tally, n: int, names: dict[int, str]
+) -> CategoryInfo:
+    """One category: the concepts it defines (c_<name>.csv) beside those that occur, with
+    pixels per concept (largest first) and the defined concepts that never occur."""
+    pixels = tally.number_pixels.get(name, Counter())
+    images = tally.number_images.get(name, Counter())
+    occurring = set(pixels) | set(images)
+
+    def label(number: int) -> str:
+        return names.get(number) or str(number)
+
+    return CategoryInfo(
+        name=name,
+        concepts=n_concepts,
+        images_annotated=tally.annotated[name],
+        image_coverage=tally.annotated[name] / n if n else 0.0,
+        label_pixels=tally.pixels[name],
+        image_labels=tally.image_level[name],
+        concepts_occurring=len(occurring),
+        concept_pixels={label(k): v for k, v in sorted(pixels.items(), key=lambda kv: -kv[1])},
+        concept_images={label(k): v for k, v in sorted(images.items(), key=lambda kv: -kv[1])},
+        never_occurring=sorted(label(k) for k in defined - occurring),
+    )
+
+
+def _is_int(value: str | None) -> bool:
+    try:
+        int(value or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _known_labels(label_rows: list[dict[str, str]], problems: list[str]) -> np.ndarray:
@@ -123,13 +158,16 @@ def _known_labels(label_rows: list[dict[str, str]], problems: list[str]) -> np.n
 
 def _check_tables(
     root: Path, categories: list[str], index_rows: list[dict[str, str]], problems: list[str]
-) -> tuple[dict[str, int], list[str]]:
-    """Concepts per category (its c_<category>.csv rows) and the categories index.csv has a
-    column for; every disagreement between the csv files is a problem."""
+) -> tuple[dict[str, int], list[str], dict[str, set[int]]]:
+    """Concepts per category (its c_<category>.csv rows), the categories index.csv has a
+    column for, and the label numbers each category defines; every disagreement between the csv
+    files is a problem."""
     concepts = {}
+    defined: dict[str, set[int]] = {}
     for category in categories:
         rows = _rows(root / f"c_{category}.csv", problems)
         concepts[category] = len(rows) if rows is not None else 0
+        defined[category] = {int(r["number"]) for r in rows or [] if _is_int(r.get("number"))}
     for extra in sorted(root.glob("c_*.csv")):
         if extra.stem[2:] not in categories:
             problems.append(f"{extra.name}: category {extra.stem[2:]!r} not in category.csv")
@@ -141,7 +179,7 @@ def _check_tables(
     for category in categories:
         if index_rows and category not in header:
             problems.append(f"index.csv: category {category!r} of category.csv has no column")
-    return concepts, present
+    return concepts, present, defined
 
 
 def _check_row(
@@ -173,6 +211,7 @@ def _check_row(
         for token in filter(None, (t.strip() for t in cell.split(";"))):
             if token.isdigit():
                 tally.image_level[category] += 1
+                tally.number_images.setdefault(category, Counter())[int(token)] += 1
                 if int(token) > 65535 or not known[int(token)]:
                     problems.append(
                         f"index.csv: line {line}: image-level label {token} not in label.csv"
@@ -191,6 +230,10 @@ def _check_row(
                 shown = ", ".join(str(int(u)) for u in unknown[:5])
                 problems.append(f"images/{token}: label number(s) {shown} not in label.csv")
             tally.pixels[category] += int(np.count_nonzero(numbers))
+            found, counts = np.unique(numbers[numbers > 0], return_counts=True)
+            per = tally.number_pixels.setdefault(category, Counter())
+            for number, count in zip(found.tolist(), counts.tolist(), strict=True):
+                per[int(number)] += int(count)
 
 
 def _decode_shape(images: Path, name: str, problems: list[str]) -> tuple[int, int] | None:

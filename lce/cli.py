@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(cli_warehouse.benchmarks_app, name="benchmarks")
 app.add_typer(cli_warehouse.reference_app, name="reference")
+app.add_typer(cli_warehouse.lake_app, name="lake")
 app.command("extract")(cli_extract.extract)
 app.command("models")(cli_extract.models)
 app.command("build")(cli_warehouse.build)

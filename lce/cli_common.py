@@ -78,14 +78,36 @@ def say(text: str) -> None:
     console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
 
+# Columns whose cells are names a reader copies or greps: never cut or wrapped.
+IDENTIFIER_COLUMNS = {"model", "model_a", "model_b", "layer", "concept", "source"}
+# The narrowest a wrapped column is allowed to become, and rich's border/padding per column.
+_MIN_WRAPPED = 6
+_PER_COLUMN = 3
+
+
 def print_frame(frame: pl.DataFrame, title: str | None) -> None:
-    """A frame as a table; cells and headers are Text, so "[/x]" in a name prints as typed."""
+    """A frame as a table; cells and headers are Text, so "[/x]" in a name prints as typed.
+
+    Identifier columns (model names, layers, concepts) keep every character on one line; the
+    other columns wrap (folding a long word rather than cutting it). When the identifiers alone
+    do not fit the terminal, the table is drawn wider than it and the terminal wraps the lines:
+    a name is never shortened to "…"."""
     table = Table(title=title, title_justify="left")
+    needed = 1
     for name in frame.columns:
-        table.add_column(Text(printable(name)))
+        cells = [printable(_fmt(v)) for v in frame[name].to_list()]
+        if name in IDENTIFIER_COLUMNS:
+            width = max([len(name), *(len(c) for c in cells)])
+            table.add_column(Text(printable(name)), no_wrap=True, min_width=width)
+        else:
+            width = min(_MIN_WRAPPED, max([len(name), *(len(c) for c in cells)]))
+            table.add_column(Text(printable(name)), overflow="fold")
+        needed += width + _PER_COLUMN
     for row in frame.iter_rows():
         table.add_row(*[Text(printable(_fmt(v))) for v in row])
-    console.print(table)
+    wide = needed > console.width
+    # rich never draws wider than its console, so a wider table needs a console of that width
+    (Console(file=console.file, width=needed) if wide else console).print(table)
 
 
 def _fmt(value: Any) -> str:

@@ -87,6 +87,14 @@ NullPermutationsOpt = Annotated[
 NullSeedOpt = Annotated[
     int, typer.Option(help="Seed of the null permutations (one per study: the same pairs).")
 ]
+SeedOpt = Annotated[
+    int,
+    typer.Option(
+        help="Seed of the random initialisation of an architecture given without --weights "
+        "(torchvision:, timm:, module:function): the same seed, the same random network; "
+        "recorded in runs.settings as init_seed."
+    ),
+]
 FeaturesOpt = Annotated[
     bool,
     typer.Option(
@@ -127,6 +135,7 @@ def extract(
     checkpoint_every: CheckpointEveryOpt = 20,
     null_permutations: NullPermutationsOpt = 0,
     null_seed: NullSeedOpt = 0,
+    seed: SeedOpt = 0,
     features: FeaturesOpt = True,
 ) -> None:
     """Dissect model layers on a probe set: exact thresholds and unit x concept tallies -> lake."""
@@ -138,7 +147,7 @@ def extract(
         top_images=top_images, normalize=normalize, strict=not non_strict, skip_bad=skip_bad,
         cache=not no_cache, resume=resume, new_study=new_study, workers=workers,
         checkpoint_every=max(1, checkpoint_every), null_permutations=null_permutations,
-        null_seed=null_seed,
+        null_seed=null_seed, seed=seed,
         features=features, progress=err.is_terminal,
     )  # fmt: skip
     result = run_extract(cfg)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -11,6 +11,9 @@ from rich.table import Table
 
 from base.errors import LceError
 from lce.cli_common import console, err, friendly, say
+
+if TYPE_CHECKING:
+    from extract.probe_info import CategoryInfo
 
 probe_app = typer.Typer(help="Probe sets.", no_args_is_help=True)
 
@@ -83,17 +86,30 @@ def probe_info_cmd(
         labels = ", ".join(f"{k} ({v})" for k, v in info.label_sizes.items())
         console.print(f"{info.path}: {info.images} images ({sizes}); label maps {labels}; "
                       f"{info.labels} labels")  # fmt: skip
-        table = Table("category", "concepts", "images annotated", "image coverage",
-                      "label pixels", "image-level labels")  # fmt: skip
+        table = Table("category", "concepts defined", "concepts occurring", "images annotated",
+                      "image coverage", "label pixels", "image-level labels")  # fmt: skip
         for c in info.categories:
-            table.add_row(c.name, str(c.concepts), str(c.images_annotated),
-                          f"{c.image_coverage:.1%}", str(c.label_pixels), str(c.image_labels))  # fmt: skip
+            table.add_row(c.name, str(c.concepts), str(c.concepts_occurring),
+                          str(c.images_annotated), f"{c.image_coverage:.1%}", str(c.label_pixels),
+                          str(c.image_labels))  # fmt: skip
         console.print(table)
+        for c in info.categories:
+            say(concept_line(c))
         for problem in info.problems:
             console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False, soft_wrap=True)
         console.print(f"{len(info.problems)} problem(s)" if info.problems else "no problems found")
     if info.problems:
         raise typer.Exit(1)
+
+
+def concept_line(c: CategoryInfo) -> str:
+    """'object: disc 1,234 px, square 987 px; never occurring: star' (largest first)."""
+    found = [f"{name} {count:,} px" for name, count in c.concept_pixels.items()]
+    found += [f"{name} {count:,} image(s)" for name, count in c.concept_images.items()]
+    line = f"{c.name}: " + (", ".join(found) if found else "no concept occurs")
+    if c.never_occurring:
+        line += f"; defined, never occurring: {', '.join(c.never_occurring)}"
+    return line
 
 
 @probe_app.command("from")

@@ -33,6 +33,42 @@ from warehouse.paths import db_path, lake_dir
 
 benchmarks_app = typer.Typer(help="Task benchmark results.", no_args_is_help=True)
 reference_app = typer.Typer(help="The paper's published data.", no_args_is_help=True)
+lake_app = typer.Typer(help="The lake's contents.", no_args_is_help=True)
+
+
+@benchmarks_app.command("rm")
+@friendly
+def benchmarks_rm(
+    source: Annotated[str, typer.Argument(help="The benchmark source to remove.")],
+    lake: LakeOpt = None,
+) -> None:
+    """Remove one benchmark source from the lake (one all-or-nothing commit)."""
+    from warehouse.lake_rm import remove_benchmarks
+
+    rows = remove_benchmarks(lake_dir(lake), source)
+    say(f"removed benchmark source {source} ({rows} results) from {lake_dir(lake)}")
+
+
+@lake_app.command("rm")
+@friendly
+def lake_rm(
+    model: Annotated[str, typer.Option("--model", help="The model to remove.")],
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Only this layer of the model.")
+    ] = None,
+    lake: LakeOpt = None,
+) -> None:
+    """Remove a model (every layer, or one) from the lake: its dissections and its unit labels,
+    in one all-or-nothing commit. Benchmarks naming it stay (`lce benchmarks rm` a source)."""
+    from warehouse.lake_rm import remove_model
+
+    removed = remove_model(lake_dir(lake), model, layer)
+    labels = sum(removed.label_rows.values())
+    what = f"{model}" + (f" layer {layer}" if layer else "")
+    say(
+        f"removed {what} from {lake_dir(lake)}: {len(removed.partitions)} partition(s)"
+        + (f", {labels} unit-label row(s)" if labels else "")
+    )
 
 
 @benchmarks_app.command("add")
@@ -51,6 +87,8 @@ def benchmarks_add(
 ) -> None:
     """Validate long-format task results and add them to the lake (replacing that source)."""
     name, frame = benchmarks_mod.add_benchmarks(file, lake_dir(lake), source)
+    for warning in benchmarks_mod.unknown_models(lake_dir(lake), frame["model"].to_list()):
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     say(
         f"added {frame.height} results for {frame['model'].n_unique()} models "
         f"as source {name} in {lake_dir(lake)}"

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lce.cli import app
-from warehouse.lake import read_table
+from warehouse.lake import read_table, write_partition
 
 HEADER = "model,task,dataset,metric,value,higher_is_better"
 
@@ -274,3 +274,24 @@ def test_bad_source_name(tmp_path: Path, source: str) -> None:
     result = run("benchmarks", "add", str(path), "--source", source, "--lake", str(lake))
     assert_clean_failure(result, lake, source)
     assert not (tmp_path / "escape").exists()
+
+
+def test_a_model_the_lake_does_not_know_is_warned_with_the_closest_name(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    path = tmp_path / "ericsson.csv"
+    path.write_text(GOOD_CSV)
+    empty = run("benchmarks", "add", str(path), "--lake", str(lake))
+    assert empty.exit_code == 0 and "warning" not in stderr_of(empty)  # nothing known yet
+    labels = pa.table(
+        {"model": ["ResNet50", "BYOL", "MoCo-v2"], "layer": ["layer4"] * 3, "unit": [0, 0, 0],
+         "concept": ["sky"] * 3, "category": ["object"] * 3, "iou": [0.1] * 3}
+    )  # fmt: skip
+    write_partition(lake, "unit_labels", {"source": "mine"}, labels)
+    result = run("benchmarks", "add", str(path), "--lake", str(lake))
+    assert result.exit_code == 0, result.output
+    warnings = [x for x in stderr_of(result).splitlines() if x.startswith("warning:")]
+    assert warnings == [
+        "warning: model 'BYOL(R)' is not in the lake (no dissection or unit labels); the "
+        "closest known model is 'BYOL'"
+    ]
+    assert lake_rows(lake) == GOOD_CSV_ROWS  # a warning, not a refusal

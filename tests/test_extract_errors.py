@@ -204,3 +204,24 @@ def test_probe_reader_primary_category_by_coverage(probe: Path) -> None:
     assert categories["top-half"] == "part" and categories["indoor"] == "scene"
     rows = list(csv.DictReader((probe / "index.csv").open()))
     assert rows[1]["part"] == "" and p.records[1].cells["part"] == ""
+
+
+def test_another_probe_set_is_refused_saying_what_differs(probe: Path, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    assert extract(probe, lake)[0] == 0
+    other = make_probe(tmp_path / "other", n_images=5, label_size=6).root
+    code, out = extract(other, lake)
+    assert code != 0
+    flat = " ".join(out.split())
+    assert "another probe set: 5 images (lake has 6); label size 6x6 (lake has 12x12); " in flat
+    assert "index.csv sha256 " in flat and "--new-study" in flat
+    assert "probe_fingerprint" not in flat
+    # same images and sizes, one label renamed: only label.csv's hash differs
+    edited = tmp_path / "edited"
+    shutil.copytree(probe, edited)
+    label = edited / "label.csv"
+    label.write_text(label.read_text().replace("red", "crimson", 1))
+    code, out = extract(edited, lake)
+    flat = " ".join(out.split())
+    assert code != 0 and "another probe set: label.csv sha256 " in flat, out
+    assert "images (lake has" not in flat and "index.csv" not in flat

@@ -405,3 +405,31 @@ def test_info_missing_folder(tmp_path: Path) -> None:
     code, text = lce("probe", "info", tmp_path / "nowhere")
     lines = [x for x in text.strip().splitlines() if x.strip()]
     assert code != 0 and len(lines) == 1 and "nowhere: probe set folder not found" in text, text
+
+
+def test_info_shows_concepts_defined_and_occurring_with_pixels(tmp_path: Path) -> None:
+    """A class the dataset lists but no label map uses is defined, not occurring; pixel counts
+    per concept are counted here from the label arrays the test wrote."""
+    truth = write_masks(tmp_path / "mine")
+    with (tmp_path / "mine" / "classes.csv").open("a") as fh:
+        fh.write("7,table,object\n")
+    convert("masks", tmp_path / "mine", tmp_path / "probe")
+    code, text = lce("probe", "info", tmp_path / "probe", "--json")
+    assert code == 0, text
+    by = {c["name"]: c for c in json.loads(text)["categories"]}
+    names = {1: "cat", 2: "sofa", 300: "fur"}
+    for category in ("object", "material"):
+        expected: dict[str, int] = {}
+        for layers in truth.values():
+            found, counts = np.unique(layers[category], return_counts=True)
+            for number, count in zip(found.tolist(), counts.tolist(), strict=True):
+                if number:
+                    expected[names[number]] = expected.get(names[number], 0) + count
+        assert by[category]["concept_pixels"] == expected
+        assert by[category]["concepts_occurring"] == len(expected)
+    assert by["object"]["concepts"] == 3 and by["object"]["never_occurring"] == ["table"]
+    code, text = lce("probe", "info", tmp_path / "probe")
+    flat = " ".join(text.split())
+    assert code == 0 and "occurring" in flat  # the table's column (its header may wrap)
+    cat = by["object"]["concept_pixels"]["cat"]
+    assert f"cat {cat:,} px" in flat and "defined, never occurring: table" in flat

@@ -4,6 +4,9 @@ properties."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,15 +112,22 @@ def test_knn_refuses_k_of_n_or_more() -> None:
         similarity.knn_indices(np.ones((5, 2)), 5)
 
 
-def test_mantel_equals_scipy_and_a_replayed_permutation_test() -> None:
-    rng = np.random.default_rng(14)
-    n = 7
-    points = rng.standard_normal((n, 3))
+def noisy_distances(n: int, dim: int, scale: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distances between n random points, and a symmetric noisy copy of them."""
+    rng = np.random.default_rng(seed)
+    points = rng.standard_normal((n, dim))
     concept = np.linalg.norm(points[:, None] - points[None], axis=2)
-    geometric = concept + rng.normal(scale=0.5, size=(n, n))
+    geometric = concept + rng.normal(scale=scale, size=(n, n))
     geometric = (geometric + geometric.T) / 2
     np.fill_diagonal(geometric, 0)
-    r, p, pairs = similarity.mantel(concept, geometric, permutations=199, seed=3)
+    return concept, geometric
+
+
+def test_mantel_equals_scipy_and_a_replayed_permutation_test() -> None:
+    n = 7
+    concept, geometric = noisy_distances(n, 3, 0.5, 14)
+    r, p, pairs, used = similarity.mantel(concept, geometric, permutations=199, seed=3)
+    assert used == 199  # 7! = 5040 relabellings: more than requested, so drawn at random
     upper = np.triu_indices(n, 1)
     expected = stats.spearmanr(concept[upper], geometric[upper]).statistic
     assert r == pytest.approx(expected, rel=1e-12)
@@ -133,6 +143,26 @@ def test_mantel_equals_scipy_and_a_replayed_permutation_test() -> None:
     assert p < 0.05  # the two matrices do agree
 
 
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_mantel_enumerates_every_relabelling_when_there_are_fewer_than_requested(n: int) -> None:
+    """3 models have 3! = 6 distinct relabellings: 999 random draws would only repeat them. The
+    p must be the exact one, counted here over itertools.permutations with scipy's Spearman."""
+    concept, geometric = noisy_distances(n, 2, 0.3, n)
+    r, p, pairs, used = similarity.mantel(concept, geometric, permutations=999, seed=0)
+    upper = np.triu_indices(n, 1)
+    observed = stats.spearmanr(concept[upper], geometric[upper]).statistic
+    every = list(itertools.permutations(range(n)))
+    hits = sum(
+        stats.spearmanr(concept[upper], geometric[np.ix_(o, o)][upper]).statistic
+        >= observed - 1e-12
+        for o in every
+    )
+    assert used == len(every) == math.factorial(n)
+    assert r == pytest.approx(observed, rel=1e-12)
+    assert p == pytest.approx(hits / len(every), rel=1e-12)
+    assert p >= 1 / math.factorial(n)  # the identity always counts
+
+
 def test_agreement_skips_undefined_pairs_and_handles_few_models() -> None:
     sim = pd.DataFrame(
         [(a, b, "linear_cka", v) for a, b, v in [("a", "b", 0.9), ("a", "c", None)]]
@@ -145,7 +175,7 @@ def test_agreement_skips_undefined_pairs_and_handles_few_models() -> None:
     )
     out = similarity.fct_similarity_agreement(sim, dist, similarity.Settings()).to_pylist()
     expected = {"measure": "linear_cka", "mantel_r": None, "p_value": None, "n_models": 3,
-                "n_pairs": 1, "n_permutations": 999}  # fmt: skip
+                "n_pairs": 1, "n_permutations": 6}  # fmt: skip
     assert out == [expected]
 
 
@@ -154,3 +184,11 @@ def test_settings_refuse_bad_values() -> None:
     for args in (("0", "50", "9", "0"), ("5", "3", "9", "0"), ("5", "50", "x", "0")):
         with pytest.raises(ValueError, match="dbt var"):
             similarity.settings(*args)
+
+
+def test_the_caption_says_how_many_distinct_relabellings_there_are() -> None:
+    from lce.explore.similarity import relabellings_text
+
+    assert relabellings_text(3, 6) == "all 6 distinct relabellings of 3 models, exact"
+    assert relabellings_text(7, 999) == "999 random relabellings of 5,040 distinct"
+    assert relabellings_text(20, 999) == "999 random relabellings of 20! distinct"

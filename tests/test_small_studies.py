@@ -9,9 +9,11 @@ it, never from lce's own functions. The explorer renders every page of each (App
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -57,12 +59,17 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
     "three_k3": (
         {"m1": A, "m2": B, "m3": C},
         set(),
-        {"components_capped", "one_model_per_category"},
+        {"components_capped", "one_model_per_category", "few_models_bootstrap"},
     ),
     "no_interpretable": (
         {"m1": A, "m2": B, "m3": C, "dead": DEAD},
         {"dead"},
-        {"no_interpretable_units", "components_capped", "one_model_per_category"},
+        {
+            "no_interpretable_units",
+            "components_capped",
+            "one_model_per_category",
+            "few_models_bootstrap",
+        },  # fmt: skip
     ),
 }
 # Task results: one value per model, different for every model (so r exists where n >= 3).
@@ -335,10 +342,54 @@ def test_notes_for_correlations_and_an_empty_embedding() -> None:
             "1 task result has the same value for every embedded model, so its r and p are "
             "left empty.",
         ),
+        (
+            # 3 models: multisets of 3 from 3 = C(5, 3) = 10; draws with at most two distinct
+            # models: 3 (one model thrice) + 3 pairs x 6 = 21 of 27 = 78%
+            "few_models_bootstrap",
+            "Bootstrap intervals of r over 3 models: such a study has only 10 distinct "
+            "resamples (each one enumerated, when that is at most var n_boot), and 78% of the "
+            "3^3 equally likely draws hold at most two distinct models, whose r is +-1 or none; "
+            "that is more than the 2.5% tail of a 95% interval, so below 6 models the "
+            "interval's ends are set by those draws and say little.",
+        ),
     ]
     nobody = inputs.models.assign(in_embedding=False)
     codes = [n.code for n in build_notes.notes(marts.MartInputs(inputs.profiles, nobody, bench))]
     assert codes == ["no_models"]
+
+
+def test_the_minimum_models_by_brute_force() -> None:
+    """Bootstrap: the share of the n^n draws holding at most two distinct models, counted over
+    itertools.product, first falls under 2.5% at 6 models. Mantel: 1/n! first falls under 0.05
+    at 4 models (3 models: 6 relabellings, p >= 0.167)."""
+    share = {
+        n: sum(len(set(d)) <= 2 for d in itertools.product(range(n), repeat=n)) / n**n
+        for n in (3, 4, 5, 6)
+    }
+    assert share == pytest.approx({n: build_notes.degenerate_share(n) for n in share})
+    assert share[5] > 0.025 > share[6]
+    assert build_notes.min_bootstrap_models() == 6
+    assert len(list(itertools.permutations(range(3)))) == 6
+    assert build_notes.min_mantel_models() == 4
+
+
+def test_a_mantel_test_over_three_models_gets_a_note() -> None:
+    inputs = inputs_for({"a": A, "b": B, "c": C}, 2, 2)
+    agreement = pd.DataFrame(
+        {"measure": ["linear_cka", "procrustes"], "mantel_r": [0.5, None], "n_models": [3, 3]}
+    )
+    notes = build_notes.notes(replace(inputs, agreement=agreement))
+    assert [(n.topic, n.code, n.message) for n in notes] == [
+        (
+            "similarity",
+            "few_models_mantel",
+            "The Mantel test over 3 models has only 6 distinct relabellings (all enumerated, so "
+            "p is exact), and no p can be below 1/6 = 0.167: it needs at least 4 models to "
+            "reach 0.05.",
+        )
+    ]
+    five = agreement.assign(n_models=5)
+    assert build_notes.notes(replace(inputs, agreement=five)) == []
 
 
 def test_failed_dbt_tests_are_explained() -> None:

@@ -7,6 +7,7 @@ plain loop written here, never from the functions under test.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 from pathlib import Path
 
@@ -240,3 +241,26 @@ def test_lce_build_refuses_bad_correlation_vars_and_keeps_the_file(
     assert key in out and len(out.strip().splitlines()) == 1, out
     assert _sha(db) == before
     assert not list(tmp_path.glob(".lce.duckdb.build-*"))
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_bootstrap_enumerates_every_resample_when_there_are_fewer_than_requested(n: int) -> None:
+    """n models have C(2n - 1, n) distinct resamples (3: 10, 4: 35, 5: 126), fewer than 1000:
+    the interval must be the exact bootstrap one, here the percentiles of r over all n^n ordered
+    draws from itertools.product, by scipy.stats.pearsonr."""
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, 2))
+    y = x[:, 0] + rng.normal(size=n)
+    assert inference.distinct_resamples(n) == len(
+        set(itertools.combinations_with_replacement(range(n), n))
+    ) == {3: 10, 4: 35, 5: 126}[n]  # fmt: skip
+    lo, hi, used = inference.bootstrap_intervals(x, y, 1000, 0)
+    for j in range(2):
+        rs, distinct = [], set()
+        for draw in itertools.product(range(n), repeat=n):
+            xb, yb = x[list(draw), j], y[list(draw)]
+            if np.ptp(xb) > 0 and np.ptp(yb) > 0:
+                rs.append(sps.pearsonr(xb, yb).statistic)
+                distinct.add(tuple(sorted(draw)))
+        assert (lo[j], hi[j]) == pytest.approx(tuple(np.percentile(rs, [2.5, 97.5])), abs=1e-9)
+        assert used[j] == len(distinct)  # distinct resamples with an r

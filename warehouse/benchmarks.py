@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from base.errors import LceError
-from warehouse.lake import check_name, write_partition
+from warehouse.lake import check_name, read_table, write_partition
 
 COLUMNS = ("model", "task", "dataset", "metric", "value", "higher_is_better")
 # Correlations square and sum values; beyond this magnitude a sum of squares can overflow to inf
@@ -119,3 +120,26 @@ def add_benchmarks(path: Path, lake: Path, source: str | None = None) -> tuple[s
     typed = validate(_read_raw(path), str(path))
     write_partition(lake, "task_benchmarks", {"source": name}, typed.to_arrow())
     return name, typed
+
+
+def unknown_models(lake: Path, models: list[str]) -> list[str]:
+    """One warning per benchmark model the lake knows nothing of (no dissection in ``runs``, no
+    labels in ``unit_labels``), naming the closest known model: a typo here would otherwise
+    only show as a model without a profile after the next build. No warnings when the lake
+    holds no model yet (benchmarks may come first)."""
+    known = sorted(
+        str(m)
+        for table in ("runs", "unit_labels")
+        for m in set(read_table(lake, table).column("model").to_pylist())
+        if m is not None
+    )
+    if not known:
+        return []
+    out = []
+    for model in sorted(set(models) - set(known)):
+        close = difflib.get_close_matches(model, known, n=1, cutoff=0.0)
+        out.append(
+            f"model {model!r} is not in the lake (no dissection or unit labels)"
+            + (f"; the closest known model is {close[0]!r}" if close else "")
+        )
+    return out

@@ -312,7 +312,7 @@ def _lake_lock(lake: Path, exclusive: bool) -> AbstractContextManager[bool]:
 # forward: every move is idempotent), and the next lce command that touches the lake does that
 # first (`recover`). dbt run by hand refuses a lake with an unfinished commit. The tests kill a
 # real process at each step (base.faults.kill_point: commit-staged, commit-committed,
-# commit-applying, commit-applied).
+# commit-applying, commit-dropping, commit-applied).
 
 
 @dataclass(frozen=True)
@@ -336,11 +336,14 @@ def commit(
     lake: Path,
     writes: list[Write],
     decide: Callable[[], tuple[str, ...]] | None = None,
+    plan: Callable[[], tuple[list[Write], list[Path]]] | None = None,
 ) -> list[Path]:
     """Replace the partitions in ``writes`` and drop every other partition of the tables that
     ``decide`` names, in one all-or-nothing step. ``decide`` runs under the lake's lock, before
     anything is staged: it may refuse (raise) or name tables to drop, and what it saw of the lake
-    still holds when the commit lands (e.g. the study's settings)."""
+    still holds when the commit lands (e.g. the study's settings). ``plan`` also runs under the
+    lock and returns more writes and partition folders to drop, for changes that depend on what
+    the lake holds (removing a model: `lce lake rm`)."""
     data = [(w, conform(w.table, w.data), partition_dir(lake, w.table, w.keys)) for w in writes]
     ensure_writable(lake)
     folder = lake / ".tmp" / f"commit-{uuid.uuid4().hex}"
@@ -350,6 +353,9 @@ def commit(
         with _lake_lock(lake, exclusive=True):
             _recover_locked(lake)
             drop_tables = decide() if decide is not None else ()
+            more_writes, drop_paths = plan() if plan is not None else ([], [])
+            data += [(w, conform(w.table, w.data), partition_dir(lake, w.table, w.keys))
+                     for w in more_writes]  # fmt: skip
             for w, table, final in data:
                 staged = folder / "new" / final.relative_to(lake)
                 staged.mkdir(parents=True)
@@ -363,8 +369,10 @@ def commit(
             kill_point("commit-staged")
             replaced = {final for _, _, final in data}
             dropped = [p for t in drop_tables for p in _partitions(lake, t) if p not in replaced]
+            dropped += [p for p in drop_paths if p not in replaced and p not in dropped]
             moves = [str(final.relative_to(lake)) for final in sorted(replaced)]
             drops = [str(p.relative_to(lake)) for p in dropped]
+            folder.mkdir(parents=True, exist_ok=True)  # a commit that only drops stages nothing
             pending = folder / "commit.json.pending"
             pending.write_text(json.dumps({"replace": moves, "drop": drops}))
             with pending.open("rb") as fh:
@@ -408,6 +416,7 @@ def _apply(lake: Path, folder: Path) -> None:
         if final.exists():
             old.parent.mkdir(parents=True, exist_ok=True)
             os.rename(final, old)
+            kill_point("commit-dropping")
     kill_point("commit-applied")
     _record_last_commit(lake, folder.name.removeprefix("commit-"))
     (folder / COMMITTED).unlink()

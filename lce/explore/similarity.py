@@ -6,6 +6,7 @@ most differently; a sentence saying why when there is nothing to compare."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -160,7 +161,18 @@ def agreement_caption(agreement: pl.DataFrame, measure: str) -> str:
     return (
         f"Mantel r = {row['mantel_r']:.3f} (Spearman, over {row['n_pairs']} pairs of "
         f"{row['n_models']} models), one-sided permutation p = {row['p_value']:.3f} "
-        f"({row['n_permutations']} relabellings)"
+        f"({relabellings_text(row['n_models'], row['n_permutations'])})"
+    )
+
+
+def relabellings_text(n_models: int, used: int) -> str:
+    """'all 6 distinct relabellings of 3 models, exact' or '999 random relabellings of 5,040
+    distinct': n models have only n! relabellings, so a p over few models is coarse."""
+    distinct = math.factorial(n_models) if n_models <= 12 else None
+    if used == distinct:
+        return f"all {distinct} distinct relabellings of {n_models} models, exact"
+    return (
+        f"{used} random relabellings of {f'{distinct:,}' if distinct else f'{n_models}!'} distinct"
     )
 
 

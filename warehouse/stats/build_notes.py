@@ -13,6 +13,7 @@ so they cannot disagree with the marts.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,11 +25,34 @@ import pyarrow as pa
 from warehouse.stats import arrow, embedding, inference, marts
 
 MIN_CORRELATION_MODELS = inference.MIN_POINTS  # r and p are undefined (null) below this
+# A 95% interval's tails hold 2.5% of the draws each. With n models, a draw holds at most two
+# distinct models (r = +-1 or none) with probability (C(n, 2) (2^n - 2) + n) / n^n: 26% for 4
+# models, 9.8% for 5, 2.0% for 6. Below the first n where that share is under 2.5%, the interval's
+# ends are set by those degenerate draws.
+BOOTSTRAP_TAIL = 0.025
+# A permutation p over n models cannot be below 1 / n!: 3 models (6 relabellings) never reach
+# 0.05, 4 models (24) can.
+MANTEL_ALPHA = 0.05
+
+
+def degenerate_share(n: int) -> float:
+    """Share of the n^n bootstrap draws of n models that hold at most two distinct models."""
+    return (math.comb(n, 2) * (2**n - 2) + n) / n**n
+
+
+def min_bootstrap_models() -> int:
+    """The fewest models whose degenerate draws fit inside one tail of a 95% interval (6)."""
+    return next(n for n in range(3, 100) if degenerate_share(n) < BOOTSTRAP_TAIL)
+
+
+def min_mantel_models() -> int:
+    """The fewest models whose permutation p can fall below 0.05 (4: 1/4! = 0.042)."""
+    return next(n for n in range(2, 100) if 1 / math.factorial(n) < MANTEL_ALPHA)
 
 
 @dataclass(frozen=True)
 class Note:
-    topic: str  # models, profiles, embedding, categories, correlations, distances
+    topic: str  # models, profiles, embedding, categories, correlations, distances, similarity
     code: str  # a stable identifier of the decision (for tests and queries)
     message: str  # one plain sentence
 
@@ -45,6 +69,7 @@ def notes(inputs: marts.MartInputs) -> list[Note]:
         *category_notes(profiles, categories),
         *correlation_notes(profiles.models, fit, inputs.benchmarks),
         *distance_notes(inputs.models),
+        *small_study_notes(profiles.models, inputs.benchmarks, inputs.agreement),
     ]
 
 
@@ -228,6 +253,49 @@ def correlation_notes(
                 "r and p are left empty.",
             )
         )
+    return out
+
+
+def small_study_notes(
+    embedded: Sequence[str], benchmarks: pd.DataFrame | None, agreement: pd.DataFrame | None
+) -> list[Note]:
+    """Statistics that exist but mean little for a handful of models: the bootstrap interval of
+    r (few distinct resamples, many of them r = +-1) and the Mantel permutation p (n! relabellings
+    bound p from below)."""
+    out = []
+    least = min_bootstrap_models()
+    if benchmarks is not None and not benchmarks.empty and embedded:
+        rows = benchmarks[benchmarks["model"].isin(set(embedded))]
+        sizes = rows.groupby(["task", "dataset", "metric"])["model"].nunique()
+        small = sorted({int(s) for s in sizes if MIN_CORRELATION_MODELS <= s < least})
+        if small:
+            n = small[0]
+            out.append(
+                Note(
+                    "correlations",
+                    "few_models_bootstrap",
+                    f"Bootstrap intervals of r over {plural(n, 'model')}: such a study has only "
+                    f"{inference.distinct_resamples(n)} distinct resamples (each one enumerated, "
+                    f"when that is at most var n_boot), and {degenerate_share(n):.0%} of the {n}^{n} "
+                    f"equally likely draws hold at most two distinct models, whose r is +-1 or none; that "
+                    f"is more than the {BOOTSTRAP_TAIL:.1%} tail of a 95% interval, so below "
+                    f"{least} models the interval's ends are set by those draws and say little.",
+                )
+            )
+    if agreement is not None and not agreement.empty:
+        counts = agreement.loc[agreement["mantel_r"].notna(), "n_models"]
+        if len(counts) and int(counts.min()) < min_mantel_models():
+            n = int(counts.min())
+            out.append(
+                Note(
+                    "similarity",
+                    "few_models_mantel",
+                    f"The Mantel test over {n} models has only {math.factorial(n)} distinct "
+                    f"relabellings (all enumerated, so p is exact), and no p can be below "
+                    f"1/{math.factorial(n)} = {1 / math.factorial(n):.3f}: it needs at least "
+                    f"{min_mantel_models()} models to reach {MANTEL_ALPHA}.",
+                )
+            )
     return out
 
 

@@ -12,10 +12,16 @@ the marts publish as null: a null says "no correlation can be computed", never r
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 from scipy import stats
 
 MIN_POINTS = 3
+# Exact enumeration of bootstrap resamples is used up to this many models (n! / prod(count!)
+# stays an exact int64 weight; C(39, 20) resamples is far beyond any n_boot anyway).
+MAX_EXACT_MODELS = 20
 # Bootstrap resamples are drawn in chunks of at most this many numbers, so memory stays bounded
 # whatever the number of models, features and resamples.
 _CHUNK_VALUES = 4_000_000
@@ -70,21 +76,58 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return pearson(stats.rankdata(x), stats.rankdata(y))
 
 
+def distinct_resamples(n: int) -> int:
+    """How many different resamples with replacement n models have: multisets of size n from n,
+    C(2n - 1, n) (3 models: 10; 7 models: 1716)."""
+    return math.comb(2 * n - 1, n) if n > 0 else 0
+
+
+def every_resample(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct resample of n models (rows of model indices, sorted) and how many of the
+    n^n equally likely ordered draws give it (n! / prod(count!)): the exact bootstrap
+    distribution, whose weights sum to n^n."""
+    rows = np.array(list(itertools.combinations_with_replacement(range(n), n)), dtype=np.int64)
+    counts = np.apply_along_axis(np.bincount, 1, rows, minlength=n)
+    weights = np.array(
+        [math.factorial(n) // math.prod(math.factorial(int(c)) for c in row) for row in counts],
+        dtype=np.int64,
+    )
+    return rows, weights
+
+
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: list[float]) -> np.ndarray:
+    """``numpy.percentile(values repeated weights times, q)`` (linear interpolation) without
+    building the repeated array."""
+    order = np.argsort(values, kind="stable")
+    values, cum = values[order], np.cumsum(weights[order])
+    out = []
+    for h in np.asarray(q, dtype=float) / 100.0 * (cum[-1] - 1):
+        below = int(np.floor(h))
+        lo = values[np.searchsorted(cum, below, side="right")]
+        hi = values[np.searchsorted(cum, min(below + 1, cum[-1] - 1), side="right")]
+        out.append(lo + (h - below) * (hi - lo))
+    return np.array(out)
+
+
 def bootstrap_intervals(
     x: np.ndarray, y: np.ndarray, n_boot: int, seed: int, level: float = 0.95
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Percentile bootstrap interval of Pearson r for each column of ``x`` against ``y``.
 
-    The rows (models) are resampled with replacement, ``n_boot`` times, from a generator seeded
-    with ``seed``: the same models and seed give the same interval whatever else the build holds.
-    All columns share each resample (one draw of models), which is what "resampling models"
-    means. Resamples in which a side is constant (likely with few models) have no r and are left
-    out, and counted: when one model carries the whole signal (say, the only model with units
-    of a category) every resample without it is skipped, and the interval describes only the
-    resamples that contain it; the count says how many that was. An interval is NaN when the
-    full data's r is undefined or no resample has an r.
+    The rows (models) are resampled with replacement. n models have only C(2n - 1, n) distinct
+    resamples (3 models: 10); when that is at most ``n_boot`` every distinct resample is
+    enumerated once, weighted by its probability, and the interval is the exact bootstrap one
+    (the percentiles of all n^n equally likely draws). Otherwise ``n_boot`` resamples are drawn
+    from a generator seeded with ``seed``: the same models and seed give the same interval
+    whatever else the build holds. All columns share each resample (one draw of models), which
+    is what "resampling models" means. Resamples in which a side is constant (likely with few
+    models) have no r and are left out, and counted: when one model carries the whole signal
+    (say, the only model with units of a category) every resample without it is skipped, and
+    the interval describes only the resamples that contain it; the count says how many that
+    was. An interval is NaN when the full data's r is undefined or no resample has an r.
 
-    Returns (lo, hi, used), each of length ``x.shape[1]``; used = resamples with an r.
+    Returns (lo, hi, used), each of length ``x.shape[1]``; used = resamples with an r (distinct
+    ones when enumerated, drawn ones otherwise).
     """
     x = np.asarray(x, dtype=float)
     if x.ndim == 1:
@@ -104,11 +147,28 @@ def bootstrap_intervals(
     # Scale once by max |value| (as standardise does), so resampled sums cannot overflow.
     xs = x[:, defined] / np.max(np.abs(x[:, defined]), axis=0)
     ys = y / np.max(np.abs(y))
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, n, size=(n_boot, n))
-    chunk = max(1, _CHUNK_VALUES // max(1, n * len(defined)))
-    rs = np.empty((n_boot, len(defined)))
-    for start in range(0, n_boot, chunk):
+    if n <= MAX_EXACT_MODELS and distinct_resamples(n) <= n_boot:
+        index, weights = every_resample(n)
+    else:
+        index = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+        weights = np.ones(n_boot, dtype=np.int64)
+    rs = _resampled_r(xs, ys, index)
+    tail = 100.0 * (1.0 - level) / 2.0
+    for col, j in enumerate(defined):
+        ok = ~np.isnan(rs[:, col])
+        used[j] = int(ok.sum())
+        if used[j]:
+            lo[j], hi[j] = weighted_percentile(rs[ok, col], weights[ok], [tail, 100.0 - tail])
+    return lo, hi, used
+
+
+def _resampled_r(xs: np.ndarray, ys: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Pearson r of every column of xs against ys for each resample (row of ``index``); NaN
+    where a side of the resample is constant. Chunked so memory stays bounded."""
+    n, width = xs.shape
+    chunk = max(1, _CHUNK_VALUES // max(1, n * width))
+    rs = np.empty((len(index), width))
+    for start in range(0, len(index), chunk):
         idx = index[start : start + chunk]
         drawn_x = xs[idx]  # (b, n, k)
         drawn_y = ys[idx]  # (b, n)
@@ -124,14 +184,7 @@ def bootstrap_intervals(
             r = np.clip(num / den, -1.0, 1.0)
         r[flat_x | flat_y | (den == 0)] = np.nan
         rs[start : start + len(idx)] = r
-    tail = 100.0 * (1.0 - level) / 2.0
-    for col, j in enumerate(defined):
-        values = rs[:, col]
-        values = values[~np.isnan(values)]
-        used[j] = values.size
-        if values.size:
-            lo[j], hi[j] = np.percentile(values, [tail, 100.0 - tail])
-    return lo, hi, used
+    return rs
 
 
 def bh_q_values(p: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ class MartInputs:
     benchmarks: pd.DataFrame | None = None  # fct_task_benchmarks
     n_components: int = 3
     n_categories: int | str = 3
+    agreement: pd.DataFrame | None = None  # fct_similarity_agreement (build notes only)
 
 
 def inputs(
@@ -32,12 +33,14 @@ def inputs(
     profiles: pd.DataFrame,
     models: pd.DataFrame,
     benchmarks: pd.DataFrame | None = None,
+    agreement: pd.DataFrame | None = None,
 ) -> MartInputs:
     """MartInputs from a dbt Python model's refs and its (text) config values."""
     return MartInputs(
         profiles=profiles,
         models=models,
         benchmarks=benchmarks,
+        agreement=agreement,
         n_components=int(dbt_vars.from_dbt("n_components", n_components)),
         n_categories=dbt_vars.from_dbt("n_categories", n_categories),
     )

@@ -22,6 +22,8 @@ from the lake one (model, layer) partition at a time (the published file does no
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable
@@ -352,12 +354,23 @@ def distance_matrix(
     return out
 
 
+def distinct_relabellings(n: int) -> int:
+    """How many different ways n models can be relabelled: n! (identity included)."""
+    return math.factorial(n)
+
+
 def mantel(
     concept: np.ndarray, geometric: np.ndarray, permutations: int, seed: int
-) -> tuple[float, float, int]:
-    """Spearman r between the upper triangles (pairs defined in both), and the one-sided
-    permutation p: (1 + #{r of a relabelled geometric matrix >= r}) / (1 + permutations), the
-    models of the geometric matrix relabelled by ``default_rng(seed)``'s permutations."""
+) -> tuple[float, float, int, int]:
+    """Spearman r between the upper triangles (pairs defined in both), its one-sided permutation
+    p, the pairs, and the relabellings p is over.
+
+    n models have only n! distinct relabellings (3 models: 6). When n! is at most
+    ``permutations`` every relabelling is enumerated once (identity included) and p is exact:
+    #{r of a relabelled geometric matrix >= r} / n!. Otherwise p is the Monte Carlo estimate
+    (1 + hits) / (1 + permutations) over ``default_rng(seed)``'s permutations. Drawing 999
+    random relabellings of 3 models would only repeat the same 6 and claim a resolution of
+    1/1000 that the data cannot have."""
     n = len(concept)
     upper = np.triu_indices(n, 1)
 
@@ -370,17 +383,23 @@ def mantel(
             else np.nan
         )
 
+    def hit(order: np.ndarray) -> bool:
+        value = rho(geometric[np.ix_(order, order)])
+        return bool(np.isfinite(value) and value >= observed - 1e-12)
+
     observed = rho(geometric)
     pairs = int((np.isfinite(concept[upper]) & np.isfinite(geometric[upper])).sum())
+    distinct = distinct_relabellings(n)
+    exact = distinct <= permutations
+    used = distinct if exact else permutations
     if not np.isfinite(observed):
-        return float("nan"), float("nan"), pairs
+        return float("nan"), float("nan"), pairs, used
+    if exact:
+        hits = sum(hit(np.array(order)) for order in itertools.permutations(range(n)))
+        return float(observed), hits / distinct, pairs, used
     rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(permutations):
-        order = rng.permutation(n)
-        value = rho(geometric[np.ix_(order, order)])
-        hits += bool(np.isfinite(value) and value >= observed - 1e-12)
-    return float(observed), (1 + hits) / (1 + permutations), pairs
+    hits = sum(hit(rng.permutation(n)) for _ in range(permutations))
+    return float(observed), (1 + hits) / (1 + permutations), pairs, used
 
 
 def fct_similarity_agreement(
@@ -398,6 +417,6 @@ def fct_similarity_agreement(
         part = part.assign(distance=[AS_DISTANCE[measure](float(v)) for v in part["value"]])
         geometric = distance_matrix(part, models, "distance")
         concept = distance_matrix(distances, models, "cosine_distance")
-        r, p, pairs = mantel(concept, geometric, settings.permutations, settings.seed)
-        rows.append((measure, r, p, len(models), pairs, settings.permutations))
+        r, p, pairs, used = mantel(concept, geometric, settings.permutations, settings.seed)
+        rows.append((measure, r, p, len(models), pairs, used))
     return arrow.table(rows, AGREEMENT_FIELDS)

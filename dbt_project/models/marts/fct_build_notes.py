@@ -14,5 +14,6 @@ def model(dbt, session):
         profiles=dbt.ref("fct_concept_profiles").df(),
         models=dbt.ref("dim_models").df(),
         benchmarks=dbt.ref("fct_task_benchmarks").df(),
+        agreement=dbt.ref("fct_similarity_agreement").df(),
     )
     return build_notes.fct_build_notes(inputs)
