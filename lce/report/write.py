@@ -2,7 +2,7 @@
 PNG thumbnails with the S > T outline), from the marts only, through the explorer's queries.
 
 Bounded: per (model, layer) at most ``max_units`` units get images (the strongest IoU first;
-the others are listed without images), each unit's top images as thumbnails of
+the others count in the histogram only), each unit's top images as thumbnails of
 ``THUMB_PX`` px. A 1,280-unit layer at the default cap of 64 units and 5 top images writes 320
 thumbnails (a few MB)."""
 
