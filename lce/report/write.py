@@ -19,7 +19,13 @@ import numpy as np
 
 from lce.explore import embedding as emb_mod
 from lce.explore import info, overview, units
-from lce.explore.images import NO_CONCEPT, png_bytes, run_probe_dir, unit_tiles
+from lce.explore.images import (
+    NO_CONCEPT,
+    png_bytes,
+    probe_dir_problem,
+    run_probe_dir,
+    unit_tiles,
+)
 from lce.explore.palette import concept_category_colour, model_category_colour
 from lce.report import svg
 from lce.summary import significant_correlations
@@ -137,14 +143,13 @@ def layer_section(
     hist = svg.bars(concept_histogram(db, model, layer), f"Units per concept: {title}")
     frame = units.units(db, model, layer)
     shown = frame.head(max_units)
-    probe_dir = probe or run_probe_dir(db, model, layer)
-    note = (
-        f"<p>{len(frame)} units; the {len(shown)} with the highest IoU are shown"
-        + (" (no probe folder: no images)" if not probe_dir else "")
-        + ".</p>"
-    )
+    probe_dir = probe or run_probe_dir(db, model, layer) or ""
+    problem = probe_dir_problem(probe_dir)
+    note = f"<p>{len(frame)} units; the {len(shown)} with the highest IoU are shown.</p>"
+    if problem:  # the images come from the probe folder: say why there are none
+        note += f"<p>No top images: {escape(problem.replace('`', ''))}</p>"
     tiles: dict[int, list[dict[str, Any]]] = {}
-    if probe_dir:
+    if not problem:
         wanted = tuple(int(u) for u in shown["unit"].to_list())
         for tile in unit_tiles(db, probe_dir, model, layer, wanted):
             tiles.setdefault(tile["unit"], []).append(tile)
