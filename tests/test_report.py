@@ -97,7 +97,8 @@ class Tags(HTMLParser):
 
 
 def test_report_shows_a_markup_model_name_as_text(maps_home: Path, tmp_path: Path) -> None:
-    """A model named with HTML tags is text everywhere in the report: no script or b element."""
+    """A model named with HTML tags is text everywhere in the report: no script or b element.
+    (With a probe folder that is not there, each layer says why it has no images.)"""
     db = tmp_path / "markup.duckdb"
     shutil.copy(maps_home / "lce.duckdb", db)
     with duckdb.connect(str(db)) as conn:
@@ -110,9 +111,14 @@ def test_report_shows_a_markup_model_name_as_text(maps_home: Path, tmp_path: Pat
         for table, column in columns:
             conn.execute(f'update "{table}" set "{column}" = ? where "{column}" = ?',
                          [MARKUP, "cnnA"])  # fmt: skip
-    code, printed = lce("report", "--db", db, "--out", tmp_path / "report", "--max-units", "1")
+    code, printed = lce(
+        "report", "--db", db, "--out", tmp_path / "report", "--max-units", "1",
+        "--probe", tmp_path / "absent",
+    )  # fmt: skip
     assert code == 0, printed
     parser = Tags()
     parser.feed((tmp_path / "report" / "index.html").read_text(encoding="utf-8"))
     assert not parser.tags & {"script", "b"}
-    assert MARKUP in "".join(parser.text)
+    text = "".join(parser.text)
+    assert MARKUP in text
+    assert f"No top images: The probe folder {tmp_path / 'absent'} is not reachable" in text
