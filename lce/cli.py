@@ -3,7 +3,7 @@
 This module holds the Typer app and the order of its commands (the order `lce --help` lists);
 the commands live beside what they drive: cli_extract (extract, models), cli_warehouse (build,
 sensitivity, sql, app, benchmarks, reference), cli_report (demo, summary), cli_info (info),
-cli_probe (probe),
+cli_share (report), cli_probe (probe),
 and cli_common what they share (consoles, --lake/--db, one-line errors, tables).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from lce import cli_extract, cli_info, cli_report, cli_warehouse
+from lce import cli_extract, cli_info, cli_report, cli_share, cli_warehouse
 from lce.cli_probe import probe_app
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.add_typer(probe_app, name="probe")
 app.command("demo")(cli_report.demo)
 app.command("summary")(cli_report.summarize)
 app.command("info")(cli_info.info)
+app.command("report")(cli_share.report)
 app.command("sql")(cli_warehouse.sql)
 # `lce app -- --server.port 8502`: what follows goes to `streamlit run` untouched.
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}

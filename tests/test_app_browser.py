@@ -19,10 +19,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests.browser import CHROMIUM, chromium
 from tests.conftest import REPO
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 pytestmark = [
     pytest.mark.slow,  # a real browser on a served app: seconds per page even when warm
     pytest.mark.skipif(
@@ -87,20 +86,10 @@ def serve(app_db: Path, tmp_path: Path, extra: tuple[str, ...] = ()) -> Iterator
 def test_embedding_page_draws_the_chart_in_chromium(
     served_app: str, app_db: Path, tmp_path: Path
 ) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1600",
-    ]:  # fmt: skip
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver = chromium(tmp_path)
     try:
         driver.get(f"{served_app}/embedding")
         wait = WebDriverWait(driver, 90)
@@ -129,22 +118,6 @@ def test_embedding_page_draws_the_chart_in_chromium(
 def served_gallery(maps_home: Path, tmp_path: Path) -> Iterator[str]:
     """The app on a demo-like warehouse (real extraction, activation maps kept)."""
     yield from serve(maps_home / "lce.duckdb", tmp_path)
-
-
-def chromium(tmp_path: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1600",
-        "--force-device-scale-factor=1",
-    ]:  # fmt: skip
-        options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 from warehouse.query import MARTS
 
 REPO = Path(__file__).resolve().parents[1]
-APP_CODE = ["lce/explore", "lce/summary.py", "app.py", "app_pages"]
+APP_CODE = ["lce/explore", "lce/report", "lce/summary.py", "app.py", "app_pages"]
 INSIDE = re.compile(r"\b(?:stg|int)_[a-z0-9_]+\b")
 MART_NAME = re.compile(r"\b(?:fct|dim)_[a-z0-9_]+\b")
 
