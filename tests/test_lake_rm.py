@@ -6,19 +6,30 @@ filtering the lake's rows, not by the code under test."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from tests.conftest import lce
-from tests.test_faults import run_cli
+from tests.conftest import REPO, lce
 from tests.toy_lake import make_toy_lake
 from warehouse.lake import SCHEMAS, read_table, unfinished_commits, write_partition
 
 pytestmark = pytest.mark.slow  # one subprocess per kill step
+
+
+def run_cli(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The real `lce` in a fresh process, so that SIGKILL really kills it."""
+    return subprocess.run(
+        [sys.executable, "-m", "lce.cli", *[str(a) for a in args]],
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
