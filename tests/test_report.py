@@ -122,3 +122,6 @@ def test_report_shows_a_markup_model_name_as_text(maps_home: Path, tmp_path: Pat
     text = "".join(parser.text)
     assert MARKUP in text
     assert f"No top images: The probe folder {tmp_path / 'absent'} is not reachable" in text
+    code, printed = lce("report", "--db", db, "--out", tmp_path / "other", "--models", "nosuch")
+    assert code == 1 and "no dissected model or layer named 'nosuch'" in printed
+    assert not (tmp_path / "other").exists()

@@ -9,6 +9,7 @@ thumbnails (a few MB)."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from html import escape
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from base.errors import LceError
 from lce.explore import embedding as emb_mod
 from lce.explore import info, overview, units
 from lce.explore.images import (
@@ -190,9 +192,31 @@ def write_report(
         for m, layer in units.unit_layers(db).select("model", "layer").iter_rows()
         if (not models or m in models) and (not layers or layer in layers)
     ]
+    missing = sorted(set(models) - {m for m, _ in chosen} | set(layers) - {la for _, la in chosen})
+    if missing:
+        raise LceError(f"{db}: no dissected model or layer named {', '.join(map(repr, missing))}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write(db, work, chosen, probe, max_units)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # no half report left behind
+        raise
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        os.replace(out, old)
+        os.replace(work, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, out)
+    return out / "index.html"
+
+
+def _write(
+    db: Path, work: Path, chosen: list[tuple[str, str]], probe: str | None, max_units: int
+) -> None:
+    """index.html and images/ into the (new, empty) folder ``work``."""
     (work / "images").mkdir()
     count = [0]
     sections = [layer_section(db, m, la, probe, work, max_units, count) for m, la in chosen]
@@ -207,13 +231,3 @@ def write_report(
         + "</section></body></html>"
     )
     (work / "index.html").write_text(page, encoding="utf-8")
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        os.replace(out, old)
-        os.replace(work, out)
-        import shutil
-
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, out)
-    return out / "index.html"
