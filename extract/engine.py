@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from base.download import weights_sha256
 from base.errors import LceError
 from base.faults import pause_point
 from extract import checkpoint, distributed
@@ -99,6 +100,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     dist = distributed.setup(device)
     loaded = load_model(cfg.model, cfg.weights, strict=cfg.strict, name=cfg.name, seed=cfg.seed)
     check_name("model name", loaded.name)
+    weights_sha256(cfg.weights)  # hashed once, as loaded; the runs table reads it back
     model = loaded.module.to(device)
     layers = find_layers(model, cfg.layers)
     patch = infer_patch_size(model)

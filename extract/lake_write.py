@@ -15,6 +15,7 @@ import pyarrow as pa
 import torch
 
 from base import __version__
+from base.download import weights_sha256
 from base.errors import LceError
 from extract import registry
 from extract.broden import Probe, describe, describe_difference
@@ -234,6 +235,7 @@ def _runs_table(
             "n_units": [layer.n_units],
             "non_strict": [not cfg.strict],
             "device": [result.device],
+            "weights_sha256": [weights_sha256(cfg.weights)],
             "torch_version": [torch.__version__],
             "lce_version": [__version__],
             "started_at": [started],

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from base import __version__
@@ -69,7 +68,6 @@ def test_dim_runs_of_the_demo_like_study(maps_home: Path) -> None:
             assert row[column] == run[column], column
 
 
-@pytest.mark.xfail(strict=False, reason="needs runs.weights_sha256 from the study branch")
 def test_dim_runs_weights_sha256_is_sha256sum_of_the_file_given_to_extract(
     maps_home: Path,
 ) -> None:
