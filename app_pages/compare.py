@@ -9,6 +9,7 @@ from lce.explore.compare import (
     WEIGHT_DEFINITION,
     compare_profiles,
     compare_tasks,
+    interpretable_units,
     model_distance,
     profile_difference_figure,
     profiled_models,
@@ -40,6 +41,16 @@ m1.metric("cosine distance", "n/a" if distance is None else f"{distance:.3f}")
 m2.metric("shared concepts", status.count("shared"))
 m3.metric(f"only in {a}", status.count("only A"))
 m4.metric(f"only in {b}", status.count("only B"))
+units_a, units_b = ui.load(interpretable_units, db, a), ui.load(interpretable_units, db, b)
+st.metric(
+    f"interpretable units, {a} minus {b}", f"{units_a - units_b:+,}",
+    help=f"{a}: {units_a:,}; {b}: {units_b:,}",
+)  # fmt: skip
+st.caption(
+    "Cosine distance compares the directions of the two concept profiles only (which concepts, "
+    "in what proportions), not their sizes: a model with twice the interpretable units in the "
+    "same proportions is at distance 0. The unit-count difference above shows the size."
+)
 if distance is None:
     st.caption("No distance: a model without interpretable units has no concept profile.")
 

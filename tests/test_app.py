@@ -631,6 +631,14 @@ def test_compare_shows_distance_concepts_and_tasks_of_the_file(
             for m in (a, b)
         }  # fmt: skip
         assert metric(at, "shared concepts") == str(len(concepts[a] & concepts[b]))
+        # the size the cosine distance ignores, counted from the unit labels directly
+        n_a, n_b = (
+            sql(app_db, "select count(*) from fct_unit_labels "
+                "where model = ? and is_primary_layer and is_interpretable", [m])[0][0]
+            for m in (a, b)
+        )  # fmt: skip
+        assert metric(at, f"interpretable units, {a} minus {b}") == f"{n_a - n_b:+,}"
+        assert any("directions of the two concept profiles only" in c.value for c in at.caption)
         assert metric(at, f"only in {a}") == str(len(concepts[a] - concepts[b]))
         assert metric(at, f"only in {b}") == str(len(concepts[b] - concepts[a]))
         results = sql(

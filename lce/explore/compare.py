@@ -63,6 +63,12 @@ def model_distance(db: Path, a: str, b: str) -> float | None:
     return None if frame.is_empty() else float(frame["cosine_distance"][0])
 
 
+def interpretable_units(db: Path, model: str) -> int:
+    """The model's interpretable units in its primary layer: the size the cosine distance ignores."""
+    frame = query(db, "select n_interpretable_units from dim_models where model = ?", [model])
+    return 0 if frame.is_empty() else int(frame["n_interpretable_units"][0])
+
+
 def compare_tasks(db: Path, a: str, b: str) -> pl.DataFrame:
     """Both models' results side by side, and which is better (respecting higher_is_better)."""
     return query(
