@@ -7,6 +7,7 @@ draws the embedding chart (plotly's SVG with every embedded model's label).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -153,6 +154,8 @@ def test_gallery_on_the_demo_draws_mask_outlines_in_chromium(
     try:
         driver = check_gallery_outlines(url, tmp_path)
         driver.quit()
+        if os.environ.get("LCE_DOCS_SCREENSHOTS"):  # refresh the README's picture
+            shutil.copy(tmp_path / "gallery.png", REPO / "docs" / "explorer.png")
     finally:
         server.close()
 
