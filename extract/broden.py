@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from base.errors import LceError
+from base.named_files import Folder
 
 FIXED_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
 
@@ -40,6 +41,7 @@ class Record:
     sh: int
     sw: int
     cells: dict[str, str]  # category -> raw cell ('' when the image does not annotate it)
+    row: int = 0  # its line in index.csv (the header is line 1), for messages
 
 
 @dataclass
@@ -56,8 +58,10 @@ class Probe:
         default_factory=lambda: np.zeros(0, dtype=bool), repr=False, compare=False
     )
     _by_category: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    images: Folder = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self.images = Folder(self.root / "images")
         self.number_to_index = {c.number: i for i, c in enumerate(self.concepts)}
         # every uint16 label number: is it 0 (no label) or a concept of label.csv?
         self.known_numbers = np.zeros(65536, dtype=bool)
@@ -156,6 +160,7 @@ def open_probe(root: Path) -> Probe:
                 sh=_int(row["sh"], index_path, i, "sh"),
                 sw=_int(row["sw"], index_path, i, "sw"),
                 cells={c: (row.get(c) or "").strip() for c in categories},
+                row=i,
             )
         )
     if not records:
@@ -225,9 +230,21 @@ def _primary_category(
     return best[2] if best else None
 
 
+def probe_file(probe: Probe, record: Record, name: str) -> Path:
+    """The file ``name`` of the record's row, once ``base.named_files`` has found it inside
+    ``images/`` and no FIFO or device (either would be read silently or block); else LceError
+    naming the file and the row."""
+    problem = probe.images.problem(name)
+    if problem:
+        raise LceError(
+            f"{probe.images.path / name}: {problem} (index.csv line {record.row}); refused"
+        )
+    return probe.images.path / name
+
+
 def load_image(probe: Probe, record: Record) -> np.ndarray:
     """RGB uint8 (ih, iw, 3) as stored, or LceError naming the file."""
-    path = probe.root / "images" / record.image
+    path = probe_file(probe, record, record.image)
     try:
         with Image.open(path) as img:
             array = np.asarray(img.convert("RGB"))
@@ -245,7 +262,7 @@ def load_image(probe: Probe, record: Record) -> np.ndarray:
 
 def load_label_map(probe: Probe, record: Record, relative: str) -> np.ndarray:
     """Global label numbers (sh, sw) uint16 from one label PNG, or LceError naming the file."""
-    path = probe.root / "images" / relative
+    path = probe_file(probe, record, relative)
     try:
         with Image.open(path) as img:
             rgb = np.asarray(img.convert("RGB"))

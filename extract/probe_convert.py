@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from base.errors import LceError
+from base.named_files import Folder
 from extract.probe_write import (
     Label,
     check_numbers,
@@ -184,6 +185,16 @@ def _voc(src: Path, size: int, label_size: int) -> tuple:
 # --- COCO panoptic ------------------------------------------------------------------------------
 
 
+def named(folder: Folder, name: str, where: str) -> Path:
+    """``folder / name`` for a ``file_name`` of the COCO file, refused (naming the entry) when it
+    leaves the folder (an absolute name or ``..`` would read any file of the machine) or is no
+    plain file."""
+    problem = folder.problem(name)
+    if problem:
+        raise LceError(f"{where}: file_name {name!r} {problem}; refused")
+    return folder.path / name
+
+
 def _coco_panoptic(src: Path, size: int, label_size: int) -> tuple:
     found = sorted((src / "annotations").glob("panoptic_*.json"))
     if len(found) != 1:
@@ -223,14 +234,16 @@ def _coco_panoptic(src: Path, size: int, label_size: int) -> tuple:
     if any(not 1 <= cid <= 65535 for cid in categories):
         raise LceError(f"{json_path}: category ids must lie in 1..65535")
 
+    pngs, jpegs = Folder(png_dir), Folder(image_dir)
+
     def samples() -> Iterator[Sample]:
         for a in annotations:
-            png = png_dir / a["file_name"]
+            png = named(pngs, a["file_name"], f"{json_path}: annotation of image {a['image_id']}")
             if a["image_id"] not in files:
                 raise LceError(
                     f"{json_path}: annotation {png.name}: image_id {a['image_id']} not in images"
                 )
-            image_path = image_dir / files[a["image_id"]]
+            image_path = named(jpegs, files[a["image_id"]], f"{json_path}: image {a['image_id']}")
             image = read_rgb(image_path)
             rgb, mode = read_png_array(png, "COCO panoptic PNG")
             if rgb.ndim != 3 or rgb.shape[2] < 3:

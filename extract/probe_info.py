@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from base.errors import LceError
+from base.named_files import Folder
 from extract.broden import FIXED_COLUMNS
 
 
@@ -87,8 +88,9 @@ def probe_info(root: Path, max_problems: int = 200) -> ProbeInfo:
     known = _known_labels(label_rows, problems)
     concepts, present, defined = _check_tables(root, categories, index_rows, problems)
     tally = _Tally()
+    images = Folder(root / "images")
     for line, row in enumerate(index_rows, start=2):
-        _check_row(root / "images", line, row, present, known, tally, problems)
+        _check_row(images, line, row, present, known, tally, problems)
     n = len(index_rows)
     names = {int(r["number"]): r.get("name", "") for r in label_rows if _is_int(r.get("number"))}
     if len(problems) > max_problems:
@@ -183,7 +185,7 @@ def _check_tables(
 
 
 def _check_row(
-    images: Path,
+    images: Folder,
     line: int,
     row: dict[str, str],
     present: list[str],
@@ -200,7 +202,9 @@ def _check_row(
         return
     tally.image_sizes[f"{ih}x{iw}"] += 1
     tally.label_sizes[f"{sh}x{sw}"] += 1
-    shape = _decode_shape(images, name, problems)
+    shape = (
+        None if _refused(images, name, line, problems) else _decode_shape(images, name, problems)
+    )
     if shape is not None and shape != (ih, iw):
         problems.append(f"images/{name}: is {shape[0]}x{shape[1]}, index.csv says {ih}x{iw}")
     for category in present:
@@ -216,6 +220,8 @@ def _check_row(
                     problems.append(
                         f"index.csv: line {line}: image-level label {token} not in label.csv"
                     )
+                continue
+            if _refused(images, token, line, problems):
                 continue
             numbers = _decode_labels(images, token, problems)
             if numbers is None:
@@ -236,9 +242,18 @@ def _check_row(
                 per[int(number)] += int(count)
 
 
-def _decode_shape(images: Path, name: str, problems: list[str]) -> tuple[int, int] | None:
+def _refused(images: Folder, name: str, line: int, problems: list[str]) -> bool:
+    """A name that leaves images/ or is no plain file (a FIFO would block the count forever)
+    is a problem, and is not opened."""
+    problem = images.problem(name)
+    if problem:
+        problems.append(f"images/{name}: {problem} (index.csv line {line}); refused")
+    return problem is not None
+
+
+def _decode_shape(images: Folder, name: str, problems: list[str]) -> tuple[int, int] | None:
     try:
-        with Image.open(images / name) as img:
+        with Image.open(images.path / name) as img:
             img.load()
             return img.height, img.width
     except FileNotFoundError:
@@ -248,9 +263,9 @@ def _decode_shape(images: Path, name: str, problems: list[str]) -> tuple[int, in
     return None
 
 
-def _decode_labels(images: Path, name: str, problems: list[str]) -> np.ndarray | None:
+def _decode_labels(images: Folder, name: str, problems: list[str]) -> np.ndarray | None:
     try:
-        with Image.open(images / name) as img:
+        with Image.open(images.path / name) as img:
             rgb = np.asarray(img.convert("RGB"))
     except FileNotFoundError:
         problems.append(f"images/{name}: label map missing")

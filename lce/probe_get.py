@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from base.download import download
 from base.errors import LceError
+from base.named_files import Folder
 from extract.broden import open_probe
 
 
@@ -123,10 +124,9 @@ def unpack(zip_path: Path, final: Path) -> None:
             )
         stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.unpack-", dir=final.parent))
         try:
-            base = stage.resolve()
+            target = Folder(stage)
             for info in zf.infolist():
-                target = (stage / info.filename).resolve()
-                if base not in target.parents and target != base:  # belt and braces
+                if target.leaves(info.filename):  # belt and braces
                     raise LceError(f"{zip_path}: member {info.filename!r} leaves the target")
                 zf.extract(info, stage)
             root = probe_root(stage, zip_path)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from base.named_files import Folder
 from warehouse.query import query
 
 NO_CONCEPT = "(background: no concept)"
@@ -68,12 +69,13 @@ def probe_dir_problem(probe_dir: str | Path | None) -> str | None:
 
 def resolve_probe_image(probe_dir: str | Path, image: str) -> Path | None:
     """The image's file inside the probe folder (Broden keeps images under ``images/``), or None.
-    A path that would leave the probe folder is refused."""
-    root = Path(str(probe_dir).strip()).expanduser().resolve()
+    A name that leaves the folder it is read from (``..``, an absolute path, a link pointing
+    out) or is no plain file is refused, as ``lce extract`` refuses it (base.named_files)."""
+    root = Path(str(probe_dir).strip()).expanduser()
     for base in (root / "images", root):
-        candidate = (base / image).resolve()
-        if candidate.is_relative_to(root) and candidate.is_file():
-            return candidate
+        found = Folder(base).file(image)
+        if found is not None:
+            return found
     return None
 
 
