@@ -18,6 +18,33 @@ import os
 import stat
 from pathlib import Path
 
+KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def kind_problem(mode: int) -> str | None:
+    """None for a regular file, else 'is a FIFO, not a regular file' and the like."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in KINDS if test(mode)), "a special file")
+    return f"is {kind}, not a regular file"
+
+
+def not_regular(path: Path) -> str | None:
+    """Why ``path`` cannot be opened as a plain file without risk of blocking ('is a FIFO, ...'),
+    or None for a regular file and for a path that does not exist (the opener says 'not
+    found' in its own words)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return kind_problem(mode)
+
 
 class Folder:
     """A folder whose files are named by data. Resolving a name costs one ``lstat`` once the
@@ -62,10 +89,12 @@ class Folder:
         """Why ``name`` (relative to this folder) cannot be read: 'leaves FOLDER' for a name
         that resolves outside it, 'is a FIFO, not a regular file' and the like for what is not
         a plain file; None when it can be opened (or does not exist: the reader says so)."""
-        real, _ = self._resolve(name)
+        real, mode = self._resolve(name)
         if not self._inside(real):
             return f"leaves {self.path}"
-        return None
+        if mode is None:
+            return None
+        return not_regular(Path(real)) if stat.S_ISLNK(mode) else kind_problem(mode)
 
     def file(self, name: str | Path) -> Path | None:
         """``folder / name`` when it is a regular file inside the folder, else None."""

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from base.errors import LceError
+from base.named_files import not_regular
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -70,8 +71,17 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
 
 
+def refuse_special(path: Path) -> None:
+    """LceError naming ``path`` when it is a FIFO, device or folder: opening one would block
+    or read what no dataset holds."""
+    problem = not_regular(path)
+    if problem:
+        raise LceError(f"{path}: {problem}; refused")
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as RGB uint8, or LceError naming it."""
+    refuse_special(path)
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
@@ -83,6 +93,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_png_array(path: Path, what: str = "label PNG") -> tuple[np.ndarray, str]:
     """The raw pixel array of a PNG (palette indices for mode P) and its mode, or LceError."""
+    refuse_special(path)
     try:
         with Image.open(path) as img:
             mode = img.mode

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ import pytest
 from tests.conftest import lce
 from tests.probe_factory import make_probe
 from tests.test_extract_errors import assert_clean_failure, extract
+from tests.test_faults import cli_env
 from tests.test_probe_convert import write_coco
 
 # index.csv's third line: the second image (img001), whose object map is img001_object_0.png
@@ -136,11 +140,70 @@ def test_probe_from_coco_refuses_a_file_name_that_leaves_its_folder(
 
 def test_the_explorer_shows_only_what_extract_reads(probe: Path) -> None:
     """The Units page's images go through the same check: a name that leaves the probe folder,
-    and a link out of it are not shown; a plain image is."""
+    a link out of it and a FIFO are not shown; a plain image is."""
     from lce.explore.images import resolve_probe_image
 
     shutil.copy(probe / "images" / IMAGE, probe.parent / "secret.png")
     (probe / "images" / "link.png").symlink_to(probe.parent / "secret.png")
-    for name in ("../../secret.png", str(probe.parent / "secret.png"), "link.png"):
+    os.mkfifo(probe / "images" / "fifo.png")
+    for name in ("../../secret.png", str(probe.parent / "secret.png"), "link.png", "fifo.png"):
         assert resolve_probe_image(probe, name) is None, name
     assert resolve_probe_image(probe, IMAGE) == probe / "images" / IMAGE
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    """The real `lce` in a fresh process, with a timeout: reading a FIFO with no writer blocks
+    forever, so the old code would hang here instead of failing."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "lce.cli", *map(str, args)],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"lce {' '.join(map(str, args))} blocked on a FIFO")
+
+
+def plant_fifo(probe: Path, column: str) -> str:
+    """Replace row LINE's image or object map by a FIFO with no writer; returns its name."""
+    own = IMAGE if column == "image" else LABEL
+    (probe / "images" / own).unlink()
+    os.mkfifo(probe / "images" / own)
+    return own
+
+
+@pytest.mark.parametrize("column", ["image", "object"])
+def test_probe_info_refuses_a_fifo(probe: Path, column: str) -> None:
+    own = plant_fifo(probe, column)
+    info = run_cli("probe", "info", probe)
+    assert info.returncode == 1, info.stdout + info.stderr
+    problems = [x for x in info.stdout.splitlines() if "FIFO" in x]
+    assert len(problems) == 1 and own in problems[0] and f"line {LINE}" in problems[0], info.stdout
+
+
+@pytest.mark.parametrize("column", ["image", "object"])
+def test_extract_refuses_a_fifo(probe: Path, tmp_path: Path, column: str) -> None:
+    own = plant_fifo(probe, column)
+    lake = tmp_path / "lake"
+    proc = run_cli(
+        "extract", "probe_factory:small_cnn", "--layer", "block1", "--probe", f"broden:{probe}",
+        "--lake", lake, "--name", "cnn", "--batch-size", "2", "--workers", "0",
+    )  # fmt: skip
+    assert_clean_failure(proc.returncode, proc.stderr, lake, own, "is a FIFO", f"line {LINE}")
+
+
+def test_probe_from_refuses_a_fifo(tmp_path: Path) -> None:
+    coco = tmp_path / "coco"
+    write_coco(coco)
+    image = coco / "val2017" / "000000000140.jpg"
+    image.unlink()
+    os.mkfifo(image)
+    out = tmp_path / "probe"
+    proc = run_cli("probe", "from", "coco-panoptic", coco, out, "--size", 40)
+    lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stdout + proc.stderr
+    assert "000000000140.jpg" in lines[0] and "is a FIFO" in lines[0], lines
+    assert not out.exists()
