@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from base.errors import LceError
+from base.faults import pause_point
 from extract import checkpoint, distributed
 from extract.broden import ImageLabels, Probe, load_labels
 from extract.cache import ActivationCache, SparseCache, keep_cells
@@ -149,6 +150,7 @@ def pass_one(
             last, stop = position + 1 == len(batches), run.stop_after(position + 1)
             if (offset + 1) % cfg.checkpoint_every == 0 or last or stop:
                 run.save({"pass": 1, "batch": position + 1, **p1.state_dict()})
+                pause_point("extract-checkpoint")  # a kill test's moment: loader workers alive
             if stop:
                 raise Interrupted(f"stopped after {position + 1} batches (testing hook)")
     return p1

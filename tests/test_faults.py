@@ -239,6 +239,45 @@ def test_two_identical_extracts_at_once(
     assert snapshot(lake) == snapshot(studies["new"])
 
 
+def test_a_killed_extract_leaves_no_lock_in_its_loader_workers(
+    studies: dict[str, Path], probe: Path, tmp_path: Path
+) -> None:
+    """A flock belongs to the open file, which forked DataLoader workers share: after a `kill -9`
+    of the run its workers held the work folder's lock until they noticed (about 5 s), and an
+    immediate --resume was refused. No worker may hold the lock's descriptor (checked in
+    /proc/<worker>/fd while the run is paused after a checkpoint), so --resume right after the
+    kill continues, to the solo run's tables."""
+    lake = tmp_path / "lake"
+    args = extract_args(probe, lake, "--weights", studies["b"], "--workers", "2",
+                        "--checkpoint-every", "1")  # fmt: skip
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lce.cli", *map(str, args)],
+        env=cli_env({"LCE_TEST_PAUSE_AT": "extract-checkpoint:600"}),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not list(lake.glob(".tmp/extract-*/rank0/checkpoint.pt")) or not _children_of(
+            run.pid
+        ):
+            assert time.monotonic() < deadline and run.poll() is None, "no checkpoint"
+            time.sleep(0.1)
+        lock = str(next((lake / ".locks").glob("extract-*.lock")).resolve())
+        holders = []
+        for worker in _children_of(run.pid):
+            for fd in Path(f"/proc/{worker}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == lock:
+                        holders.append(worker)
+        assert not holders, f"loader worker(s) {holders} hold {lock}"
+    finally:
+        run.kill()
+        run.wait()
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert snapshot(lake) == snapshot(studies["new"])
+
+
 def test_two_builds_of_one_file_at_once(tmp_path: Path) -> None:
     home = tmp_path
     make_toy_lake(home / "lake")

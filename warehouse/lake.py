@@ -9,6 +9,7 @@ killed writer never sees half a run (see ``commit``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -268,12 +269,31 @@ def ensure_writable(lake: Path) -> None:
 # ---------------------------------------------------------------- locks
 
 
+# The descriptors of the locks this process holds. A flock belongs to the open file, which a
+# forked child (a DataLoader worker) shares: the lock would live until the last child exits, so
+# after a `kill -9` the workers held a work folder's lock for seconds and `--resume` was refused.
+# Every child closes its copies as it starts (closing a copy releases nothing while the parent
+# holds the lock), so the lock lives exactly as long as the process that took it.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_held_locks_in_child() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks_in_child)
+
+
 @contextmanager
 def file_lock(path: Path, exclusive: bool, wait: bool, busy: str) -> Iterator[bool]:
     """An advisory ``flock`` on ``path``, held for the block and released by the OS if the
-    process dies (so a killed run never leaves a stale lock). Without ``wait``, a held lock is
-    the one-line error ``busy``. Yields False (no lock) only where the folder is read-only and
-    the lock file cannot be created: nobody can write there either."""
+    process dies (so a killed run never leaves a stale lock); a forked child does not keep it.
+    Without ``wait``, a held lock is the one-line error ``busy``. Yields False (no lock) only
+    where the folder is read-only and the lock file cannot be created: nobody can write there
+    either."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -284,12 +304,14 @@ def file_lock(path: Path, exclusive: bool, wait: bool, busy: str) -> Iterator[bo
         raise os_error(exc, str(path)) from None
     try:
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        _HELD_LOCKS.add(fd)
         try:
             fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise LceError(busy) from None
         yield True
     finally:
+        _HELD_LOCKS.discard(fd)
         os.close(fd)  # releases the lock
 
 
