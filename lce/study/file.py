@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +204,7 @@ class Where:
 
 def _path(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
+    return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
 def _probe(table: Any, base: Path, where: Where) -> Path:
