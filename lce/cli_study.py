@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lce.cli_common import LakeOpt, friendly, say, warning_line
-from warehouse.paths import lake_dir
+from lce.cli_common import DbOpt, LakeOpt, err, friendly, say, warning_line
+from warehouse.paths import db_path, lake_dir
 
 study_app = typer.Typer(
     help="Studies: many models and layers from one study.toml, planned, run (whole or as "
@@ -61,3 +62,37 @@ def plan(
         )
     if check:
         say(f"checked {len(study.models)} models: every layer exists and runs on the probe")
+
+
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="Run shard I of N (I from 0), e.g. 0/4 \\[default: from SLURM_ARRAY_TASK_ID minus "
+        "SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT, inside a SLURM array; else every job, "
+        "then the benchmarks, the build and the summary].",
+    ),
+]
+
+
+@study_app.command("run")
+@friendly
+def run(file: FileArg, shard: ShardOpt = None, lake: LakeOpt = None, db: DbOpt = None) -> None:
+    """Run the study's jobs that are not done (resuming partial ones): one shard, or all of
+    them followed by the benchmarks, `lce build` and the summary."""
+    from lce.cli_report import summarize
+    from lce.study.file import load_study
+    from lce.study.run import finish, run_jobs, shard_from, split, split_line
+
+    study = load_study(file)
+    folder = lake_dir(lake)
+    chosen = shard_from(shard, os.environ)
+    jobs = split(study.jobs(), chosen.count)[chosen.index] if chosen else study.jobs()
+    say(split_line(study, chosen, jobs))
+    report = run_jobs(study, folder, jobs, say, progress=err.is_terminal)
+    if not report.ran:
+        say(f"nothing to run: {len(jobs)} of {len(jobs)} jobs already done")
+    if chosen is not None or int(os.environ.get("RANK", "0")) != 0:
+        return
+    finish(study, folder, db_path(db), say, warning_line)
+    summarize(db=db_path(db))
