@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from base.errors import LceError
 from lce.cli_common import DbOpt, LakeOpt, err, friendly, say, warning_line
 from warehouse.paths import db_path, lake_dir
 
@@ -77,19 +78,41 @@ ShardOpt = Annotated[
 
 @study_app.command("run")
 @friendly
-def run(file: FileArg, shard: ShardOpt = None, lake: LakeOpt = None, db: DbOpt = None) -> None:
+def run(
+    file: FileArg,
+    shard: ShardOpt = None,
+    lake: LakeOpt = None,
+    db: DbOpt = None,
+    lake_per_shard: Annotated[
+        bool,
+        typer.Option(
+            "--lake-per-shard",
+            help="Write the shard's jobs into LAKE.shard-I beside the study's lake, for a later "
+            "`lce lake merge` (file systems whose locks cannot be trusted).",
+        ),
+    ] = False,
+) -> None:
     """Run the study's jobs that are not done (resuming partial ones): one shard, or all of
     them followed by the benchmarks, `lce build` and the summary."""
     from lce.cli_report import summarize
     from lce.study.file import load_study
-    from lce.study.run import finish, run_jobs, shard_from, split, split_line
+    from lce.study.run import finish, run_jobs, shard_from, shard_lake, split, split_line
 
     study = load_study(file)
     folder = lake_dir(lake)
     chosen = shard_from(shard, os.environ)
     jobs = split(study.jobs(), chosen.count)[chosen.index] if chosen else study.jobs()
+    if lake_per_shard and chosen is None:
+        raise LceError("--lake-per-shard needs a shard: --shard I/N or a SLURM array task")
     say(split_line(study, chosen, jobs))
-    report = run_jobs(study, folder, jobs, say, progress=err.is_terminal)
+    if lake_per_shard and chosen is not None:
+        own = shard_lake(folder, chosen)
+        say(
+            f"writing into {own}; then `lce lake merge {own.parent / (folder.name + '.shard-*')} --into {folder}`"
+        )
+        report = run_jobs(study, own, jobs, say, progress=err.is_terminal, study_lake=folder)
+    else:
+        report = run_jobs(study, folder, jobs, say, progress=err.is_terminal)
     if not report.ran:
         say(f"nothing to run: {len(jobs)} of {len(jobs)} jobs already done")
     if chosen is not None or int(os.environ.get("RANK", "0")) != 0:

@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pyarrow as pa
 import torch
 
+from tests.conftest import REPO
 from tests.probe_factory import make_probe, small_cnn
+from warehouse.lake import SCHEMAS, read_table
 
 SPEC = "tests.probe_factory:small_cnn"
 MODELS = ("alpha", "beta", "gamma")
@@ -43,3 +49,42 @@ def make_study(folder: Path, n_images: int = 6, extra: str = "", models: tuple =
     path = folder / "study.toml"
     path.write_text("\n".join(text))
     return path
+
+
+# Columns that name a run rather than its result: its id, when it started, how long it took.
+VOLATILE = {"runs": ("run_id", "started_at", "seconds")}
+
+
+def lake_tables(lake: Path, volatile: bool = False) -> dict[str, pa.Table]:
+    """Every table of the lake, rows in a fixed order; without the run-naming columns unless
+    ``volatile``."""
+    out = {}
+    for table in SCHEMAS:
+        data = read_table(lake, table)
+        if not volatile:
+            data = data.drop_columns([c for c in VOLATILE.get(table, ()) if c in data.column_names])
+        keys = [c for c in data.column_names if not pa.types.is_list(data.schema.field(c).type)]
+        out[table] = data.sort_by([(c, "ascending") for c in keys])
+    return out
+
+
+def assert_same_lake(a: Path, b: Path) -> None:
+    left, right = lake_tables(a), lake_tables(b)
+    for table in SCHEMAS:
+        assert left[table].equals(right[table]), table
+    assert len(left["runs"]) == 6
+
+
+def study_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`lce study ...` in its own process (the shards of an array are processes)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lce.cli", "study", *map(str, args)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def finished(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return out

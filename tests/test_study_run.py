@@ -6,57 +6,17 @@ then the plan says done and a second run does no work. Real processes, real lake
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from base.errors import LceError
 from lce.study.file import load_study
 from lce.study.plan import job_lock
 from lce.study.run import shard_from, split
-from tests.conftest import REPO, lce
-from tests.study_factory import make_study
-from warehouse.lake import SCHEMAS, file_lock, last_commit, read_table
-
-# Columns that name a run rather than its result: its id, when it started, how long it took.
-VOLATILE = {"runs": ("run_id", "started_at", "seconds")}
-
-
-def lake_tables(lake: Path) -> dict[str, pa.Table]:
-    """Every table of the lake, without the run-naming columns, rows in a fixed order."""
-    out = {}
-    for table in SCHEMAS:
-        data = read_table(lake, table)
-        data = data.drop_columns([c for c in VOLATILE.get(table, ()) if c in data.column_names])
-        keys = [c for c in data.column_names if not pa.types.is_list(data.schema.field(c).type)]
-        out[table] = data.sort_by([(c, "ascending") for c in keys])
-    return out
-
-
-def assert_same_lake(a: Path, b: Path) -> None:
-    left, right = lake_tables(a), lake_tables(b)
-    for table in SCHEMAS:
-        assert left[table].equals(right[table]), table
-    assert len(left["runs"]) == 6
-
-
-def study_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`lce study ...` in its own process (the shards of an array are processes)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "lce.cli", "study", *map(str, args)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-
-
-def finished(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    return out
+from tests.conftest import lce
+from tests.study_factory import assert_same_lake, finished, lake_tables, make_study, study_cli
+from warehouse.lake import SCHEMAS, file_lock, last_commit
 
 
 def test_split_is_deterministic_disjoint_and_balanced(tmp_path: Path) -> None:

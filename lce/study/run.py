@@ -137,10 +137,15 @@ def run_jobs(
     jobs: list[Job],
     say: Callable[[str], None],
     progress: bool = False,
+    study_lake: Path | None = None,
 ) -> RunReport:
-    """Run each job not done yet (resuming partial ones) into ``lake``."""
+    """Run each job not done yet (resuming partial ones) into ``lake``. ``study_lake``: the
+    study's own lake when ``lake`` is a shard's (--lake-per-shard), checked too, so a job
+    already merged there is not run again."""
     probe = open_probe(study.probe)
-    check_lake(study, lake, probe)
+    lakes = [lake] if study_lake is None else [lake, study_lake]
+    for folder in lakes:
+        check_lake(study, folder, probe)
     dist = distributed.setup(resolve_device(study.dissection.device))
     report = RunReport(jobs)
     for job in jobs:
@@ -150,7 +155,7 @@ def run_jobs(
             "started twice? wait for it or stop it"
         )
         with holding(lock, busy):
-            done = is_done(study, job, probe, lake_runs(lake).get(_key(job)), lake)
+            done = any(is_done(study, job, probe, lake_runs(f).get(_key(job)), f) for f in lakes)
             # under torchrun every rank must take rank 0's decision
             if distributed.sum_int(int(done) if dist.rank == 0 else 0, dist):
                 report.already_done.append(job)
@@ -163,6 +168,11 @@ def run_jobs(
                     f"{result.seconds:.1f} s on {result.device} -> {lake}"
                 )
     return report
+
+
+def shard_lake(lake: Path, shard: Shard) -> Path:
+    """The lake of one shard beside the study's (--lake-per-shard), for `lce lake merge`."""
+    return lake.with_name(f"{lake.name}.shard-{shard.index}")
 
 
 def _key(job: Job) -> tuple[str, str]:
