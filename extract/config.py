@@ -45,6 +45,9 @@ class ExtractConfig:
     seed: int = DEFAULT_INIT_SEED  # random init of an architecture without --weights
     features: bool = True  # each image's spatially averaged vector per layer (image_features)
     progress: bool = True
+    # runs.layer_order of the first layer: a study runs each (model, layer) as its own job and
+    # records the layer's place in the model's list, so the primary layer stays the first one
+    layer_offset: int = 0
     stop_after_batches: int | None = field(default=None, repr=False)  # testing hook
 
 

@@ -124,7 +124,7 @@ def write_results(
             "image_features": _feature_table(result, layer),
             "unit_top_images": _top_images_table(result, layer),
             "unit_top_maps": _top_map_table(result, layer),
-            "runs": _runs_table(cfg, result, layer, order, run_id, started),
+            "runs": _runs_table(cfg, result, layer, cfg.layer_offset + order, run_id, started),
         }
         for table, data in tables.items():
             if "model" not in data.column_names:

@@ -3,7 +3,7 @@
 This module holds the Typer app and the order of its commands (the order `lce --help` lists);
 the commands live beside what they drive: cli_extract (extract, models), cli_warehouse (build,
 sensitivity, sql, app, benchmarks, reference), cli_report (demo, summary), cli_info (info),
-cli_share (report), cli_probe (probe),
+cli_share (report), cli_probe (probe), cli_study (study),
 and cli_common what they share (consoles, --lake/--db, one-line errors, tables).
 """
 
@@ -13,6 +13,7 @@ import typer
 
 from lce import cli_extract, cli_info, cli_report, cli_share, cli_warehouse
 from lce.cli_probe import probe_app
+from lce.cli_study import study_app
 
 app = typer.Typer(
     help="Dissect vision models into concept tables and compare them in a DuckDB warehouse.",
@@ -24,6 +25,7 @@ app.add_typer(cli_warehouse.reference_app, name="reference")
 app.add_typer(cli_warehouse.lake_app, name="lake")
 app.command("extract")(cli_extract.extract)
 app.command("models")(cli_extract.models)
+app.add_typer(study_app, name="study")
 app.command("build")(cli_warehouse.build)
 app.command("sensitivity")(cli_warehouse.sensitivity)
 app.add_typer(probe_app, name="probe")

@@ -71,6 +71,34 @@ def lake_rm(
     )
 
 
+@lake_app.command("merge")
+@friendly
+def lake_merge(
+    sources: Annotated[list[Path], typer.Argument(help="Lakes of the same study to merge.")],
+    into: Annotated[
+        Path | None, typer.Option("--into", help="The target lake \\[default: $LCE_HOME/lake].")
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="A (model, layer) or partition held with other weights or settings: take the "
+            "last source's instead of refusing.",
+        ),
+    ] = False,
+) -> None:
+    """Merge lakes of one study (shards, other machines) into one, in one all-or-nothing commit;
+    a second merge of the same sources changes nothing."""
+    from warehouse.lake_merge import merge_lakes
+
+    target = lake_dir(into)
+    merged = merge_lakes(target, sources, replace=replace)
+    say(
+        f"merged {len(merged.layers)} (model, layer) pair(s) and {len(merged.partitions)} other "
+        f"partition(s) into {target}; {merged.unchanged} already there"
+    )
+
+
 @benchmarks_app.command("add")
 @friendly
 def benchmarks_add(

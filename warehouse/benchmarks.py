@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from base.errors import LceError
-from warehouse.lake import check_name, read_table, write_partition
+from warehouse.lake import check_name, conform, partition_dir, read_table, reading, write_partition
 
 COLUMNS = ("model", "task", "dataset", "metric", "value", "higher_is_better")
 # Correlations square and sum values; beyond this magnitude a sum of squares can overflow to inf
@@ -114,12 +116,30 @@ def source_name(path: Path, source: str | None) -> str:
     return check_name("--source", name)
 
 
-def add_benchmarks(path: Path, lake: Path, source: str | None = None) -> tuple[str, pl.DataFrame]:
-    """Validate a benchmark file and write it as the lake partition ``source=<name>``."""
+def add_benchmarks(
+    path: Path, lake: Path, source: str | None = None, unless_same: bool = False
+) -> tuple[str, pl.DataFrame]:
+    """Validate a benchmark file and write it as the lake partition ``source=<name>``.
+    ``unless_same``: leave the lake untouched (no commit) when that partition already holds
+    exactly these rows, so a study run with nothing new to do changes nothing."""
     name = source_name(path, source)
     typed = validate(_read_raw(path), str(path))
-    write_partition(lake, "task_benchmarks", {"source": name}, typed.to_arrow())
+    data = typed.to_arrow()
+    if unless_same and _same_partition(lake, name, data):
+        return name, typed
+    write_partition(lake, "task_benchmarks", {"source": name}, data)
     return name, typed
+
+
+def _same_partition(lake: Path, name: str, data: pa.Table) -> bool:
+    folder = partition_dir(lake, "task_benchmarks", {"source": name})
+    if not folder.is_dir():
+        return False
+    with reading(lake):
+        held = [
+            conform("task_benchmarks", pq.read_table(f)) for f in sorted(folder.glob("*.parquet"))
+        ]
+    return bool(held) and bool(pa.concat_tables(held).equals(conform("task_benchmarks", data)))
 
 
 def unknown_models(lake: Path, models: list[str]) -> list[str]:

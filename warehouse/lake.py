@@ -339,11 +339,13 @@ def _lake_lock(lake: Path, exclusive: bool) -> AbstractContextManager[bool]:
 
 @dataclass(frozen=True)
 class Write:
-    """One partition to write: its table, its keys, its rows."""
+    """One partition to write: its table, its keys, its rows; or, as ``data``, the folder of a
+    partition of another lake, whose Parquet files are copied as they are (`lce lake merge`:
+    a layer's image features at Broden scale are hundreds of MB, never loaded to be copied)."""
 
     table: str
     keys: Mapping[str, str]
-    data: pa.Table
+    data: pa.Table | Path
 
 
 def _partitions(lake: Path, table: str) -> list[Path]:
@@ -366,7 +368,7 @@ def commit(
     still holds when the commit lands (e.g. the study's settings). ``plan`` also runs under the
     lock and returns more writes and partition folders to drop, for changes that depend on what
     the lake holds (removing a model: `lce lake rm`)."""
-    data = [(w, conform(w.table, w.data), partition_dir(lake, w.table, w.keys)) for w in writes]
+    data = [(w, _conformed(w), partition_dir(lake, w.table, w.keys)) for w in writes]
     ensure_writable(lake)
     folder = lake / ".tmp" / f"commit-{uuid.uuid4().hex}"
     try:
@@ -376,11 +378,15 @@ def commit(
             _recover_locked(lake)
             drop_tables = decide() if decide is not None else ()
             more_writes, drop_paths = plan() if plan is not None else ([], [])
-            data += [(w, conform(w.table, w.data), partition_dir(lake, w.table, w.keys))
+            data += [(w, _conformed(w), partition_dir(lake, w.table, w.keys))
                      for w in more_writes]  # fmt: skip
             for w, table, final in data:
                 staged = folder / "new" / final.relative_to(lake)
                 staged.mkdir(parents=True)
+                if isinstance(table, Path):
+                    for i, part in enumerate(sorted(table.glob("*.parquet"))):
+                        shutil.copyfile(part, staged / f"part-{i}.parquet")
+                    continue
                 pq.write_table(
                     table,
                     staged / "part-0.parquet",
@@ -408,6 +414,11 @@ def commit(
         if folder.exists() and not (folder / COMMITTED).exists():
             shutil.rmtree(folder, ignore_errors=True)
     return [final for _, _, final in data]
+
+
+def _conformed(w: Write) -> pa.Table | Path:
+    """A write's rows cast to the table's contract; a folder to copy stays a folder."""
+    return w.data if isinstance(w.data, Path) else conform(w.table, w.data)
 
 
 # Columns never dictionary-encoded: float vectors do not repeat, and a dictionary made the demo's
