@@ -322,21 +322,55 @@ def to_grid(
     )
 
 
+class StopForward(Exception):
+    """Raised by the last tap's hook to end a forward pass whose remaining modules no table
+    needs; `forward` in extract/feed.py catches it."""
+
+
 class LayerTaps:
     """Forward hooks that keep the latest output of each named layer (and the model's patch
-    size, so token outputs can be put on their grid)."""
+    size, so token outputs can be put on their grid).
+
+    The pass stops once every tapped layer has run: the first forward runs the whole model and
+    counts how often each tapped module is called; only if each runs exactly once (so its first
+    output is its latest, and nothing after it can change what was kept) do later forwards
+    stop at the last one. A module called more than once (a shared ReLU, say) keeps the whole
+    pass, and `whole_pass_reason` says why."""
 
     def __init__(self, layers: dict[str, nn.Module], patch: tuple[int, int] | None = None) -> None:
         self.outputs: dict[str, torch.Tensor] = {}
         self.patch = patch
+        self.calls: dict[str, int] = {}
+        self.can_stop: bool | None = None  # unknown until the first whole pass
+        self.whole_pass_reason: str | None = None
         self.handles = [m.register_forward_hook(self._hook(n)) for n, m in layers.items()]
+        self.names = list(layers)
 
     def grid(self, name: str, image_size: tuple[int, int]) -> torch.Tensor:
         return to_grid(self.outputs[name], name, image_size, self.patch)
 
+    def start(self) -> None:
+        """Called before each forward pass."""
+        self.calls = {}
+
+    def finish(self) -> None:
+        """Called after a forward pass that ran to its end: learn whether later passes may stop."""
+        if self.can_stop is not None:
+            return
+        twice = [n for n in self.names if self.calls.get(n, 0) != 1]
+        self.can_stop = not twice
+        if twice:
+            self.whole_pass_reason = (
+                f"layer(s) {', '.join(twice)} run more than once a forward pass; "
+                "the whole network runs"
+            )
+
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
             self.outputs[name] = output
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self.can_stop and len(self.calls) == len(self.names):
+                raise StopForward
 
         return hook
 
