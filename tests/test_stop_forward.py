@@ -56,3 +56,20 @@ def test_module_called_twice_keeps_whole_pass() -> None:
             assert torch.equal(got, expected)
     assert model.tail.calls == 2
     assert taps.whole_pass_reason is not None and "relu" in taps.whole_pass_reason
+
+
+def test_output_changed_in_place_later_keeps_whole_pass() -> None:
+    """torchvision's conv -> bn -> relu(inplace=True): a tapped bn's kept output is rectified
+    by the whole pass, so stopping at the tap would change the tables; the pass runs whole."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    tail = Counted()
+    model = nn.Sequential(conv, nn.ReLU(inplace=True), tail)
+    images = torch.randn(2, 3, 8, 8)
+    expected = torch.relu(conv(images)).detach()  # what the whole pass leaves in the conv's output
+    with LayerTaps({"0": model[0]}) as taps:
+        for _ in range(2):
+            got = forward(model, taps, images, ["0"], torch.device("cpu"))["0"]
+            assert torch.equal(got, expected)
+    assert tail.calls == 2
+    assert taps.whole_pass_reason is not None and "in place" in taps.whole_pass_reason
