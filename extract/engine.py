@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -184,6 +185,8 @@ def _run_locked(
         maps = TopMaps(p1.top)  # this process's top lists: final after pass 1
         tallies = pass_two(run, p1, thresholds, state, maps, len(batches))
         timings["pass2"] = time.perf_counter() - tic
+        if taps.whole_pass_reason is not None:
+            print(f"lce extract: {taps.whole_pass_reason}", file=sys.stderr)
     results = _layer_results(cfg, p1, thresholds, tallies, maps, n_units, dist)
     skipped = distributed.gather_lists(p1.skipped, dist)
     result = ExtractResult(

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from base.errors import LceError
 from extract.broden import ImageLabels, Probe, load_image, load_labels
-from extract.models import NORMALIZATIONS, LayerTaps
+from extract.models import NORMALIZATIONS, LayerTaps, StopForward
 
 if TYPE_CHECKING:
     from extract.config import ExtractConfig
@@ -130,8 +130,14 @@ def forward(
     layers: list[str],
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
+    taps.start()
     with torch.no_grad():
-        model(images.to(device, non_blocking=True))
+        try:
+            model(images.to(device, non_blocking=True))
+        except StopForward:
+            pass  # every tapped layer has run; nothing after it is needed
+        else:
+            taps.finish()
     size = (images.shape[2], images.shape[3])
     return {name: taps.grid(name, size).float() for name in layers}
 

@@ -322,21 +322,88 @@ def to_grid(
     )
 
 
+class StopForward(Exception):
+    """Raised by the last tap's hook to end a forward pass whose remaining modules no table
+    needs; `forward` in extract/feed.py catches it."""
+
+
+def _versions(output: object) -> tuple[int, ...]:
+    """The in-place version counters of a layer output's tensors; -1 for one that keeps none
+    (an inference-mode tensor), so that it never reads as unchanged."""
+    tensors = output if isinstance(output, tuple | list) else (output,)
+    out = []
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            try:
+                out.append(t._version)
+            except RuntimeError:
+                out.append(-1)
+    return tuple(out) if out else (-1,)
+
+
 class LayerTaps:
     """Forward hooks that keep the latest output of each named layer (and the model's patch
-    size, so token outputs can be put on their grid)."""
+    size, so token outputs can be put on their grid).
+
+    The pass stops once every tapped layer has run: the first forward runs the whole model,
+    counts how often each tapped module is called, and notes each kept output's in-place
+    version counter when the last tap fires. Only if each tapped module runs exactly once (so
+    its first output is its latest) and no kept output is changed in place after the last tap
+    do later forwards stop there. Otherwise the whole pass keeps running, so every table stays
+    what the whole pass gives, and `whole_pass_reason` says why: a shared ReLU called twice,
+    or torchvision's ``relu(inplace=True)`` after a tapped ``bn1`` (the whole pass keeps the
+    rectified values, as it always has)."""
 
     def __init__(self, layers: dict[str, nn.Module], patch: tuple[int, int] | None = None) -> None:
         self.outputs: dict[str, torch.Tensor] = {}
         self.patch = patch
+        self.calls: dict[str, int] = {}
+        self.can_stop: bool | None = None  # unknown until the first whole pass
+        self.versions: dict[str, tuple[int, ...]] = {}  # of the kept outputs, at the last tap
+        self.whole_pass_reason: str | None = None
         self.handles = [m.register_forward_hook(self._hook(n)) for n, m in layers.items()]
+        self.names = list(layers)
 
     def grid(self, name: str, image_size: tuple[int, int]) -> torch.Tensor:
         return to_grid(self.outputs[name], name, image_size, self.patch)
 
+    def start(self) -> None:
+        """Called before each forward pass."""
+        self.calls = {}
+
+    def finish(self) -> None:
+        """Called after a forward pass that ran to its end: learn whether later passes may stop."""
+        if self.can_stop is not None:
+            return
+        twice = [n for n in self.names if self.calls.get(n, 0) != 1]
+        changed = [
+            n
+            for n in self.names
+            if n not in twice
+            and (self.versions.get(n) != _versions(self.outputs.get(n)) or -1 in self.versions[n])
+        ]
+        self.can_stop = not twice and not changed
+        if twice:
+            self.whole_pass_reason = (
+                f"layer(s) {', '.join(twice)} run more than once a forward pass; "
+                "the whole network runs"
+            )
+        elif changed:
+            self.whole_pass_reason = (
+                f"the output of layer(s) {', '.join(changed)} is changed in place later in "
+                "the forward pass; the whole network runs"
+            )
+
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
             self.outputs[name] = output
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if len(self.calls) < len(self.names):
+                return
+            if self.can_stop:
+                raise StopForward
+            if self.can_stop is None and not self.versions:  # the first pass's last tap
+                self.versions = {n: _versions(self.outputs[n]) for n in self.names}
 
         return hook
 

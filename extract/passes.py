@@ -6,7 +6,9 @@
 2. The threshold round reads the cache (or runs the model again with --no-cache) and finishes
    the thresholds exactly (quantile.py round 2).
 3. Pass 2 reads the cache again, thresholds, upsamples only the units that can fire, and
-   tallies intersections against the label maps (and the null permutations' labels).
+   tallies intersections against the label maps (and the null permutations' labels): a batch's
+   labels go to the device in one copy, and each layer's tally takes the batch in one update;
+   the tallies stay on the device until a checkpoint or the end.
 
 Memory is bounded by the batch, one count table per layer and the tallies, never by the number
 of images; the cache on disk holds a small share of the dense maps.
@@ -28,10 +30,11 @@ from base.faults import pause_point
 from extract import checkpoint, distributed
 from extract.broden import ImageLabels, Probe, load_labels
 from extract.cache import ActivationCache, SparseCache, keep_cells
+from extract.devices import to_device
 from extract.feed import check_finite, forward, label_loader, loader, progress_bar, readable
 from extract.models import LayerTaps
 from extract.quantile import ThresholdRefine, ThresholdSelect
-from extract.tally import ActivationStats, ConceptTally, TopImages
+from extract.tally import ActivationStats, ConceptTally, LabelBatch, TopImages
 from extract.top_maps import TopMaps
 from extract.upsample import pixels_above
 
@@ -297,10 +300,10 @@ def pass_two(
             nulls = [[load_labels(probe, probe.records[p[i]], category_of) for p in partners]
                      for i in kept[position]]  # fmt: skip
             sizes = [(probe.records[i].sh, probe.records[i].sw) for i in kept[position]]
+            batch = LabelBatch(labels, nulls, n_concepts, device)  # one copy for all layers
             for name in cfg.layers:
-                a = acts[name].to(device)
-                for j, image_labels in enumerate(labels):
-                    tallies[name].update(a[j], on_device[name], image_labels, nulls[j])
+                a = to_device(acts[name], device)
+                tallies[name].update_batch(a, on_device[name], batch)
                 maps.capture(name, kept[position], a, on_device[name], sizes)
             done += len(labels)
             progress.update(

@@ -14,7 +14,67 @@ import numpy as np
 import torch
 
 from extract.broden import ImageLabels
+from extract.devices import to_device
 from extract.upsample import label_counts
+
+
+def _cells(
+    null: tuple[int, ...], rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """The flat (index..., value) of ``target[null][rows x cols] += values`` (broadcast)."""
+    n_rows, n_cols = rows.numel(), cols.numel()
+    r = rows.view(-1, 1).expand(-1, n_cols).reshape(-1)
+    c = cols.view(1, -1).expand(n_rows, -1).reshape(-1)
+    lead = tuple(torch.full_like(r, k) for k in null)
+    return (*lead, r, c, values.expand(n_rows, n_cols).reshape(-1))
+
+
+class LabelBatch:
+    """A batch's labels and their null partners' on the device, moved in two copies.
+
+    The label matrices travel bit-packed (a few KB an image) and are unpacked on the device
+    one image at a time; the concept indices travel as one int64 vector, sliced on the device.
+    From pinned memory with ``non_blocking`` when the device is a GPU, so the copy overlaps
+    the work already queued."""
+
+    def __init__(
+        self,
+        labels: Sequence[ImageLabels],
+        partners: Sequence[Sequence[ImageLabels]],
+        n_concepts: int,
+        device: torch.device,
+    ) -> None:
+        self.size = labels[0].size
+        pixels = np.zeros(n_concepts, dtype=np.int64)
+        ints: list[np.ndarray] = [pixels]
+        bits: list[np.ndarray] = []
+        spans: list[list[tuple[tuple[int, int], ...]]] = []
+        self.rows: list[tuple[int, int]] = []
+        at, row = n_concepts, 0
+        for own, others in zip(labels, partners, strict=True):
+            np.add.at(pixels, own.present, own.pixel_counts)
+            np.add.at(pixels, own.image_concepts, self.size[0] * self.size[1])
+            image_spans = []
+            for lab in (own, *others):
+                parts = (lab.present, np.flatnonzero(lab.annotated), lab.image_concepts)
+                image_spans.append(tuple((at, at := at + len(x)) for x in parts))
+                ints += [x.astype(np.int64) for x in parts]
+            spans.append(image_spans)
+            blocks = [own.bits[:-1], *[o.bits[:-1] for o in others], own.bits[-1:]]
+            bits += blocks
+            self.rows.append((row, row := row + sum(len(b) for b in blocks)))
+        flat = to_device(torch.from_numpy(np.concatenate(ints)), device)
+        self.bits = to_device(torch.from_numpy(np.concatenate(bits)), device)
+        self.label_pixels = flat[:n_concepts]
+        self.entries = [[tuple(flat[a:b] for a, b in entry) for entry in image] for image in spans]
+        self.shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=device)
+
+    def onehot(self, j: int) -> torch.Tensor:
+        """Image j's (sh * sw, columns) float32 0/1 label matrix: its present concepts, each
+        partner's, and a last all-ones column (a transposed view)."""
+        a, b = self.rows[j]
+        unpacked = (self.bits[a:b].unsqueeze(2) >> self.shifts).bitwise_and_(1)
+        return unpacked.reshape(b - a, -1)[:, : self.size[0] * self.size[1]].T.float()
 
 
 class ConceptTally:
@@ -64,66 +124,51 @@ class ConceptTally:
         partners: Sequence[ImageLabels] = (),
     ) -> None:
         """Add one image: ``act`` is the layer's raw (units, h, w) map, on any device;
-        ``partners`` are the null permutations' images for this one (their labels, same size).
+        ``partners`` are the null permutations' images for this one (their labels, same size)."""
+        batch = LabelBatch([labels], [partners], len(self.label_pixels), self.device)
+        self.update_batch(act.unsqueeze(0), thresholds, batch)
 
-        Only units with a cell near their threshold are upsampled (``extract.upsample``): bilinear
-        upsampling cannot exceed the raw maximum by more than rounding.
-        """
-        sh, sw = labels.size
+    def update_batch(self, acts: torch.Tensor, thresholds: torch.Tensor, batch: LabelBatch) -> None:
+        """Add a batch: ``acts`` is the layer's raw (B, units, h, w) maps, ``batch`` the images'
+        labels and their null partners', already on the device (one copy per batch, shared by
+        the layers).
+
+        The masks are upsampled one image at a time, from the image's whole map as the semantics
+        define S; only units with a cell near their threshold are upsampled (extract/upsample.py:
+        bilinear upsampling cannot exceed the raw maximum by more than rounding). The counts of
+        every image and partner are then added with one scatter per table: integer sums, so the
+        order of the additions changes nothing."""
         device = self.device
-        image_concepts = torch.from_numpy(labels.image_concepts).to(device)
-        present = torch.from_numpy(labels.present).to(device)
-        self.label_pixels.index_add_(0, present, torch.from_numpy(labels.pixel_counts).to(device))
-        self.label_pixels[image_concepts] += sh * sw
-        # one product gives the intersections with every concept present in the image, then with
-        # those of each null partner, and in the last (all-ones) column each mask's size. Sums of
-        # 0/1 are exact in float32, so the extra columns change no real count.
-        matrix = labels.onehot()
-        if partners:
-            blocks = [matrix[:, :-1], *[p.onehot()[:, :-1] for p in partners], matrix[:, -1:]]
-            matrix = np.concatenate(blocks, axis=1)
-        onehot = torch.from_numpy(matrix).to(device).float()
-        units, counts = label_counts(act.to(device), thresholds.to(device), (sh, sw), onehot)
-        if units.numel() == 0:
-            return
-        mask_sums = counts[:, -1:]
-        self._add_image(self.intersection, self.activation, units, counts[:, : len(labels.present)],
-                        mask_sums, labels)  # fmt: skip
-        start = len(labels.present)
-        for k, partner in enumerate(partners):
-            stop = start + len(partner.present)
-            self._add_image(self.null_intersection[k], self.null_activation[k], units,
-                            counts[:, start:stop], mask_sums, partner)  # fmt: skip
-            start = stop
-
-    def _add_image(
-        self,
-        intersection: torch.Tensor,
-        activation: torch.Tensor,
-        units: torch.Tensor,
-        counts: torch.Tensor,
-        mask_sums: torch.Tensor,
-        labels: ImageLabels,
-    ) -> None:
-        device = self.device
-        annotated = torch.from_numpy(np.nonzero(labels.annotated)[0]).to(device)
-        present = torch.from_numpy(labels.present).to(device)
-        image_concepts = torch.from_numpy(labels.image_concepts).to(device)
-        if annotated.numel():
-            self._add(activation, units, annotated, mask_sums)
-        if present.numel():
-            self._add(intersection, units, present, counts)
-        if image_concepts.numel():
-            self._add(intersection, units, image_concepts, mask_sums)
-
-    @staticmethod
-    def _add(
-        target: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor
-    ) -> None:
-        """target[rows x cols] += values (broadcast), rows and cols each without repeats."""
-        r = rows.view(-1, 1).expand(-1, cols.numel())
-        c = cols.view(1, -1).expand(rows.numel(), -1)
-        target.index_put_((r, c), values.expand(rows.numel(), cols.numel()), True)
+        thresholds = thresholds.to(device)
+        self.label_pixels += batch.label_pixels
+        adds: dict[str, list[tuple[torch.Tensor, ...]]] = {n: [] for n in self._COUNTS[:2]}
+        adds.update({n: [] for n in self._COUNTS[3:]})
+        for j in range(len(acts)):
+            # one product gives the intersections with every concept present in the image, then
+            # with those of each null partner, and in the last (all-ones) column each mask's size.
+            # Sums of 0/1 are exact in float32, so the extra columns change no real count.
+            units, counts = label_counts(
+                acts[j].to(device), thresholds, batch.size, batch.onehot(j)
+            )
+            if units.numel() == 0:
+                continue
+            mask_sums = counts[:, -1:]
+            start = 0
+            for k, (present, annotated, image_concepts) in enumerate(batch.entries[j]):
+                stop = start + len(present)
+                null = () if k == 0 else (k - 1,)
+                inter, act_name = (
+                    ("intersection", "activation") if k == 0
+                    else ("null_intersection", "null_activation")
+                )  # fmt: skip
+                adds[act_name].append(_cells(null, units, annotated, mask_sums))
+                adds[inter].append(_cells(null, units, present, counts[:, start:stop]))
+                adds[inter].append(_cells(null, units, image_concepts, mask_sums))
+                start = stop
+        for name, cells in adds.items():
+            if cells:
+                index = [torch.cat(parts) for parts in zip(*cells, strict=True)]
+                getattr(self, name).index_put_(tuple(index[:-1]), index[-1], accumulate=True)
 
     def iou(self, category_of: np.ndarray, null: int | None = None) -> np.ndarray:
         """IoU[u, c] = I / (A[u, cat(c)] + G[c] - I), 0 where the denominator is 0; of the

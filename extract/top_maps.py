@@ -25,7 +25,8 @@ import torch
 
 from extract.upsample import upsample
 
-# (unit, probe image index) -> (raw map (h, w) float32, packed mask uint8, (sh, sw))
+# (unit, probe image index) -> (raw map (h, w) float32, packed mask uint8, (sh, sw)); the tensors
+# stay on the device the tally runs on until a checkpoint (state_dict) or the end (for_pairs)
 MapRows = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]
 
 
@@ -63,6 +64,17 @@ def unit_masks(
 def pack_mask(mask: np.ndarray) -> bytes:
     """A 2-D bool mask, row-major, eight pixels a byte (numpy.packbits, big bit order)."""
     return np.packbits(np.asarray(mask, dtype=bool).reshape(-1)).tobytes()
+
+
+def pack_bits(masks: torch.Tensor) -> torch.Tensor:
+    """(n, sh, sw) bool masks -> (n, ceil(sh * sw / 8)) uint8, each row as ``pack_mask`` packs
+    it, computed where the masks are (a GPU keeps them until a checkpoint or the end)."""
+    flat = masks.reshape(len(masks), -1).to(torch.uint8)
+    pad = -flat.shape[1] % 8
+    if pad:
+        flat = torch.nn.functional.pad(flat, (0, pad))
+    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=masks.device)
+    return (flat.view(len(masks), -1, 8) * weights).sum(dim=2, dtype=torch.uint8)
 
 
 def unpack_mask(data: bytes, sh: int, sw: int) -> np.ndarray:
@@ -103,17 +115,15 @@ class TopMaps:
             if units is None:
                 continue
             a = acts[j]
-            units = units.to(a.device)
-            masks = unit_masks(a, units, thresholds.to(a.device), sizes[j])
-            maps = a[units].float().cpu()
-            for k, unit in enumerate(units.tolist()):
-                packed = torch.from_numpy(np.packbits(masks[k].cpu().numpy().reshape(-1)))
-                self.rows[name][(unit, image)] = (maps[k].clone(), packed, sizes[j])
+            masks = unit_masks(a, units.to(a.device), thresholds.to(a.device), sizes[j])
+            maps, packed = a[units.to(a.device)].float(), pack_bits(masks)
+            for k, unit in enumerate(units.tolist()):  # units: a host tensor, no device wait
+                self.rows[name][(unit, image)] = (maps[k].clone(), packed[k].clone(), sizes[j])
 
     def state_dict(self) -> dict[str, list[tuple[int, int, torch.Tensor, torch.Tensor, int, int]]]:
         """Plain lists and tensors, for a checkpoint (torch.load weights_only)."""
         return {
-            name: [(u, i, m, p, s[0], s[1]) for (u, i), (m, p, s) in rows.items()]
+            name: [(u, i, m.cpu(), p.cpu(), s[0], s[1]) for (u, i), (m, p, s) in rows.items()]
             for name, rows in self.rows.items()
         }
 
@@ -128,4 +138,8 @@ class TopMaps:
     def for_pairs(self, name: str, pairs: set[tuple[int, int]]) -> MapRows:
         """The rows of the given (unit, image) pairs this process holds."""
         rows = self.rows[name]
-        return {pair: rows[pair] for pair in pairs if pair in rows}
+        return {
+            pair: (rows[pair][0].cpu(), rows[pair][1].cpu(), rows[pair][2])
+            for pair in pairs
+            if pair in rows
+        }

@@ -5,6 +5,7 @@ layer's whole (1, C, h, w) map for one image. Upsampling every unit costs most o
 pixel can only fire next to a *hot* cell (a raw value within rounding of the threshold): bilinear
 values are convex combinations of the 2 x 2 cells around them. So lce upsamples only the units
 with a hot cell, and where it can, only horizontal strips of three cell rows around hot cells.
+Every plan runs on the map's own device (CPU or CUDA).
 
 That this equals the whole map's upsampling bit for bit is not something PyTorch promises, and on
 this CPU it is false for some shapes: small output planes are vectorised across channels, so a
@@ -97,7 +98,7 @@ def _strips(
         return None
     # strip a covers cell rows a..a+2; a hot cell row i affects pixel rows upsampled from rows
     # (i-1, i) and (i, i+1), which strip clamp(i-1) holds exactly. Windows sorted by strip first.
-    need = torch.zeros((h - 2, c), dtype=torch.bool)
+    need = torch.zeros((h - 2, c), dtype=torch.bool, device=act.device)
     need[(row - 1).clamp(0, h - 3), unit] = True
     start, unit = torch.nonzero(need, as_tuple=True)
     strips = act.unfold(1, 3, 1)[unit, start].transpose(1, 2)  # (M, 3, w)
@@ -110,23 +111,24 @@ def _strip_counts(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     h, sw, f = act.shape[1], size[1], size[0] // act.shape[1]
     found = _strips(act, thresholds, size)
+    device = act.device
     if found is None:
-        return torch.zeros(0, dtype=torch.int64), torch.zeros(
-            (0, onehot.shape[1]), dtype=torch.int64
+        return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(
+            (0, onehot.shape[1]), dtype=torch.int64, device=device
         )
     unit, start, up, owned = found
     masks = torch.empty_like(up)
     torch.gt(up, thresholds[unit].view(-1, 1, 1), out=masks)
     masks.mul_(owned.unsqueeze(2))
-    counts = torch.empty((unit.numel(), onehot.shape[1]), dtype=torch.float32)
-    bounds = torch.searchsorted(start, torch.arange(h - 1)).tolist()
+    counts = torch.empty((unit.numel(), onehot.shape[1]), dtype=torch.float32, device=device)
+    bounds = torch.searchsorted(start, torch.arange(h - 1, device=device)).tolist()
     for a in range(h - 2):
         lo, hi = bounds[a], bounds[a + 1]
         if hi > lo:
             rows = onehot[a * f * sw : (a + 3) * f * sw]
             torch.mm(masks[lo:hi].reshape(hi - lo, -1), rows, out=counts[lo:hi])
     units, inverse = torch.unique(unit, return_inverse=True)
-    total = torch.zeros((units.numel(), onehot.shape[1]), dtype=torch.float32)
+    total = torch.zeros((units.numel(), onehot.shape[1]), dtype=torch.float32, device=device)
     total.index_add_(0, inverse, counts)
     return units, total.round_().to(torch.int64)
 
@@ -144,7 +146,9 @@ def pixels_above(
     if plan == "strips":
         found = _strips(act, bounds, size)
         if found is None:
-            return torch.zeros(0, dtype=torch.int64), torch.zeros(0)
+            return torch.zeros(0, dtype=torch.int64, device=act.device), torch.zeros(
+                0, device=act.device
+            )
         unit, _, up, owned = found
         above = (up > bounds[unit].view(-1, 1, 1)) & (owned.unsqueeze(2) > 0)
         window, row, col = torch.nonzero(above, as_tuple=True)
@@ -172,8 +176,10 @@ def _owned_rows(
     (bottom f/2 rows) only for the last strip. Consecutive strips of one unit share slot 0 of the
     later one, which the earlier one keeps.
     """
-    slot_of_row = torch.div(torch.arange(3 * f) - f // 2, f, rounding_mode="floor") + 1
-    owned = torch.zeros((start.numel(), 4), dtype=torch.bool)  # slots -1, 0, 1, 2
+    device = start.device
+    slot_of_row = torch.div(torch.arange(3 * f, device=device) - f // 2, f, rounding_mode="floor")
+    slot_of_row += 1
+    owned = torch.zeros((start.numel(), 4), dtype=torch.bool, device=device)  # slots -1, 0, 1, 2
     owned[:, 0] = start == 0
     earlier = torch.zeros_like(start, dtype=torch.bool)
     later = start > 0
@@ -189,7 +195,8 @@ def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu
     """ "strips", "units" or "whole" (see the module docstring), checked on random maps.
 
     Strips need an integer power-of-two row factor, so that a strip's pixel-to-cell mapping is the
-    whole map's shifted by whole cells with the same float scale; they are only tried on CPU. The
+    whole map's shifted by whole cells with the same float scale; on any device (the check runs
+    there: a CUDA kernel's rounding is checked on CUDA). The
     check runs the production code (``_strips``: windows of many units and rows stacked, in the
     order the tally stacks them) on several patterns of hot rows and compares every owned pixel
     with the whole map: on small planes a window's rounding depends on its place in the stack
@@ -204,7 +211,7 @@ def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu
             subsets.append(torch.randperm(c, generator=generator)[:k].sort().values)
     subsets = [s.to(device) for s in subsets]
     f = sh // h
-    strips_possible = device == "cpu" and h >= 3 and sh == f * h and f >= 2 and not f & (f - 1)
+    strips_possible = h >= 3 and sh == f * h and f >= 2 and not f & (f - 1)
     if strips_possible and _strips_match(act, full, generator):
         return "strips"
     if all(

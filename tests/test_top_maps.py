@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from extract.engine import ExtractConfig, Interrupted, run_extract
-from extract.top_maps import pack_mask, unpack_mask
+from extract.top_maps import pack_bits, pack_mask, unpack_mask
 from extract.upsample import upsample
 from tests.brute import LAYERS, MODEL, assert_top_maps_match, lake_rows
 from tests.probe_factory import ProbeSet, make_probe
@@ -97,6 +97,14 @@ def test_mask_packing_round_trips_and_is_numpys_packbits() -> None:
     assert data[0] == int("".join("1" if b else "0" for b in mask.reshape(-1)[:8]), 2)
     np.testing.assert_array_equal(unpack_mask(data, 7, 11), mask)
     assert pa.array([data], pa.binary())[0].as_py() == data
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 11), (2, 8, 8), (1, 1, 1)])
+def test_packing_on_the_device_is_numpys_packbits_row_by_row(shape: tuple[int, int, int]) -> None:
+    masks = torch.from_numpy(np.random.default_rng(1).random(shape) > 0.5)
+    packed = pack_bits(masks)
+    for k in range(shape[0]):
+        assert packed[k].numpy().tobytes() == np.packbits(masks[k].numpy().reshape(-1)).tobytes()
 
 
 def test_top_image_marts_are_described_tables_of_the_lake(maps_home: Path) -> None:
