@@ -175,7 +175,8 @@ def test_agreement_skips_undefined_pairs_and_handles_few_models() -> None:
     )
     out = similarity.fct_similarity_agreement(sim, dist, similarity.Settings()).to_pylist()
     expected = {"measure": "linear_cka", "mantel_r": None, "p_value": None, "n_models": 3,
-                "n_pairs": 1, "n_permutations": 6}  # fmt: skip
+                "n_pairs": 1, "n_permutations": 6, "mantel_r_calibrated": None,
+                "p_value_calibrated": None}  # fmt: skip
     assert out == [expected]
 
 

@@ -132,7 +132,14 @@ def test_agreement_equals_scipy_and_a_replayed_permutation_test(similarity_home:
         (a, b): d for a, b, d in frame(db, "select * from fct_model_distances")
     }  # concept side
     sims = frame(db, "select model_a, model_b, measure, value from fct_model_similarity")
-    agreement = {r[0]: r[1:] for r in frame(db, "select * from fct_similarity_agreement")}
+    agreement = {
+        r[0]: r[1:]
+        for r in frame(
+            db,
+            "select measure, mantel_r, p_value, n_models, n_pairs, n_permutations "
+            "from fct_similarity_agreement",
+        )
+    }
     assert set(agreement) == {"linear_cka", "debiased_cka", "mutual_knn", "procrustes"}
     models = sorted({a for a, _ in distances} & {r[0] for r in sims})
     n = len(models)
@@ -193,7 +200,13 @@ def test_a_lake_without_features_builds_with_empty_similarity_marts(toy_home: Pa
 
 
 @pytest.mark.parametrize(
-    "pair", ["similarity_k=0", "similarity_min_images=3", "similarity_permutations=x"]
+    "pair",
+    [
+        "similarity_k=0",
+        "similarity_min_images=3",
+        "similarity_permutations=x",
+        "similarity_null_permutations=0",
+    ],
 )
 def test_bad_similarity_vars_are_refused_before_dbt(tmp_path: Path, pair: str) -> None:
     code, out = lce("build", "--lake", tmp_path / "lake", "--db", tmp_path / "db.duckdb",

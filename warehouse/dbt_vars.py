@@ -68,6 +68,9 @@ SPEC: dict[str, Var] = {
             "share to be compared", least=4),
         Var("similarity_permutations", "integer", 999, "model relabellings behind the "
             "similarity agreement's permutation p", least=1),
+        Var("similarity_null_permutations", "integer", 99, "permutations of the image "
+            "correspondence behind fct_model_similarity's null, p_value and calibrated score",
+            least=1),
     )
 }  # fmt: skip
 

@@ -60,15 +60,25 @@ class Settings:
     min_images: int = dbt_vars.SPEC["similarity_min_images"].default
     permutations: int = dbt_vars.SPEC["similarity_permutations"].default
     seed: int = dbt_vars.SPEC["seed"].default
+    null_permutations: int = dbt_vars.SPEC["similarity_null_permutations"].default
 
 
-def settings(k: Any, min_images: Any, permutations: Any, seed: Any) -> Settings:
+NULL_ALPHA = 0.05  # the calibration threshold is the null's (1 - alpha) quantile
+# The most similar value each measure can take: calibrated scores are scaled to reach 1 there.
+# Procrustes is a distance (0 = one matrix a rotation of the other), so its direction flips.
+BEST = {"linear_cka": 1.0, "debiased_cka": 1.0, "mutual_knn": 1.0, "procrustes": 0.0}
+
+
+def settings(
+    k: Any, min_images: Any, permutations: Any, seed: Any, null_permutations: Any = 99
+) -> Settings:
     """Settings from a dbt Python model's (text) config values."""
     return Settings(
         k=dbt_vars.from_dbt("similarity_k", k),
         min_images=dbt_vars.from_dbt("similarity_min_images", min_images),
         permutations=dbt_vars.from_dbt("similarity_permutations", permutations),
         seed=dbt_vars.from_dbt("seed", seed),
+        null_permutations=dbt_vars.from_dbt("similarity_null_permutations", null_permutations),
     )
 
 
@@ -278,6 +288,66 @@ class _Features:
         return replace(m, x=x), neighbours
 
 
+# ---------------------------------------------------------------------------- the permutation null
+
+
+def permuted_measures(
+    a: Moments, b: Moments, knn_a: np.ndarray | None, knn_b: np.ndarray | None, order: np.ndarray
+) -> dict[str, float]:
+    """The measures with model B's image i replaced by its image ``order[i]``: B's moments are
+    permuted, not recomputed (means and norms do not depend on the row order), and B's
+    neighbour lists are renamed into the permuted image ids."""
+    moved = replace(b, x=b.x[order], row_sq=b.row_sq[order], row_sum=b.row_sum[order])
+    values = gram_measures(a, moved)
+    values["mutual_knn"] = float("nan")
+    if knn_a is not None and knn_b is not None:
+        rename = np.argsort(order)  # B's image j sits at position rename[j] after the shuffle
+        values["mutual_knn"] = knn_overlap(knn_a, rename[knn_b[order]])
+    return values
+
+
+def calibrate(observed: float, null: np.ndarray, measure: str) -> dict[str, float]:
+    """Groger, Wen & Brbic's calibration of one score against its permutation null: tau is the
+    (1 - NULL_ALPHA) quantile (numpy's linear method) of the null scores together with the
+    observed one, p = (1 + #{null at least as similar}) / (1 + K), and the calibrated score is
+    0 up to tau and (observed - tau) / (best - tau) above it (1 at the measure's best value).
+    For a distance (best below the null) every comparison flips."""
+    keep = null[np.isfinite(null)]
+    empty = {"null_mean": np.nan, "null_sd": np.nan, "null_p95": np.nan}
+    if not np.isfinite(observed) or not len(keep):
+        return {**empty, "p_value": np.nan, "calibrated": np.nan}
+    sign = -1.0 if measure == "procrustes" else 1.0
+    pool = sign * np.append(keep, observed)
+    tau = float(np.quantile(pool, 1.0 - NULL_ALPHA))
+    score, top = sign * observed, sign * BEST[measure]
+    hits = int((sign * keep >= score - 1e-12).sum())
+    calibrated = 0.0 if score <= tau or top <= tau else min(1.0, (score - tau) / (top - tau))
+    return {
+        "null_mean": float(keep.mean()),
+        "null_sd": float(keep.std(ddof=1)) if len(keep) > 1 else np.nan,
+        "null_p95": sign * tau,
+        "p_value": (1 + hits) / (1 + len(keep)),
+        "calibrated": calibrated,
+    }
+
+
+def null_scores(
+    a: Moments,
+    b: Moments,
+    knn_a: np.ndarray | None,
+    knn_b: np.ndarray | None,
+    count: int,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """``count`` permutation null scores of every measure for one pair."""
+    out = {m: np.empty(count) for m in MEASURES}
+    for t in range(count):
+        values = permuted_measures(a, b, knn_a, knn_b, rng.permutation(len(a.x)))
+        for m in MEASURES:
+            out[m][t] = values[m]
+    return out
+
+
 SIMILARITY_FIELDS: list[tuple[str, pa.DataType]] = [
     ("model_a", pa.string()),
     ("model_b", pa.string()),
@@ -286,7 +356,14 @@ SIMILARITY_FIELDS: list[tuple[str, pa.DataType]] = [
     ("measure", pa.string()),
     ("value", pa.float64()),
     ("n_images", pa.int64()),
+    ("null_mean", pa.float64()),
+    ("null_sd", pa.float64()),
+    ("null_p95", pa.float64()),
+    ("p_value", pa.float64()),
+    ("calibrated", pa.float64()),
+    ("n_null", pa.int64()),
 ]
+_NULL_COLUMNS = ("null_mean", "null_sd", "null_p95", "p_value", "calibrated")
 
 
 def fct_model_similarity(
@@ -311,7 +388,7 @@ def fct_model_similarity(
     cache = _Features(lake, layers, settings.k)
     rows: list[tuple] = []
     for i, a in enumerate(names):
-        for b in names[i + 1 :]:
+        for j, b in enumerate(names[i + 1 :], start=i + 1):
             images_a, _ = cache.images(a)
             images_b, _ = cache.images(b)
             shared, rows_a, rows_b = np.intersect1d(
@@ -319,16 +396,21 @@ def fct_model_similarity(
             )
             n = len(shared)
             values: dict[str, float] = dict.fromkeys(MEASURES, float("nan"))
+            null = {m: np.zeros(0) for m in MEASURES}
             if n >= max(settings.min_images, 4):
                 ma, knn_a = cache.subset(a, rows_a)
                 mb, knn_b = cache.subset(b, rows_b)
                 values.update(gram_measures(ma, mb))
                 if knn_a is not None and knn_b is not None:
                     values["mutual_knn"] = knn_overlap(knn_a, knn_b)
+                rng = np.random.default_rng([settings.seed, i, j])
+                null = null_scores(ma, mb, knn_a, knn_b, settings.null_permutations, rng)
             for measure in MEASURES:
                 value = values[measure]
+                cal = calibrate(value, null[measure], measure)
+                extra = (*(cal[c] for c in _NULL_COLUMNS), len(null[measure]))
                 for x, y in ((a, b), (b, a)):
-                    rows.append((x, y, layers[x], layers[y], measure, value, n))
+                    rows.append((x, y, layers[x], layers[y], measure, value, n, *extra))
     return arrow.table(rows, SIMILARITY_FIELDS)
 
 
@@ -339,6 +421,8 @@ AGREEMENT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("n_models", pa.int64()),
     ("n_pairs", pa.int64()),
     ("n_permutations", pa.int64()),
+    ("mantel_r_calibrated", pa.float64()),
+    ("p_value_calibrated", pa.float64()),
 ]
 
 
@@ -407,7 +491,8 @@ def fct_similarity_agreement(
 ) -> pa.Table:
     """Per measure: how the geometric distances (1 - similarity; Procrustes as it is) rank the
     model pairs against the concept profiles' cosine distances (fct_model_distances), over the
-    models in both. Empty when no model has image features."""
+    models in both, and the same for 1 - the calibrated score. Empty when no model has image
+    features."""
     rows = []
     for measure in MEASURES:
         part = similarity[similarity["measure"] == measure]
@@ -418,5 +503,12 @@ def fct_similarity_agreement(
         geometric = distance_matrix(part, models, "distance")
         concept = distance_matrix(distances, models, "cosine_distance")
         r, p, pairs, used = mantel(concept, geometric, settings.permutations, settings.seed)
-        rows.append((measure, r, p, len(models), pairs, used))
+        calibrated, p_cal = np.nan, np.nan
+        if "calibrated" in part:
+            part = part.assign(distance=1.0 - part["calibrated"].astype(float))
+            cal = distance_matrix(part, models, "distance")
+            calibrated, p_cal, _, _ = mantel(concept, cal, settings.permutations, settings.seed)
+        if not np.isfinite(calibrated):
+            p_cal = np.nan
+        rows.append((measure, r, p, len(models), pairs, used, calibrated, p_cal))
     return arrow.table(rows, AGREEMENT_FIELDS)

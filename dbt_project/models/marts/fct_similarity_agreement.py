@@ -13,6 +13,7 @@ def model(dbt, session):
         dbt.config.get("similarity_min_images"),
         dbt.config.get("similarity_permutations"),
         dbt.config.get("seed"),
+        dbt.config.get("similarity_null_permutations"),
     )
     return similarity.fct_similarity_agreement(
         dbt.ref("fct_model_similarity").df(),
