@@ -65,9 +65,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise LceError("--device cuda: no CUDA device is available")
+        raise LceError("device cuda: no CUDA device is available")
     if name not in {"cpu", "cuda"} and not name.startswith("cuda:"):
-        raise LceError(f"--device {name!r}: expected auto, cpu or cuda")
+        raise LceError(f"device {name!r}: expected auto, cpu or cuda")
     return torch.device(name)
 
 
@@ -95,7 +95,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     if conflict and not cfg.new_study:
         raise LceError(
             f"lake {lake} holds a study made with other settings: {conflict}; "
-            "use --new-study to start a new study there, or another --lake / LCE_HOME"
+            "set new_study to start a new study there, or use another lake (LCE_HOME)"
         )
     device = resolve_device(cfg.device)
     dist = distributed.setup(device)
@@ -125,8 +125,8 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
         except KeyboardInterrupt:
             if (workdir / "checkpoint.pt").is_file():
                 raise LceError(
-                    f"interrupted; the checkpoint {workdir / 'checkpoint.pt'} is kept: run the "
-                    f"same command with --resume to continue, or delete {workdir.parent}"
+                    f"interrupted; the checkpoint {workdir / 'checkpoint.pt'} is kept: run again with "
+                    f"the same settings and resume set to continue, or delete {workdir.parent}"
                 ) from None
             shutil.rmtree(workdir.parent if dist.world == 1 else workdir, ignore_errors=True)
             raise LceError("interrupted before the first checkpoint; nothing was kept") from None

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from base.errors import LceError
 from extract.broden import ImageLabels, Probe, load_image, load_labels
-from extract.models import NORMALIZATIONS, LayerTaps, StopForward
+from extract.config import NORMALIZATIONS
+from extract.models import LayerTaps, StopForward
 
 if TYPE_CHECKING:
     from extract.config import ExtractConfig

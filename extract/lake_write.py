@@ -137,7 +137,7 @@ def write_results(
         if conflict and not cfg.new_study:
             raise LceError(
                 f"lake {lake} now holds a study made with other settings: {conflict}; "
-                "use --new-study to replace it, or another --lake / LCE_HOME"
+                "set new_study to replace it, or use another lake (LCE_HOME)"
             )
         # --new-study always replaces the old dissections, settings conflict or not: its help
         # says so, and keeping the old models would leave them in the new study's embedding.

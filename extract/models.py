@@ -19,16 +19,7 @@ import torch
 from torch import nn
 
 from base.errors import LceError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# --normalize choices -> (mean, std) of RGB in [0, 1]. "auto" picks the model's own: the registry
-# entry's, timm's pretrained config's, else imagenet.
-NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
+from extract.config import DEFAULT_INIT_SEED, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS
 
 
 @dataclass
@@ -83,9 +74,6 @@ def _timm_normalize(name: str) -> str:
         if all(abs(a - b) < 1e-3 for a, b in zip((*m, *s), (*mean, *std), strict=True)):
             return key
     return "imagenet"
-
-
-DEFAULT_INIT_SEED = 0
 
 
 def build_module(spec: str, seed: int = DEFAULT_INIT_SEED) -> nn.Module:
@@ -237,7 +225,7 @@ def load_model(
             if unexpected:
                 parts.append(f"unexpected keys: {_key_list(unexpected)}")
             raise LceError(
-                f"{label}: checkpoint does not match {spec}: {'; '.join(parts)} (--non-strict to allow)"
+                f"{label}: checkpoint does not match {spec}: {'; '.join(parts)} (turn strict off to allow them)"
             )
     module.eval()
     return LoadedModel(module, name or default_name(spec, weights), missing, unexpected)

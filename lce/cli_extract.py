@@ -1,11 +1,11 @@
 """`lce extract` (dissect model layers into the lake) and `lce models` (the model registry).
 
-The options are named types, so the command's signature reads as a list of settings and each
-help text sits beside its option."""
+The options are named types, so the command's signature reads as a list of settings. Their
+defaults and help texts are ``extract.config``'s (``DEFAULTS``, ``HELP``), written once there for
+the command line and the engine alike."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,96 +13,34 @@ import typer
 from rich.table import Table
 
 from base.errors import LceError
+from extract.config import CLI_WORKERS, DEFAULTS, HELP
 from lce.cli_common import LakeOpt, console, err, friendly, say
 from warehouse.paths import lake_dir
 
-ModelArg = Annotated[
-    str,
-    typer.Argument(
-        help="A registry name (`lce models`), torchvision:<arch>, timm:<name> or module:function."
-    ),
-]
-LayerOpt = Annotated[list[str], typer.Option("--layer", help="Module path; repeat for several.")]
-ProbeOpt = Annotated[str, typer.Option(help="Probe set: broden:PATH.")]
-NameOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Model name in the lake (default: the registry name, else the weights file stem, else the arch)."
-    ),
-]
-WeightsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Checkpoint file: a state dict (weights_only=True), or for a registry name a "
-        "local copy of its published checkpoint."
-    ),
-]
-QuantileOpt = Annotated[float, typer.Option(help="Top quantile q of the activation threshold.")]
-BasisOpt = Annotated[
-    str, typer.Option(help="Threshold basis: raw (NetDissect) or upsampled (Dissect).")
-]
-BatchSizeOpt = Annotated[int, typer.Option(help="Images per forward pass.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-TopImagesOpt = Annotated[int, typer.Option(help="Top images kept per unit.")]
-NormalizeOpt = Annotated[
-    str,
-    typer.Option(
-        help="auto (the model's own: registry / timm, else imagenet), imagenet, inception or none."
-    ),
-]
-NonStrictOpt = Annotated[
-    bool, typer.Option("--non-strict", help="Allow missing/unexpected checkpoint keys.")
-]
-SkipBadOpt = Annotated[
-    bool, typer.Option("--skip-bad", help="Skip unreadable images/labels (counted in runs).")
-]
-NoCacheOpt = Annotated[
-    bool,
-    typer.Option("--no-cache", help="Second forward pass instead of the activation cache."),
-]
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")
-]
-NewStudyOpt = Annotated[
-    bool,
-    typer.Option("--new-study", help="Start a new study in this lake (drops the old dissections)."),
-]
+ModelArg = Annotated[str, typer.Argument(help=HELP["model"])]
+LayerOpt = Annotated[list[str], typer.Option("--layer", help=HELP["layers"])]
+ProbeOpt = Annotated[str, typer.Option(help=HELP["probe"])]
+NameOpt = Annotated[str | None, typer.Option(help=HELP["name"])]
+WeightsOpt = Annotated[Path | None, typer.Option(help=HELP["weights"])]
+QuantileOpt = Annotated[float, typer.Option(help=HELP["quantile"])]
+BasisOpt = Annotated[str, typer.Option(help=HELP["basis"])]
+BatchSizeOpt = Annotated[int, typer.Option(help=HELP["batch_size"])]
+DeviceOpt = Annotated[str, typer.Option(help=HELP["device"])]
+TopImagesOpt = Annotated[int, typer.Option(help=HELP["top_images"])]
+NormalizeOpt = Annotated[str, typer.Option(help=HELP["normalize"])]
+StrictOpt = Annotated[bool, typer.Option("--strict/--non-strict", help=HELP["strict"])]
+SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help=HELP["skip_bad"])]
+CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help=HELP["cache"])]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help=HELP["resume"])]
+NewStudyOpt = Annotated[bool, typer.Option("--new-study", help=HELP["new_study"])]
 WorkersOpt = Annotated[
-    int,
-    typer.Option(
-        help="DataLoader worker processes (pass 2 on CPU with the cache reads labels in-process)."
-    ),
+    int, typer.Option(help=HELP["workers"] + " Here: half the cores, at most 4.")
 ]
-DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) // 2))
-CheckpointEveryOpt = Annotated[
-    int, typer.Option(help="Batches between checkpoints (for --resume).")
-]
-NullPermutationsOpt = Annotated[
-    int,
-    typer.Option(
-        help="K null permutations: each unit's masks are also tallied against other images' "
-        "labels, giving the null IoU that `--var interpretable_rule=null` compares with."
-    ),
-]
-NullSeedOpt = Annotated[
-    int, typer.Option(help="Seed of the null permutations (one per study: the same pairs).")
-]
-SeedOpt = Annotated[
-    int,
-    typer.Option(
-        help="Seed of the random initialisation of an architecture given without --weights "
-        "(torchvision:, timm:, module:function): the same seed, the same random network; "
-        "recorded in runs.settings as init_seed."
-    ),
-]
-FeaturesOpt = Annotated[
-    bool,
-    typer.Option(
-        "--features/--no-features",
-        help="Keep each image's spatially averaged activation vector per layer "
-        "(lake table image_features, for the similarity marts; C x 4 bytes per image).",
-    ),
-]
+CheckpointEveryOpt = Annotated[int, typer.Option(help=HELP["checkpoint_every"])]
+NullPermutationsOpt = Annotated[int, typer.Option(help=HELP["null_permutations"])]
+NullSeedOpt = Annotated[int, typer.Option(help=HELP["null_seed"])]
+SeedOpt = Annotated[int, typer.Option(help=HELP["seed"])]
+FeaturesOpt = Annotated[bool, typer.Option("--features/--no-features", help=HELP["features"])]
 
 
 def parse_probe(spec: str) -> Path:
@@ -118,25 +56,25 @@ def extract(
     layer: LayerOpt,
     probe: ProbeOpt,
     lake: LakeOpt = None,
-    name: NameOpt = None,
-    weights: WeightsOpt = None,
-    quantile: QuantileOpt = 0.005,
-    basis: BasisOpt = "raw",
-    batch_size: BatchSizeOpt = 16,
-    device: DeviceOpt = "auto",
-    top_images: TopImagesOpt = 5,
-    normalize: NormalizeOpt = "auto",
-    non_strict: NonStrictOpt = False,
-    skip_bad: SkipBadOpt = False,
-    no_cache: NoCacheOpt = False,
-    resume: ResumeOpt = False,
-    new_study: NewStudyOpt = False,
-    workers: WorkersOpt = DEFAULT_WORKERS,
-    checkpoint_every: CheckpointEveryOpt = 20,
-    null_permutations: NullPermutationsOpt = 0,
-    null_seed: NullSeedOpt = 0,
-    seed: SeedOpt = 0,
-    features: FeaturesOpt = True,
+    name: NameOpt = DEFAULTS["name"],
+    weights: WeightsOpt = DEFAULTS["weights"],
+    quantile: QuantileOpt = DEFAULTS["quantile"],
+    basis: BasisOpt = DEFAULTS["basis"],
+    batch_size: BatchSizeOpt = DEFAULTS["batch_size"],
+    device: DeviceOpt = DEFAULTS["device"],
+    top_images: TopImagesOpt = DEFAULTS["top_images"],
+    normalize: NormalizeOpt = DEFAULTS["normalize"],
+    strict: StrictOpt = DEFAULTS["strict"],
+    skip_bad: SkipBadOpt = DEFAULTS["skip_bad"],
+    cache: CacheOpt = DEFAULTS["cache"],
+    resume: ResumeOpt = DEFAULTS["resume"],
+    new_study: NewStudyOpt = DEFAULTS["new_study"],
+    workers: WorkersOpt = CLI_WORKERS,
+    checkpoint_every: CheckpointEveryOpt = DEFAULTS["checkpoint_every"],
+    null_permutations: NullPermutationsOpt = DEFAULTS["null_permutations"],
+    null_seed: NullSeedOpt = DEFAULTS["null_seed"],
+    seed: SeedOpt = DEFAULTS["seed"],
+    features: FeaturesOpt = DEFAULTS["features"],
 ) -> None:
     """Dissect model layers on a probe set: exact thresholds and unit x concept tallies -> lake."""
     from extract.engine import ExtractConfig, run_extract
@@ -144,8 +82,8 @@ def extract(
     cfg = ExtractConfig(
         model=model, layers=layer, probe=parse_probe(probe), lake=lake_dir(lake), name=name,
         weights=weights, quantile=quantile, basis=basis, batch_size=batch_size, device=device,
-        top_images=top_images, normalize=normalize, strict=not non_strict, skip_bad=skip_bad,
-        cache=not no_cache, resume=resume, new_study=new_study, workers=workers,
+        top_images=top_images, normalize=normalize, strict=strict, skip_bad=skip_bad,
+        cache=cache, resume=resume, new_study=new_study, workers=workers,
         checkpoint_every=max(1, checkpoint_every), null_permutations=null_permutations,
         null_seed=null_seed, seed=seed,
         features=features, progress=err.is_terminal,

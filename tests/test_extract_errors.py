@@ -136,7 +136,7 @@ def test_checkpoint_key_mismatch_lists_keys(probe: Path, tmp_path: Path) -> None
     weights = tmp_path / "ckpt.pt"
     torch.save(state, weights)
     code, out = extract(probe, tmp_path / "lake", "--weights", str(weights), model=MODEL)
-    assert_clean_failure(code, out, tmp_path / "lake", "head.bias", "extra.weight", "--non-strict")
+    assert_clean_failure(code, out, tmp_path / "lake", "head.bias", "extra.weight", "strict")
     code, out = extract(probe, tmp_path / "lake", "--weights", str(weights), "--non-strict")
     assert code == 0, out
     runs = read_table(tmp_path / "lake", "runs").to_pylist()
@@ -164,7 +164,7 @@ def test_study_settings_must_agree(probe: Path, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     assert extract(probe, lake)[0] == 0
     code, out = extract(probe, lake, "--quantile", "0.01")
-    assert code != 0 and "quantile" in out and "--new-study" in out
+    assert code != 0 and "quantile" in out and "new_study" in out
     code, out = extract(probe, lake, "--quantile", "0.01", "--new-study")
     assert code == 0, out
     assert {r["quantile"] for r in read_table(lake, "runs").to_pylist()} == {0.01}
@@ -185,9 +185,9 @@ def test_new_study_replaces_the_old_one_with_the_same_settings(probe: Path, tmp_
 
 def test_bad_options(probe: Path, tmp_path: Path) -> None:
     for extra, needle in [
-        (("--quantile", "1.5"), "--quantile"),
-        (("--basis", "pixels"), "--basis"),
-        (("--device", "tpu"), "--device"),
+        (("--quantile", "1.5"), "quantile 1.5"),
+        (("--basis", "pixels"), "basis 'pixels'"),
+        (("--device", "tpu"), "device 'tpu'"),
     ]:
         code, out = extract(probe, tmp_path / "lake", *extra)
         assert code != 0 and needle in out, out
@@ -214,7 +214,7 @@ def test_another_probe_set_is_refused_saying_what_differs(probe: Path, tmp_path:
     assert code != 0
     flat = " ".join(out.split())
     assert "another probe set: 5 images (lake has 6); label size 6x6 (lake has 12x12); " in flat
-    assert "index.csv sha256 " in flat and "--new-study" in flat
+    assert "index.csv sha256 " in flat and "new_study" in flat
     assert "probe_fingerprint" not in flat
     # same images and sizes, one label renamed: only label.csv's hash differs
     edited = tmp_path / "edited"
