@@ -176,12 +176,14 @@ def write_sample(
     image: np.ndarray,
     layers: dict[str, list[np.ndarray]],
     label_size: int,
+    image_labels: dict[str, int] | None = None,
 ) -> dict:
     """Write one image and its label PNGs into ``stage/images``; return its index row.
 
     ``layers`` maps a category to its label-number maps (already label-sized); a category with no
-    maps is left unannotated for this image. The row records each label's pixel count, which the
-    tables need.
+    maps is left unannotated for this image. ``image_labels`` maps a category to one label number
+    for the whole image (Broden's scene column): its cell is the number, and the label covers
+    every label pixel. The row records each label's pixel count, which the tables need.
     """
     images = stage / "images"
     images.mkdir(exist_ok=True)
@@ -202,6 +204,10 @@ def write_sample(
             for v, c in zip(values.tolist(), n.tolist(), strict=True):
                 per[str(v)] = per.get(str(v), 0) + c
         cells[category] = ";".join(paths)
+    for category, number in (image_labels or {}).items():
+        cells[category] = str(number)
+        per = counts.setdefault(category, {})
+        per[str(number)] = per.get(str(number), 0) + label_size * label_size
     return {
         "image": file_name,
         "ih": int(image.shape[0]),

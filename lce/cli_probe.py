@@ -31,10 +31,7 @@ def probe_synth(
 
     if n < 1 or size < 8 or size % 2:
         raise LceError("--n must be >= 1 and --size an even number >= 8")
-    try:
-        synth.write_probe(out, n=n, size=size, seed=seed)
-    except FileExistsError as exc:
-        raise LceError(str(exc)) from None
+    synth.write_probe(out, n=n, size=size, seed=seed)
     say(f"wrote {n} images ({size} px, label maps {size // 2} px) to {out}")
 
 

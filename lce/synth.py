@@ -8,16 +8,14 @@ train the demo's model zoo and make its downstream tasks.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from extract.probe_write import write_label_png
+from extract.probe_write import Label, staged, write_sample, write_tables
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 40),
@@ -201,89 +199,33 @@ def render_labels(spec: SceneSpec, size: int) -> dict[str, list[np.ndarray]]:
     return maps
 
 
-def _write_label_png(path: Path, numbers: np.ndarray) -> None:
-    write_label_png(path, numbers)  # the one R + 256 G encoder, shared with lce probe from
-
-
 def write_probe(out: Path, n: int = 400, size: int = 64, seed: int = 7) -> dict[str, int]:
     """Write the probe set; returns the pixel count of every label (the intended tallies).
 
-    Deterministic for (n, size, seed). Writes into ``out`` (which must not exist, or be empty).
+    Deterministic for (n, size, seed). Written all or nothing through ``extract.probe_write``
+    (the same files and tables as ``lce probe from``), into ``out``, which must not exist or be
+    empty; ``specs.jsonl`` beside index.csv keeps each image's description.
     """
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty")
-    (out / "images").mkdir(parents=True, exist_ok=True)
     label_size = size // 2
     rng = np.random.default_rng(seed)
-    counts = dict.fromkeys(LABELS, 0)
-    frequency = dict.fromkeys(LABELS, 0)
     rows = []
-    for i in range(n):
-        spec = sample_scene(rng)
-        name = f"synth_{i:05d}.png"
-        Image.fromarray(render_image(spec, size)).save(out / "images" / name)
-        maps = render_labels(spec, label_size)
-        cells = {}
-        for category in CATEGORIES:
-            if category not in spec.annotate:
-                cells[category] = ""
-            elif category == "scene":
-                cells[category] = str(LABELS[spec.scene][0])
-                counts[spec.scene] += label_size * label_size
-                frequency[spec.scene] += 1
-            else:
-                paths = []
-                for j, layer in enumerate(maps[category]):
-                    rel = f"synth_{i:05d}_{category}_{j}.png"
-                    _write_label_png(out / "images" / rel, layer)
-                    paths.append(rel)
-                    for name_, (number, cat) in LABELS.items():
-                        if cat == category:
-                            pixels = int((layer == number).sum())
-                            counts[name_] += pixels
-                            frequency[name_] += int(pixels > 0)
-                cells[category] = ";".join(paths)
-        rows.append(
-            [name, "train", size, size, label_size, label_size, *[cells[c] for c in CATEGORIES]]
-        )
-        with (out / "specs.jsonl").open("a") as fh:
-            fh.write(json.dumps(asdict(spec)) + "\n")
-    with (out / "index.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "split", "ih", "iw", "sh", "sw", *CATEGORIES])
-        w.writerows(rows)
-    total = n * label_size * label_size
-    with (out / "label.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["number", "name", "category", "frequency", "coverage", "syns"])
-        w.writerow([0, "-", "", 0, 0, ""])
-        for name_, (number, category) in LABELS.items():
-            w.writerow(
-                [
-                    number,
-                    name_,
-                    f"{category}({frequency[name_]})",
-                    frequency[name_],
-                    counts[name_] / total,
-                    "",
-                ]
-            )
-    with (out / "category.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["name", "first", "last", "count", "frequency"])
-        for category in CATEGORIES:
-            numbers = [num for num, cat in LABELS.values() if cat == category]
-            w.writerow([category, min(numbers), max(numbers), len(numbers), n])
-    for category in CATEGORIES:
-        with (out / f"c_{category}.csv").open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["code", "number", "name", "frequency", "coverage"])
-            code = 1
-            for name_, (number, cat) in LABELS.items():
-                if cat == category:
-                    w.writerow([code, number, name_, frequency[name_], counts[name_] / total])
-                    code += 1
+    with staged(Path(out)) as stage, (stage / "specs.jsonl").open("w") as specs:
+        for i in range(n):
+            spec = sample_scene(rng)
+            maps = render_labels(spec, label_size)
+            layers = {c: maps[c] for c in CATEGORIES if c in spec.annotate and c in maps}
+            scene = {"scene": LABELS[spec.scene][0]} if "scene" in spec.annotate else {}
+            image = render_image(spec, size)
+            rows.append(write_sample(stage, f"synth_{i:05d}", image, layers, label_size, scene))
+            specs.write(json.dumps(asdict(spec)) + "\n")
+        labels = [Label(number, name, category) for name, (number, category) in LABELS.items()]
+        write_tables(stage, CATEGORIES, labels, rows)
+    name_of = {number: name for name, (number, _) in LABELS.items()}
+    counts = dict.fromkeys(LABELS, 0)
+    for row in rows:
+        for per in row["counts"].values():
+            for number, pixels in per.items():
+                counts[name_of[int(number)]] += pixels
     return counts
 
 

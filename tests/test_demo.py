@@ -4,6 +4,7 @@ to end through the command line, checked against facts that follow from how the 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import duckdb
@@ -54,6 +55,21 @@ def test_some_images_leave_categories_unannotated(probe: tuple[Path, dict[str, i
     assert all(len(cell.split(";")) == 2 for cell in parts)  # two part layers
 
 
+def test_category_frequency_counts_the_images_that_annotate_it(
+    probe: tuple[Path, dict[str, int]],
+) -> None:
+    """category.csv's frequency is Broden's: the images whose index row annotates the category,
+    counted here from index.csv (the synthetic world leaves some categories unannotated)."""
+    root = probe[0]
+    with (root / "index.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    with (root / "category.csv").open() as fh:
+        frequency = {r["name"]: int(r["frequency"]) for r in csv.DictReader(fh)}
+    assert frequency == {c: sum(1 for r in rows if r[c]) for c in frequency}
+    assert min(frequency.values()) < len(rows)
+    assert not list(root.parent.glob(".*partial"))  # written in a sibling, renamed into place
+
+
 def test_label_pixels_match_the_generator_geometry(probe: tuple[Path, dict[str, int]]) -> None:
     """A handful of label pixels, checked against synth.inside() at the pixel centre."""
     root, _ = probe
@@ -84,7 +100,7 @@ def test_probe_synth_command(tmp_path: Path) -> None:
     assert code == 0, out
     assert len(open_probe(tmp_path / "p").records) == 5
     code, out = lce("probe", "synth", tmp_path / "p", "--n", "5")
-    assert code != 0 and "not empty" in out
+    assert code != 0 and "not an empty folder" in out
     code, out = lce("probe", "synth", tmp_path / "q", "--size", "15")
     assert code != 0 and "--size" in out
 
