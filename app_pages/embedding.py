@@ -8,7 +8,6 @@ from lce import ui
 from lce.explore.embedding import (
     add_intervals,
     build_notes,
-    category_stability,
     coassignment,
     coassignment_figure,
     embedding,
@@ -16,6 +15,7 @@ from lce.explore.embedding import (
     embedding_figure_3d,
     explained_variance,
     lce_intervals,
+    model_category_stability,
     nearest_models,
     stability_summary,
 )
@@ -89,7 +89,7 @@ if highlight is not None:
         column_config={"cosine_distance": st.column_config.NumberColumn(format="%.3f")},
     )
 
-stable = ui.load(category_stability, db)
+stable = ui.load(model_category_stability, db)
 verdict = ui.load(stability_summary, db)
 if not stable.is_empty() and verdict is not None:
     st.subheader("How stable are the categories?")

@@ -994,7 +994,7 @@ def test_embedding_intervals_toggle_draws_the_intervals_of_the_file(
     assert x_range[0] <= min(lo for (_, c), (lo, _) in bounds.items() if c == 1)
 
 
-def test_embedding_shows_category_stability_and_coassignment_of_the_file(
+def test_embedding_shows_model_category_stability_and_coassignment_of_the_file(
     open_page: Callable[..., AppTest], app_db: Path
 ) -> None:
     at = open_page(app_db, "embedding")
@@ -1004,13 +1004,13 @@ def test_embedding_shows_category_stability_and_coassignment_of_the_file(
     ari = sql(
         app_db,
         "select count(*), avg(same_partition::int), median(adjusted_rand_index) "
-        "from fct_category_stability",
+        "from fct_model_category_stability",
     )[0]
     caption = texts(at.caption)
     assert f"Over {ari[0]} resamples" in caption
     assert f"exactly in {100 * ari[1]:.0f}%" in caption and f"median {ari[2]:.3f}" in caption
     heat = chart_with_title(at, "Category co-assignment")["data"][0]
-    share = {(a, b): s for a, b, s in sql(app_db, "select * from fct_category_coassignment")}
+    share = {(a, b): s for a, b, s in sql(app_db, "select * from fct_model_category_coassignment")}
     names = [label.rsplit(" (", 1)[0] for label in heat["y"]]
     assert len(names) == len(expected)
     for i, a in enumerate(names):

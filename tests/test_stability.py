@@ -184,7 +184,7 @@ def test_reference_stability_marts_recomputed(reference_home: Path) -> None:
         .pivot(index="resample", columns="model", values="category_id")
     )
     # co-assignment shares
-    co = _frame(db, "select * from fct_category_coassignment")
+    co = _frame(db, "select * from fct_model_category_coassignment")
     for a, b, s in co.itertuples(index=False):
         assert s == pytest.approx(float((wide[a] == wide[b]).mean()))
     assert len(co) == wide.shape[1] ** 2
@@ -198,7 +198,7 @@ def test_reference_stability_marts_recomputed(reference_home: Path) -> None:
         ]
         assert value == pytest.approx(np.mean(agree))
     # adjusted Rand index of each resample, against scikit-learn
-    ari = _frame(db, "select * from fct_category_stability order by resample")
+    ari = _frame(db, "select * from fct_model_category_stability order by resample")
     full = [ids[m] for m in wide.columns]
     expected = [adjusted_rand_score(full, wide.loc[r].tolist()) for r in ari["resample"]]
     np.testing.assert_allclose(ari["adjusted_rand_index"], expected, atol=1e-12)
@@ -241,8 +241,8 @@ def test_reference_first_resamples_replayed(reference_home: Path) -> None:
 
 NEW_MARTS = [
     "fct_lce_resamples",
-    "fct_category_coassignment",
-    "fct_category_stability",
+    "fct_model_category_coassignment",
+    "fct_model_category_stability",
     "fct_lce_intervals",
     "fct_explained_variance_intervals",
     "fct_task_prediction",
@@ -281,7 +281,9 @@ def test_summary_states_how_stable_the_categories_are(reference_home: Path) -> N
     code, out = lce("summary", "--db", db)
     assert code == 0, out
     flat = " ".join(out.split())
-    ari = _frame(db, "select adjusted_rand_index a, same_partition s from fct_category_stability")
+    ari = _frame(
+        db, "select adjusted_rand_index a, same_partition s from fct_model_category_stability"
+    )
     assert f"over {len(ari)} unit-bootstrap resamples" in flat
     assert f"exactly in {100 * ari['s'].mean():.0f}% of them" in flat
     assert f"median {np.median(ari['a']):.3f}" in flat

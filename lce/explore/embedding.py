@@ -194,8 +194,8 @@ def add_intervals(
     return fig
 
 
-def category_stability(db: Path) -> pl.DataFrame:
-    """Each embedded model's category and how stable its membership is under the bootstrap."""
+def model_category_stability(db: Path) -> pl.DataFrame:
+    """Each embedded model's model category and how stable its membership is under the bootstrap."""
     return query(
         db,
         "select model, category_label, stability from dim_model_categories "
@@ -204,9 +204,9 @@ def category_stability(db: Path) -> pl.DataFrame:
 
 
 def stability_summary(db: Path) -> dict[str, Any] | None:
-    """The unit bootstrap's verdict on the categories (fct_category_stability): resamples, the
-    median and 5th percentile of the adjusted Rand index, and how often the published
-    partition came back exactly. None when the warehouse has no resamples (also `lce
+    """The unit bootstrap's verdict on the model categories (fct_model_category_stability):
+    resamples, the median and 5th percentile of the adjusted Rand index, and how often the
+    published partition came back exactly. None when the warehouse has no resamples (also `lce
     summary`'s sentence)."""
     row = query(
         db,
@@ -215,19 +215,19 @@ def stability_summary(db: Path) -> dict[str, Any] | None:
                median(adjusted_rand_index) as median_ari,
                quantile_cont(adjusted_rand_index, 0.05) as p5_ari,
                avg(same_partition::int) as share_same
-        from fct_category_stability
+        from fct_model_category_stability
         """,
     ).row(0, named=True)
     return row if row["resamples"] else None
 
 
 def coassignment(db: Path) -> pl.DataFrame:
-    """fct_category_coassignment with both models' published categories (for the ordering)."""
+    """fct_model_category_coassignment with both models' published categories (for the ordering)."""
     return query(
         db,
         """
         select c.model_a, c.model_b, c.share
-        from fct_category_coassignment c
+        from fct_model_category_coassignment c
         join dim_model_categories a on a.model = c.model_a
         join dim_model_categories b on b.model = c.model_b
         order by a.category_id, c.model_a, b.category_id, c.model_b

@@ -92,7 +92,7 @@ def embedding_section(db: Path) -> str:
     parts.append(svg.scatter(points, crosses, "component 1", f"component {y_col[2:]}"))
     parts.append("<p>Crosses: 95% intervals of each coordinate (unit bootstrap).</p>")
     parts.append("<h3>Categories</h3>")
-    parts.append(table(emb_mod.category_stability(db).to_dicts(), "categories"))
+    parts.append(table(emb_mod.model_category_stability(db).to_dicts(), "categories"))
     parts.append("<h3>Explained variance</h3>")
     parts.append(table(emb_mod.explained_variance(db).to_dicts(), "variance"))
     return "".join(parts) + "</section>"

@@ -1,4 +1,4 @@
-"""How stable are the embedding and the categories? A bootstrap over each model's units.
+"""How stable are the embedding and the model categories? A bootstrap over each model's units.
 
 A model's concept profile is a count of its interpretable units per concept, so another probe
 set or another dissection would give another sample of units. Each resample draws, for every
@@ -6,8 +6,8 @@ embedded model, as many units as it has (its primary layer's units, interpretabl
 replacement, rebuilds the profiles with the full data's concept columns and normalisation
 (``fct_concept_profiles``: n_units / concepts of the category), and refits the PCA and k-means
 with the full data's settings and k. dbt's ``fct_lce_resamples`` stores every resample;
-SQL marts summarise it (co-assignment shares, intervals) and ``fct_category_stability`` scores
-each resample's partition by the adjusted Rand index.
+SQL marts summarise it (co-assignment shares, intervals) and ``fct_model_category_stability``
+scores each resample's partition by the adjusted Rand index.
 
 The draw order is part of the contract (tests replay it): ``numpy.random.default_rng(seed)``;
 for each resample, for each embedded model in sorted order, ``rng.integers(0, n, n)`` picks the
@@ -206,7 +206,7 @@ def _partitions(resamples: pd.DataFrame) -> pd.DataFrame:
     return one.pivot(index="resample", columns="model", values="category_id").sort_index()
 
 
-def fct_category_stability(resamples: pd.DataFrame, categories: pd.DataFrame) -> pa.Table:
+def fct_model_category_stability(resamples: pd.DataFrame, categories: pd.DataFrame) -> pa.Table:
     """Adjusted Rand index of each resample's partition against the published one."""
     rows: list[tuple] = []
     if not resamples.empty and not categories.empty:

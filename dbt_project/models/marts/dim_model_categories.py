@@ -16,4 +16,4 @@ def model(dbt, session):
         models=dbt.ref("dim_models").df(),
     )
     categories = marts.dim_model_categories(inputs)
-    return stability.with_stability(categories, dbt.ref("fct_category_coassignment").df())
+    return stability.with_stability(categories, dbt.ref("fct_model_category_coassignment").df())
