@@ -15,8 +15,9 @@ built and has run one batch (the model's own, with torch and the engine imported
 bytes of the activation cache on disk (the engine's ``ExtractResult.cache_bytes`` when it has
 one, else the largest size polled: every file of the work folder but checkpoint* and features*)
 against the dense float32 size N x C x h x w x 4; the largest checkpoint (``checkpoint_bytes``,
-else polled); images per second of pass 1 and of pass 2, the tally (``ExtractResult.timings``
-when present, else measured around the engine's pass functions). --max-cache-gb and
+else polled); images per second of pass 1 and of pass 3, the tally, and the seconds of pass 2,
+the exact thresholds (``ExtractResult.timings`` when present, else measured around an older
+engine's pass functions). --max-cache-gb and
 --max-rss-gb stop a run that would fill the disk or the memory (the row then says so).
 """
 
@@ -71,7 +72,8 @@ def _phase_clock(engine: Any) -> dict[str, tuple[float, float]]:
     """Start and end of each pass, timed around the engine's pass functions where they exist:
     the fallback while ExtractResult has no ``timings``."""
     marks: dict[str, tuple[float, float]] = {}
-    for attr, key in (("_pass_one", "pass1"), ("_pass_two", "pass2")):
+    # an older engine's functions: its "pass two" is the tally, pass 3 here
+    for attr, key in (("_pass_one", "pass1"), ("_pass_two", "pass3")):
         original = getattr(engine, attr, None)
         if original is None:
             continue
@@ -128,9 +130,9 @@ def child(spec: dict) -> None:
     peak_kb = _status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     timings = getattr(result, "timings", None)
     source = "engine"
-    if not timings and {"pass1", "pass2"} <= set(marks):
-        (s1, e1), (s2, e2) = marks["pass1"], marks["pass2"]
-        timings, source = {"pass1": e1 - s1, "thresholds": s2 - e1, "pass2": e2 - s2}, "clocked"
+    if not timings and {"pass1", "pass3"} <= set(marks):
+        (s1, e1), (s3, e3) = marks["pass1"], marks["pass3"]
+        timings, source = {"pass1": e1 - s1, "pass2": s3 - e1, "pass3": e3 - s3}, "clocked"
     out = {
         "shape": shape,
         "n_images": result.n_images,
@@ -237,13 +239,13 @@ def table_row(r: dict) -> list[str]:
     t = r["timings"]
     figures = "cache: " + ("engine" if r["cache_bytes"] is not None else "polled")
     figures += ", times: " + r["timings_source"]
-    rate = {k: r["n_images"] / t[k] if t.get(k) else None for k in ("pass1", "pass2")}
+    rate = {k: r["n_images"] / t[k] if t.get(k) else None for k in ("pass1", "pass3")}
     return [
         r["config"], f"{r['n']:,}", f"{c} x {h} x {w}", _fmt(r["peak_bytes"] / MB),
         _fmt(r["own_bytes"] / MB), _fmt((r["peak_bytes"] - r["own_bytes"]) / MB),
         _fmt(cache / MB, 1), _fmt(dense / MB, 1), _fmt(100 * cache / dense, 1),
-        _fmt(ckpt / MB, 1), _fmt(rate["pass1"], 1), _fmt(t.get("thresholds"), 2),
-        _fmt(rate["pass2"], 1), _fmt(r["seconds"], 1), figures, r["status"],
+        _fmt(ckpt / MB, 1), _fmt(rate["pass1"], 1), _fmt(t.get("pass2"), 2),
+        _fmt(rate["pass3"], 1), _fmt(r["seconds"], 1), figures, r["status"],
     ]  # fmt: skip
 
 

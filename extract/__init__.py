@@ -2,9 +2,9 @@
 
 Modules, in the order a run uses them: ``models`` (specs, layer taps, token grids; ``registry``
 and ``formats``/``formats_tf`` for the paper's checkpoints), ``broden`` (the probe reader),
-``feed`` (loader, forward pass), ``passes`` (the three rounds), ``quantile`` (exact thresholds in
+``feed`` (loader, forward pass), ``passes`` (the three passes), ``quantile`` (exact thresholds in
 bounded memory), ``cache`` (the sparse activation cache), ``upsample`` (exact restricted
-upsampling), ``tally`` and ``top_maps`` (what pass 2 counts and keeps), ``running`` (the
+upsampling), ``tally`` and ``top_maps`` (what pass 3 counts and keeps), ``running`` (the
 running-state interface), ``distributed`` (torchrun), ``checkpoint``, ``lake_write``, and
 ``engine`` (settings and the run). The ``probe_*`` modules build probe sets.
 

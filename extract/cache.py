@@ -1,7 +1,7 @@
 """The work files of an extraction: pass 1's activations for the later rounds, and image means.
 
 ``SparseCache`` keeps, of each batch's raw (B, C, h, w) maps, only the cells the later rounds can
-use. Pass 2 counts pixels ``S > T`` (bilinear S, whole-map semantics, extract/upsample.py), and a
+use. Pass 3 counts pixels ``S > T`` (bilinear S, whole-map semantics, extract/upsample.py), and a
 bilinear pixel is a convex combination of the 2 x 2 cells it is drawn from: it can only exceed T
 if one of them is *hot* (above T less rounding). Pass 1 does not know T yet, but it knows a lower
 bound L of it (extract/quantile.py: L only rises, so any L is at or below the final T), and a

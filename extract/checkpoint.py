@@ -1,11 +1,12 @@
 """The extraction checkpoint: one torch file per work folder, written atomically.
 
-Format (``torch.load(weights_only=True)`` reads it): ``pass`` (1 or 2) and ``batch`` (batches of
-that pass done), ``key`` (the run's settings key, passed in by the engine), the run's lists
+Format (``torch.load(weights_only=True)`` reads it): ``pass`` (1 or 3: pass 2, the thresholds,
+takes none) and ``batch`` (batches of that pass done), ``key`` (the run's settings key, passed in by the engine), the run's lists
 (``n_seen``, ``skipped``, ``cache_shapes``, ``kept_batches``, ``cache_bytes``, ``feature_bytes``),
 and ``layers``: ``{layer: {name: state_dict}}`` of the running states (extract/running.py):
-``select``, ``stats``, ``top`` in pass 1; ``stats``, ``top``, ``thresholds``, ``tally`` in pass 2;
-plus ``top_maps`` in pass 2.
+``select``, ``stats``, ``top`` in pass 1; ``stats``, ``top``, ``thresholds``, ``tally`` in pass 3;
+plus ``top_maps`` in pass 3. A checkpoint written before the passes were numbered 1-3 says
+``pass`` 2 for the tally; it is read as 3.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def load(
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and state.get("pass") == 2:
+            state["pass"] = 3  # the tally, from before the passes were numbered as the bars
         problem = _problem(state, path, key, layers, cache, features)
     except Exception as exc:
         problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -74,7 +77,7 @@ def _problem(
 ) -> str | None:
     if not isinstance(state, dict) or not set(state) >= REQUIRED:
         return "not an lce checkpoint of this version"
-    if state["key"] != key or state["pass"] not in (1, 2):
+    if state["key"] != key or state["pass"] not in (1, 3):
         return "made by a run with other settings"
     for name, n_units in layers.items():
         layer = state["layers"].get(name)
@@ -83,9 +86,9 @@ def _problem(
             return f"layer {name!r} does not match"
         if state["pass"] == 1 and layer["select"].get("n_units") != n_units:
             return f"layer {name!r} does not match"
-        if state["pass"] == 2 and len(layer.get("thresholds", ())) != n_units:
+        if state["pass"] == 3 and len(layer.get("thresholds", ())) != n_units:
             return f"layer {name!r} has no thresholds"
-    if state["pass"] == 2 and not set(state.get("top_maps", {})) >= set(layers):
+    if state["pass"] == 3 and not set(state.get("top_maps", {})) >= set(layers):
         return "no top-image maps (a checkpoint of an older version)"
     activations = path.parent / "activations.bin"
     if cache and (not activations.is_file() or activations.stat().st_size < state["cache_bytes"]):

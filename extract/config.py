@@ -77,12 +77,13 @@ class ExtractConfig:
     )
     skip_bad: bool = setting("Skip unreadable images/labels (counted in runs).", False)
     cache: bool = setting(
-        "Keep the activations in a cache for pass 2; off runs a second forward pass.", True
+        "Keep the activations in a cache for passes 2 and 3; off runs the model again in each.",
+        True,
     )
     resume: bool = setting("Continue an interrupted run from its checkpoint.", False)
     new_study: bool = setting("Start a new study in this lake (drops the old dissections).", False)
     workers: int = setting(
-        "DataLoader worker processes (pass 2 on CPU with the cache reads labels in-process).", 0
+        "DataLoader worker processes (pass 3 on CPU with the cache reads labels in-process).", 0
     )
     checkpoint_every: int = setting("Batches between checkpoints (for resume).", 20)
     null_permutations: int = setting(

@@ -1,7 +1,7 @@
-"""The dissection engine: settings, the run's lock and work folder, and the rounds in order.
+"""The dissection engine: settings, the run's lock and work folder, and the three passes in order.
 
 ``run_extract`` checks the settings, loads the model, takes the work folder's lock and runs the
-rounds of extract/passes.py (pass 1, the exact-threshold round, pass 2), then commits every table
+passes of extract/passes.py (activations, exact thresholds, concept tally), then commits every table
 to the lake in one step (extract/lake_write.py). Under torchrun each process takes every
 WORLD_SIZE-th image and the running states are merged by one sync (extract/distributed.py).
 """
@@ -44,12 +44,12 @@ from extract.models import (
 )
 from extract.passes import (
     Interrupted,
-    PassOne,
+    Pass1,
     Run,
     null_partners,
-    pass_one,
-    pass_two,
-    threshold_round,
+    pass1_activations,
+    pass2_thresholds,
+    pass3_tally,
 )
 from extract.top_maps import TopMaps
 from warehouse.lake import check_name, ensure_writable, file_lock, os_error
@@ -173,18 +173,18 @@ def _run_locked(
     with LayerTaps(layers, patch) as taps:
         run = Run(cfg, probe, model, taps, device, workdir, key)
         tic = time.perf_counter()
-        p1 = pass_one(run, batches, n_units, n_values, state)
+        p1 = pass1_activations(run, batches, n_units, n_values, state)
         timings["pass1"] = time.perf_counter() - tic
         tic = time.perf_counter()
-        if state is not None and state["pass"] == 2:
+        if state is not None and state["pass"] == 3:
             thresholds = {n: state["layers"][n]["thresholds"] for n in cfg.layers}
         else:
-            thresholds = threshold_round(run, p1, dist)
-        timings["thresholds"] = time.perf_counter() - tic
+            thresholds = pass2_thresholds(run, p1, dist)
+        timings["pass2"] = time.perf_counter() - tic
         tic = time.perf_counter()
         maps = TopMaps(p1.top)  # this process's top lists: final after pass 1
-        tallies = pass_two(run, p1, thresholds, state, maps, len(batches))
-        timings["pass2"] = time.perf_counter() - tic
+        tallies = pass3_tally(run, p1, thresholds, state, maps, len(batches))
+        timings["pass3"] = time.perf_counter() - tic
         if taps.whole_pass_reason is not None:
             print(f"lce extract: {taps.whole_pass_reason}", file=sys.stderr)
     results = _layer_results(cfg, p1, thresholds, tallies, maps, n_units, dist)
@@ -215,7 +215,7 @@ def planned_values(
 
 def _layer_results(
     cfg: ExtractConfig,
-    p1: PassOne,
+    p1: Pass1,
     thresholds: dict[str, torch.Tensor],
     tallies: dict[str, Any],
     maps: TopMaps,
@@ -251,7 +251,7 @@ def _top_pairs(top: Any) -> set[tuple[int, int]]:
 
 
 def _read_features(
-    cfg: ExtractConfig, p1: PassOne, n_units: dict[str, int]
+    cfg: ExtractConfig, p1: Pass1, n_units: dict[str, int]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer: this process's image indices and their mean vectors, read back from pass 1's
     features file (batches in ``kept_batches`` order); empty without ``cfg.features``."""

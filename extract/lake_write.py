@@ -59,7 +59,7 @@ class ExtractResult:
     seconds: float
     device: str
     written: bool
-    # work measured on this process: seconds per round ("pass1", "thresholds", "pass2"), the
+    # work measured on this process: seconds per pass ("pass1", "pass2", "pass3": as the bars number them), the
     # activation cache's final (= peak) size and the largest checkpoint, in bytes
     timings: dict[str, float] = field(default_factory=dict)
     cache_bytes: int = 0

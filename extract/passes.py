@@ -1,14 +1,16 @@
-"""The rounds of a dissection over the probe set, each streamed batch by batch.
+"""The three passes of a dissection over the probe set, each streamed batch by batch, named as
+their progress bars number them.
 
-1. Pass 1 runs the model once: activation stats, top images, image means, round 1 of the exact
-   thresholds (extract/quantile.py: counts above a rising lower bound), and the sparse cache of
-   the cells the later rounds can use (extract/cache.py).
-2. The threshold round reads the cache (or runs the model again with --no-cache) and finishes
-   the thresholds exactly (quantile.py round 2).
-3. Pass 2 reads the cache again, thresholds, upsamples only the units that can fire, and
-   tallies intersections against the label maps (and the null permutations' labels): a batch's
-   labels go to the device in one copy, and each layer's tally takes the batch in one update;
-   the tallies stay on the device until a checkpoint or the end.
+1. ``pass1_activations`` (``pass 1/3 activations``) runs the model once: activation stats, top
+   images, image means, round 1 of the exact thresholds (extract/quantile.py: counts above a
+   rising lower bound), and the sparse cache of the cells the later passes can use
+   (extract/cache.py).
+2. ``pass2_thresholds`` (``pass 2/3 exact thresholds``) reads the cache (or runs the model again
+   without it) and finishes the thresholds exactly (quantile.py round 2).
+3. ``pass3_tally`` (``pass 3/3 concept tally``) reads the cache again, thresholds, upsamples only
+   the units that can fire, and tallies intersections against the label maps (and the null
+   permutations' labels): a batch's labels go to the device in one copy, and each layer's tally
+   takes the batch in one update; the tallies stay on the device until a checkpoint or the end.
 
 Memory is bounded by the batch, one count table per layer and the tallies, never by the number
 of images; the cache on disk holds a small share of the dense maps.
@@ -65,12 +67,12 @@ class Run:
         self.checkpoint_bytes = max(self.checkpoint_bytes, size)
 
     def stop_after(self, position: int) -> bool:
-        """The testing hook: stop once ``position`` batches of both passes are done."""
+        """The testing hook: stop once ``position`` batches of passes 1 and 3 are done."""
         return self.cfg.stop_after_batches is not None and position >= self.cfg.stop_after_batches
 
 
 @dataclass
-class PassOne:
+class Pass1:
     """Pass 1's running state and the work files it writes."""
 
     select: dict[str, ThresholdSelect]
@@ -108,16 +110,16 @@ class PassOne:
         self.features.truncate(state["feature_bytes"])
 
 
-def pass_one(
+def pass1_activations(
     run: Run,
     batches: list[list[int]],
     n_units: dict[str, int],
     n_values: dict[str, int],
     state: dict[str, Any] | None,
-) -> PassOne:
+) -> Pass1:
     cfg, probe = run.cfg, run.probe
     p = 1 - cfg.quantile
-    p1 = PassOne(
+    p1 = Pass1(
         select={n: ThresholdSelect(n_units[n], n_values[n], p, run.device) for n in cfg.layers},
         stats={n: ActivationStats(n_units[n]) for n in cfg.layers},
         top={n: TopImages(n_units[n], cfg.top_images) for n in cfg.layers},
@@ -139,14 +141,14 @@ def pass_one(
     tic = time.perf_counter()
     with progress:
         # Under --skip-bad the labels are read here too, so an image with a bad label file is
-        # skipped before any threshold depends on it; otherwise pass 2 finds bad labels, still
+        # skipped before any threshold depends on it; otherwise pass 3 finds bad labels, still
         # before anything is written.
         items_of = loader(cfg, probe, batches[start:], images=True, labels=cfg.skip_bad)
         for offset, items in enumerate(items_of):
             position = start + offset
             good = readable(items, cfg, p1.skipped, probe)
             if good:
-                _pass_one_batch(run, p1, good)
+                _pass1_batch(run, p1, good)
             images_done += len(items)
             rate = images_done / max(time.perf_counter() - tic, 1e-9)
             progress.update(task, completed=images_done, rate=f"{rate:.1f}")
@@ -159,7 +161,7 @@ def pass_one(
     return p1
 
 
-def _pass_one_batch(run: Run, p1: PassOne, good: list) -> None:
+def _pass1_batch(run: Run, p1: Pass1, good: list) -> None:
     cfg, probe = run.cfg, run.probe
     indices = [it.image_index for it in good]
     acts = forward(
@@ -199,7 +201,7 @@ def _pass_one_batch(run: Run, p1: PassOne, good: list) -> None:
 
 
 def inputs(
-    run: Run, p1: PassOne, start: int, labels: bool
+    run: Run, p1: Pass1, start: int, labels: bool
 ) -> Iterator[tuple[list[ImageLabels], dict[str, torch.Tensor]]]:
     """Per kept batch from ``start`` on: its label masks (empty unless ``labels``) and its
     layers' raw maps, from pass 1's cache, or from the model again without it (--no-cache)."""
@@ -230,8 +232,8 @@ def _check_read(items: list) -> None:
         raise LceError(errors[0])
 
 
-def threshold_round(run: Run, p1: PassOne, dist: Any) -> dict[str, torch.Tensor]:
-    """Round 2 of the exact thresholds over the cache; every process ends with the same."""
+def pass2_thresholds(run: Run, p1: Pass1, dist: Any) -> dict[str, torch.Tensor]:
+    """Pass 2: round 2 of the exact thresholds over the cache; every process ends with the same."""
     cfg, probe = run.cfg, run.probe
     refine: dict[str, ThresholdRefine] = {}
     for name in cfg.layers:
@@ -264,13 +266,13 @@ def threshold_round(run: Run, p1: PassOne, dist: Any) -> dict[str, torch.Tensor]
     return out
 
 
-def pass_two(
+def pass3_tally(
     run: Run,
-    p1: PassOne,
+    p1: Pass1,
     thresholds: dict[str, torch.Tensor],
     state: dict[str, Any] | None,
     maps: TopMaps,
-    n_batches_one: int,
+    n_batches_pass1: int,
 ) -> dict[str, ConceptTally]:
     cfg, probe, device = run.cfg, run.probe, run.device
     n_concepts, n_categories = len(probe.concepts), len(probe.categories)
@@ -284,7 +286,7 @@ def pass_two(
     )
     category_of = probe.concept_category_index()
     start = 0
-    if state is not None and state["pass"] == 2:
+    if state is not None and state["pass"] == 3:
         start = state["batch"]
         for n in cfg.layers:
             tallies[n].load_state_dict(state["layers"][n]["tally"])
@@ -309,18 +311,18 @@ def pass_two(
             progress.update(
                 task, completed=done, rate=f"{done / max(time.perf_counter() - tic, 1e-9):.1f}"
             )
-            last, stop = position + 1 == len(kept), run.stop_after(n_batches_one + position + 1)
+            last, stop = position + 1 == len(kept), run.stop_after(n_batches_pass1 + position + 1)
             if (offset + 1) % cfg.checkpoint_every == 0 or last or stop:
-                run.save(_pass_two_state(p1, thresholds, tallies, maps, position + 1))
+                run.save(_pass3_state(p1, thresholds, tallies, maps, position + 1))
             if stop:
                 raise Interrupted(
-                    f"stopped after {n_batches_one + position + 1} batches (testing hook)"
+                    f"stopped after {n_batches_pass1 + position + 1} batches (testing hook)"
                 )
     return tallies
 
 
-def _pass_two_state(
-    p1: PassOne,
+def _pass3_state(
+    p1: Pass1,
     thresholds: dict[str, torch.Tensor],
     tallies: dict[str, ConceptTally],
     maps: TopMaps,
@@ -330,7 +332,7 @@ def _pass_two_state(
     for name, layer in state["layers"].items():
         layer["thresholds"] = thresholds[name]
         layer["tally"] = tallies[name].state_dict()
-    return {"pass": 2, "batch": batch, **state, "top_maps": maps.state_dict()}
+    return {"pass": 3, "batch": batch, **state, "top_maps": maps.state_dict()}
 
 
 def null_partners(

@@ -1,6 +1,6 @@
 """The activation maps of each unit's top images, kept for the explorer's mask outlines.
 
-The top images are only known at the end of pass 1, so the maps are taken in pass 2, which sees
+The top images are only known at the end of pass 1, so the maps are taken in pass 3, which sees
 every image's raw map again (from the cache or a second forward pass). For each image that is in
 some unit's top list (this process's list: under torchrun each image belongs to one rank, and the
 global top list is a subset of the union of the ranks' lists) it keeps, for those few units only:

@@ -139,7 +139,7 @@ def pixels_above(
     """(units, values): every upsampled pixel of one image's (C, h, w) map that is above its
     unit's bound, with its unit, bit for bit as the whole map's upsampling gives it. Pixels next
     to no hot cell are never computed: they cannot be above the bound (they can equal a bound of
-    exactly 0, which callers count as not above). This is how pass 1 and the threshold round
+    exactly 0, which callers count as not above). This is how pass 1 and pass 2 (the thresholds)
     see the upsampled basis without upsampling every unit of every image."""
     c, h, w = act.shape
     plan = upsampling_plan(c, h, w, size[0], size[1], str(act.device))

@@ -91,7 +91,7 @@ def test_resume_after_interruption(probe: ProbeSet, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     base = dict(model=MODEL, layers=LAYERS, probe=probe.root, lake=lake, name="cnn",
                 batch_size=2, progress=False, checkpoint_every=1, basis="upsampled")  # fmt: skip
-    for stop in (2, 7):  # once in pass 1, once in pass 2 (5 batches per pass)
+    for stop in (2, 7):  # once in pass 1, once in pass 3 (5 batches per pass)
         with pytest.raises(Interrupted):
             run_extract(ExtractConfig(stop_after_batches=stop, **base))  # type: ignore[arg-type]
         assert not (lake / "unit_thresholds").exists()  # nothing half-written

@@ -69,7 +69,7 @@ def test_thresholds_bit_for_bit_on_adversarial_units(
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(probe: ProbeSet, tmp_path: Path) -> None:
-    """Stopped in pass 1 and in pass 2 (12 batches each), resumed each time: the same tables,
+    """Stopped in pass 1 and in pass 3 (12 batches each), resumed each time: the same tables,
     byte for byte, as one uninterrupted run."""
     once, twice = tmp_path / "once", tmp_path / "twice"
     kw: dict[str, object] = dict(basis="upsampled", quantile=0.05, checkpoint_every=1)

@@ -55,7 +55,7 @@ def test_features_match_brute_force_and_leave_every_other_table_bit_for_bit(
 @pytest.mark.slow
 def test_resumed_run_has_the_same_features(probe: ProbeSet, tmp_path: Path) -> None:
     base = dict(common(probe), lake=tmp_path / "lake", batch_size=2, checkpoint_every=1)
-    for stop in (2, 7):  # once in pass 1, once in pass 2 (5 batches per pass)
+    for stop in (2, 7):  # once in pass 1, once in pass 3 (5 batches per pass)
         with pytest.raises(Interrupted):
             run_extract(ExtractConfig(stop_after_batches=stop, **base))
         with pytest.raises(Interrupted):

@@ -78,7 +78,7 @@ def test_a_resumed_run_keeps_identical_maps(probe: ProbeSet, tmp_path: Path) -> 
                 progress=False, checkpoint_every=1, top_images=3)  # fmt: skip
     plain = tmp_path / "plain"
     run_extract(ExtractConfig(lake=plain, **base))  # type: ignore[arg-type]
-    for stop in (3, 8):  # in pass 1, and in pass 2 (5 batches a pass)
+    for stop in (3, 8):  # in pass 1, and in pass 3 (5 batches a pass)
         lake = tmp_path / f"stopped-{stop}"
         with pytest.raises(Interrupted):
             run_extract(ExtractConfig(lake=lake, stop_after_batches=stop, **base))  # type: ignore[arg-type]

@@ -95,7 +95,7 @@ def test_label_counts_equal_full_upsampling(
 def test_pixels_above_equal_full_upsampling(
     h: int, w: int, size: tuple[int, int], relu: bool
 ) -> None:
-    """pixels_above (pass 1 and the threshold round on the upsampled basis) gives exactly the
+    """pixels_above (passes 1 and 2 on the upsampled basis) gives exactly the
     full upsampling's pixels above each bound, values bit for bit, bounds of every kind (an
     upsampled value, quantiles, 0 on a dead unit, negative, -inf)."""
     for seed in range(3):
