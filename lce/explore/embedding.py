@@ -10,7 +10,6 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from lce.explore.labels import add_labelled_points, legend_name, padded_range, scatter_layout
 from lce.explore.names import component_label
 from lce.explore.palette import (
     COLORBAR_PX,
@@ -19,6 +18,7 @@ from lce.explore.palette import (
     SCATTER_HEIGHT,
     model_category_colour,
 )
+from lce.explore.scatter_text import add_labelled_points, legend_name, padded_range, scatter_layout
 from warehouse.query import query
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 
-from lce.explore.labels import add_labelled_points, padded_range, scatter_layout
 from lce.explore.names import component_label
 from lce.explore.palette import COLORBAR_PX, FONT_PX, SCATTER_WIDTH
+from lce.explore.scatter_text import add_labelled_points, padded_range, scatter_layout
 
 
 def knn_interpolate(

@@ -15,7 +15,6 @@ import polars as pl
 
 from lce.explore.embedding import embedding
 from lce.explore.figures import INTERVAL_HOVER, interval_bars, interval_data, survives
-from lce.explore.labels import add_labelled_points, padded_range, scatter_layout
 from lce.explore.names import (
     component_label,
     sort_results,
@@ -30,6 +29,7 @@ from lce.explore.palette import (
     component_colour,
     concept_category_sort_key,
 )
+from lce.explore.scatter_text import add_labelled_points, padded_range, scatter_layout
 from warehouse.query import query
 from warehouse.stats.inference import pearson
 

@@ -1,4 +1,4 @@
-"""Labelled scatter plots: every point named, each label placed where it overlaps least.
+"""Text on scatter plots: every point named, each name placed where it overlaps least.
 
 Scatter labels are what people read; 13-20 model names around a cluster overlap with one fixed
 position, so ``label_positions`` picks a plotly textposition per point (crowded points choose
