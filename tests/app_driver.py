@@ -2,7 +2,7 @@
 tests read off its pages (charts as the JSON sent to the browser, tables, metrics, texts).
 
 A plugin module (listed in conftest's ``pytest_plugins``) for the ``open_page`` fixture, and
-imported by tests/test_app.py and tests/test_app_explorer2.py for the readers. Expected values
+imported by tests/test_app.py and tests/test_page_*.py for the readers. Expected values
 come from ``sql`` (DuckDB straight on the file), never from the app's own functions.
 """
 

@@ -3,7 +3,7 @@
 Written from docs/DESIGN.md, independently of extract/: the model runs one image at a time, every
 activation is kept, and units, concepts and images are looped over in numpy, using the probe
 generator's own label arrays (not the probe reader). tests/test_extract.py,
-test_image_features.py, test_top_maps.py, test_vit.py and test_app_explorer2.py compare the
+test_image_features.py, test_top_maps.py, test_vit.py and test_page_gallery.py compare the
 engine's lake against these.
 """
 

@@ -4,7 +4,8 @@ Every page renders on a real warehouse (the paper's reference data when it is he
 generated lake), shows values that match a direct SQL query on the file, and changes when a
 widget changes. The SQL page refuses file access, attachment, extensions and writes, and leaves
 the file byte-for-byte unchanged. Expected values come from DuckDB (or numpy / scikit-learn),
-never from the app's own functions.
+never from the app's own functions. Sections follow the pages; the Gallery and the Concept page
+have their own files (tests/test_page_gallery.py, tests/test_page_concept.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -36,12 +38,17 @@ from tests.app_driver import (
     texts,
 )
 from tests.app_fixtures import TOP_IMAGE_LAYER, TOP_IMAGE_MODEL
-from tests.conftest import lce
+from tests.conftest import REFERENCE, lce
 
 PAGES = [
     "overview", "embedding", "components", "tasks", "compare", "units", "gallery", "concept",
     "similarity", "sql",
 ]  # fmt: skip
+
+needs_reference = pytest.mark.skipif(
+    not (REFERENCE / "models_dissect_profiles_raw.csv").is_file(),
+    reason="the paper's published data is not here",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,6 +135,30 @@ def test_the_sidebar_box_reveals_no_other_paths(
     assert all("/" not in option for option in at.sidebar.selectbox(key="lce_db_path").options)
 
 
+PAGE_WORDS = {
+    "overview": "interpretable units",
+    "embedding": "k-means",
+    "components": "loading",
+    "tasks": "transfers",
+    "compare": "side by side",
+    "units": "IoU",
+    "gallery": "S > T",
+    "concept": "learned a concept",
+    "sql": "SQL",
+}
+
+
+@pytest.mark.parametrize("page", sorted(PAGE_WORDS))
+def test_every_page_opens_with_a_sentence_saying_what_it_is_for(
+    open_page: Callable[..., AppTest], app_db: Path, page: str
+) -> None:
+    at = open_page(app_db, page)
+    assert at.markdown, "a sentence under the title"
+    assert PAGE_WORDS[page] in at.markdown[0].value
+    if page in ("components", "units", "compare", "gallery", "concept"):
+        assert "-t top" in texts(at.caption) and "-r right" in texts(at.caption)
+
+
 # ---------------------------------------------------------------------------------------------
 # Overview
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +221,24 @@ def test_category_colours_are_the_same_on_every_page(
     assert shared, "both pages colour bars by concept category"
     assert {c: overview[c] for c in shared} == {c: components[c] for c in shared}
     assert len(set(overview.values())) == len(overview), "one colour per concept category"
+
+
+def test_figures_download_as_svg_or_png(open_page: Callable[..., AppTest], app_db: Path) -> None:
+    import json
+
+    at = open_page(app_db, "overview")
+
+    def formats() -> set[str]:
+        return {
+            json.loads(el.proto.config)["toImageButtonOptions"]["format"]
+            for el in at.get("plotly_chart")
+        }
+
+    assert formats() == {"png"}
+    at.sidebar.radio(key="lce_figure_format").set_value("svg").run()
+    assert formats() == {"svg"}
+    at.switch_page("app_pages/tasks.py").run()
+    assert at.get("plotly_chart") and formats() == {"svg"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +333,34 @@ def test_reference_embedding_labels_do_not_overlap(app_db: Path) -> None:
             xr, yr = explore.padded_range(xs), explore.padded_range(ys)
             placed = explore.label_positions(xs, ys, names, xr, yr)
             assert explore.label_overlaps(xs, ys, names, placed, xr, yr) == 0, (a, b)
+
+
+def test_embedding_never_plots_a_component_against_itself_and_names_models_in_the_legend(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "embedding")
+    x_box, y_box = at.selectbox(key="emb_x"), at.selectbox(key="emb_y")
+    assert x_box.options[0] not in y_box.options
+    at.selectbox(key="emb_x").set_value(2).run()
+    assert_clean(at)
+    assert at.selectbox(key="emb_x").value == 2
+    assert at.selectbox(key="emb_y").value != 2
+    assert at.selectbox(key="emb_x").options[1] not in at.selectbox(key="emb_y").options
+
+    members: dict[str, set[str]] = {}
+    for model, label in sql(app_db, "select model, category_label from dim_model_categories"):
+        members.setdefault(label, set()).add(model)
+    fig = chart_with_title(at, "Learned Concepts Embedding")
+    for trace in fig["data"]:
+        if trace.get("mode") == "markers+text":
+            for model in members[trace["legendgroup"]]:
+                assert model in trace["name"]
+    if "The first three components" in str([f["layout"].get("title") for f in charts(at)]):
+        three = chart_with_title(at, "The first three components")
+        labelled = {m for t in three["data"] if "text" in t.get("mode", "") for m in t["text"]}
+        assert labelled >= set().union(*members.values())
+        eye = three["layout"]["scene"]["camera"]["eye"]
+        assert (eye["x"] ** 2 + eye["y"] ** 2 + eye["z"] ** 2) ** 0.5 > 2.2  # default is 2.17
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,6 +582,66 @@ def test_no_task_results_is_a_clear_note(
     assert "No task results for" in texts(at.info)
 
 
+@needs_reference
+def test_tasks_show_names_natural_order_full_colour_scale_and_readable_labels(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "tasks")
+    options = at.selectbox(key="task_family").options
+    assert "many_shot_linear" not in options and "Many-shot linear classification" in options
+    assert not any("_" in o for o in options)
+    at.selectbox(key="task_family").set_value("few_shot").run()
+    assert_clean(at)
+    results = at.selectbox(key="task_result").options
+    dataset = results[0].split(" · ")[0]
+    shots = [int(re.match(r"(\d+)-shot", r.split(" · ")[1]).group(1))  # type: ignore[union-attr]
+             for r in results if r.startswith(dataset + " · ")]  # fmt: skip
+    assert shots == sorted(shots) == [5, 20, 50]
+
+    fig = chart_with_title(at, "-NN map")
+    heat = next(t for t in fig["data"] if t["type"] == "heatmap")
+    result = at.selectbox(key="task_result").value
+    ds, met = str(result).split(" · ")
+    values = dict(
+        sql(
+            app_db,
+            "select b.model, b.value from fct_task_benchmarks b join fct_lce l using (model) "
+            "where l.component = 1 and task = 'few_shot' and dataset = ? and metric = ?",
+            [ds, met],
+        )
+    )
+    assert heat["zmin"] <= min(values.values()) and heat["zmax"] >= max(values.values())
+    assert heat["zmin"] == pytest.approx(min(values.values()))
+    assert heat["zmax"] == pytest.approx(max(values.values()))
+    colour = {
+        name: c
+        for t in fig["data"]
+        if t.get("mode") == "markers+text"
+        for name, c in zip(t["text"], t["textfont"]["color"], strict=True)
+    }
+    # Viridis runs from dark purple (#440154) to light yellow (#fde725): the worst model's label
+    # sits on the dark end, the best one's on the light end (higher is better here).
+    worst = min(values, key=lambda m: values[m])
+    best = max(values, key=lambda m: values[m])
+    assert colour[worst].upper() == "#FFFFFF"
+    assert colour[best].upper() == "#111111"
+
+
+def test_performance_map_axes_never_repeat_a_component(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "tasks")
+    x_box = at.selectbox(key="task_map_x")
+    assert x_box.value not in [at.selectbox(key="task_map_y").value]
+    assert x_box.options[0] not in at.selectbox(key="task_map_y").options
+    at.selectbox(key="task_map_x").set_value(2).run()
+    assert_clean(at)
+    assert at.selectbox(key="task_map_y").value != 2
+    fig = chart_with_title(at, "-NN map")
+    assert fig["layout"]["xaxis"]["title"]["text"].startswith("PC2")
+    assert not fig["layout"]["yaxis"]["title"]["text"].startswith("PC2")
+
+
 # ---------------------------------------------------------------------------------------------
 # Correlations with intervals and the multiple-testing correction
 # ---------------------------------------------------------------------------------------------
@@ -670,6 +807,40 @@ def test_compare_shows_distance_concepts_and_tasks_of_the_file(
     assert check(a, other) != first
 
 
+@needs_reference
+def test_compare_defines_weight_and_disambiguates_concepts_in_tables(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    pair = sql(
+        app_db,
+        "select a.model, b.model from fct_concept_profiles a join fct_concept_profiles b "
+        "on a.concept = b.concept and a.category <> b.category and a.model < b.model "
+        "join dim_models da on da.model = a.model join dim_models db on db.model = b.model "
+        "where da.has_profile and db.has_profile limit 1",
+    )
+    a, b = pair[0]
+    (name,) = sql(
+        app_db,
+        "select concept from fct_concept_profiles where model in (?, ?) group by concept "
+        "having count(distinct category) > 1 limit 1",
+        [a, b],
+    )[0]
+    at = open_page(app_db, "compare")
+    at.selectbox(key="cmp_a").set_value(a).run()
+    at.selectbox(key="cmp_b").set_value(b).run()
+    assert_clean(at)
+    assert "Weight:" in texts(at.caption)
+    shown = {c for frame in at.dataframe if "concept" in frame.value for c in frame.value.concept}
+    assert name not in shown
+    categories = {
+        c
+        for (c,) in sql(
+            app_db, "select distinct category from fct_concept_profiles where concept = ?", [name]
+        )  # fmt: skip
+    }
+    assert {f"{name} ({c})" for c in categories} <= shown
+
+
 # ---------------------------------------------------------------------------------------------
 # Units
 # ---------------------------------------------------------------------------------------------
@@ -816,6 +987,80 @@ def test_units_layer_choice_follows_the_file(
     assert not before.equals(after)
 
 
+def test_units_category_filter_does_not_carry_over_to_the_next_model(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    """Before the fix, one category chosen on a model kept hiding the other categories' units
+    of the next model (the demo's colour-sup -> shape-sup hid all 22 object units)."""
+    at = open_page(app_db, "units")
+    models = at.selectbox(key="units_model").options
+    first = at.multiselect(key="units_categories").options
+    at.multiselect(key="units_categories").set_value(first[:1]).run()
+    assert_clean(at)
+    other = models[-1]
+    at.selectbox(key="units_model").set_value(other).run()
+    assert_clean(at)
+    layer = at.selectbox(key="units_layer").value
+    box = at.multiselect(key="units_categories")
+    assert list(box.value) == list(box.options), "every category of the new model is chosen"
+    (n,) = sql(
+        app_db, "select count(*) from fct_unit_labels where model = ? and layer = ?", [other, layer]
+    )[0]
+    assert len(table(at, "is_interpretable")) == n
+
+
+@needs_reference
+def test_no_none_is_shown_for_background_units_or_excluded_models(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    (model,) = sql(
+        app_db,
+        "select model from fct_unit_labels where concept is null group by model "
+        "order by count(*) desc limit 1",
+    )[0]
+    at = open_page(app_db, "units")
+    at.selectbox(key="units_model").set_value(model).run()
+    frame = table(at, "is_interpretable")
+    assert frame["concept"].notna().all() and frame["category"].notna().all()
+    (first_with_concept,) = sql(
+        app_db,
+        "select unit from fct_unit_labels where model = ? and concept is not null "
+        "order by iou desc nulls last, unit limit 1",
+        [model],
+    )[0]
+    assert frame["unit"].iloc[0] == first_with_concept, "background units do not come first"
+    background = frame[frame["concept"].str.contains("background")]
+    (n_background,) = sql(
+        app_db, "select count(*) from fct_unit_labels where model = ? and concept is null", [model]
+    )[0]
+    assert len(background) == n_background
+
+    overview = table(open_page(app_db, "overview"), "interpretable_units")
+    assert overview["category"].notna().all()
+    excluded = {m for (m,) in sql(app_db, "select model from dim_models where not in_embedding")}
+    assert excluded and set(overview[overview["category"] == "not embedded"]["model"]) == excluded
+
+
+def test_probe_folder_starts_with_the_folder_the_run_recorded(
+    open_page: Callable[..., AppTest], toy_home: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "lce.duckdb"
+    shutil.copy(toy_home / "lce.duckdb", db)
+    probe = toy_home / "probe"
+    with duckdb.connect(str(db)) as conn:
+        # as `lce build` publishes runs.probe = 'broden:<path>' (the toy lake records 'broden:toy')
+        conn.execute(
+            "update fct_unit_top_images set probe_dir = ? where model = ? and layer = ?",
+            [str(probe), TOP_IMAGE_MODEL, TOP_IMAGE_LAYER],
+        )
+    at = open_page(db, "units")  # no LCE_PROBE_DIR
+    at.selectbox(key="units_model").set_value(TOP_IMAGE_MODEL).run()
+    at.selectbox(key="units_layer").set_value(TOP_IMAGE_LAYER).run()
+    assert_clean(at)
+    assert at.text_input(key="units_probe").value == str(probe)
+    assert at.image, "the top images are shown without typing the folder"
+
+
 # ---------------------------------------------------------------------------------------------
 # SQL
 # ---------------------------------------------------------------------------------------------
@@ -927,6 +1172,62 @@ def test_sql_refusals_are_checked_before_duckdb_runs_them(app_db: Path) -> None:
         assert str(refused.value).startswith(expected)
 
 
+@pytest.mark.parametrize("fmt", ["CSV", "Parquet"])
+def test_export_brings_the_whole_result_not_the_preview(
+    app_db: Path, tmp_path: Path, fmt: str
+) -> None:
+    import polars as pl
+
+    from lce import explore
+
+    query = "select model, layer, unit, concept, iou from fct_unit_labels order by all"
+    data, rows = explore.export_sql(app_db, query, fmt)
+    path = tmp_path / f"out.{fmt.lower()}"
+    path.write_bytes(data)
+    frame = pl.read_csv(path) if fmt == "CSV" else pl.read_parquet(path)
+    expected = sql(app_db, query)
+    assert rows == frame.height == len(expected) > explore.MAX_ROWS
+    assert [tuple(r) for r in frame.head(50).iter_rows()] == [
+        tuple(None if v is None else v for v in r) for r in expected[:50]
+    ]
+    data, rows = explore.export_mart(app_db, "fct_unit_labels", fmt)
+    assert rows == len(expected)
+    with pytest.raises(ValueError):
+        explore.export_mart(app_db, "stg_runs", fmt)
+
+
+def test_export_keeps_the_guard_and_a_size_cap(
+    app_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lce import explore
+
+    with pytest.raises(explore.SqlRefused, match="refused"):
+        explore.export_sql(app_db, "copy fct_lce to '/tmp/x.csv'", "CSV")
+    with pytest.raises(explore.SqlRefused):
+        explore.export_sql(app_db, "select * from read_csv('/etc/passwd')", "CSV")
+    monkeypatch.setattr("lce.explore.sql.EXPORT_MAX_BYTES", 10_000)  # the SQL page's module
+    with pytest.raises(explore.SqlRefused, match="larger than"):
+        explore.export_sql(app_db, "select * from fct_unit_labels", "Parquet")
+
+
+def test_sql_page_exports_the_full_result_and_any_mart(
+    open_page: Callable[..., AppTest], app_db: Path
+) -> None:
+    at = open_page(app_db, "sql")
+    at.text_area(key="sql_text").input("select * from fct_unit_labels").run()
+    (n,) = sql(app_db, "select count(*) from fct_unit_labels")[0]
+    at.radio(key="sql_export_fmt").set_value("Parquet").run()
+    at.button(key="sql_export_run").click().run()
+    assert_clean(at)
+    labels = [el.proto.label for el in at.get("download_button")]
+    assert f"Download {n} rows as Parquet" in " | ".join(labels)
+    at.selectbox(key="sql_mart").set_value("fct_unit_top_images").run()
+    at.button(key="mart_export_fct_unit_top_images_run").click().run()
+    (m,) = sql(app_db, "select count(*) from fct_unit_top_images")[0]
+    labels = [el.proto.label for el in at.get("download_button")]
+    assert f"Download {m} rows as CSV" in " | ".join(labels)
+
+
 # ---------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------
@@ -962,8 +1263,21 @@ def test_lce_app_warns_when_there_is_no_warehouse_yet(
     assert "no published warehouse yet" in out
 
 
+def test_lce_app_runs_without_file_watcher_or_deploy_button(
+    monkeypatch: pytest.MonkeyPatch, app_db: Path
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(os, "execve", lambda path, command, env: calls.append(command))
+    code, out = lce("app", "--db", app_db)
+    assert code == 0, out
+    (command,) = calls
+    assert command[0] == sys.executable
+    assert "--server.fileWatcherType=none" in command
+    assert "--client.toolbarMode=minimal" in command
+
+
 # ---------------------------------------------------------------------------------------------
-# Uncertainty (issue 11 parts 2-3): bootstrap intervals, category stability, prediction skill
+# Uncertainty: bootstrap intervals, model category stability, prediction skill
 # ---------------------------------------------------------------------------------------------
 
 INTERVAL_TRACE = "95% interval (unit bootstrap)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import shutil
 from collections import Counter
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from base.download import cache_dir, download
 from base.errors import LceError
 from lce.cli import app
-from tests.conftest import EXCLUDED, REFERENCE
+from tests.conftest import EXCLUDED, REFERENCE, REPO
 from tests.http_fixture import RangeServer, serve
 from warehouse import reference
 from warehouse.lake import read_table
@@ -349,3 +350,20 @@ def test_reference_load_downloads_into_the_shared_cache_folder(
     assert f"downloading the published files to {folder}" in result.output
     for name in (PROFILES, TASKS):
         assert (folder / name).read_bytes() == (SHARED / name).read_bytes()
+
+
+needs_reference_profiles = pytest.mark.skipif(
+    not (REFERENCE / "models_dissect_profiles_raw.csv").is_file(),
+    reason="the paper's published data is not here",
+)
+
+
+@needs_reference_profiles
+def test_readme_counts_the_rows_without_iou_per_model_as_the_paper_has_them() -> None:
+    with (REFERENCE / "models_dissect_profiles_raw.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = Counter(r["name"] for r in rows if r["iou"].strip().lower() in ("", "nan"))
+    assert missing == {"Random(R)": 368, "SimCLRV2(R)": 29}
+    readme = (REPO / "README.md").read_text() + (REPO / "docs" / "guide.md").read_text()
+    assert "397 SimCLR-v2 rows have no IoU" not in readme
+    assert "368 are the random model's and 29 SimCLR-v2's" in readme
