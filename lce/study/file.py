@@ -20,27 +20,26 @@ from typing import Any
 
 from base.errors import LceError
 from extract import registry
-from extract.config import NULL_SEED, ExtractConfig, check_config
-from extract.models import DEFAULT_INIT_SEED, NORMALIZATIONS
+from extract.config import DEFAULT_INIT_SEED, DEFAULTS, NORMALIZATIONS, ExtractConfig, check_config
 from warehouse.build import VARS, parse_vars
 from warehouse.lake import check_name
 
 TOP_KEYS = ("probe", "dissection", "models", "benchmarks", "build")
 PROBE_KEYS = ("path",)
-# [dissection]: key -> (type, default); the defaults are `lce extract`'s.
+# [dissection]: key -> (type, default); the defaults are ExtractConfig's (extract/config.py).
 DISSECTION_KEYS: dict[str, tuple[type, Any]] = {
-    "quantile": (float, 0.005),
-    "basis": (str, "raw"),
-    "batch_size": (int, 16),
-    "top_images": (int, 5),
-    "null_permutations": (int, 0),
-    "null_seed": (int, NULL_SEED),
-    "features": (bool, True),
-    "device": (str, "auto"),
-    "workers": (int, 0),
-    "checkpoint_every": (int, 20),
-    "skip_bad": (bool, False),
-    "cache": (bool, True),
+    "quantile": (float, DEFAULTS["quantile"]),
+    "basis": (str, DEFAULTS["basis"]),
+    "batch_size": (int, DEFAULTS["batch_size"]),
+    "top_images": (int, DEFAULTS["top_images"]),
+    "null_permutations": (int, DEFAULTS["null_permutations"]),
+    "null_seed": (int, DEFAULTS["null_seed"]),
+    "features": (bool, DEFAULTS["features"]),
+    "device": (str, DEFAULTS["device"]),
+    "workers": (int, DEFAULTS["workers"]),
+    "checkpoint_every": (int, DEFAULTS["checkpoint_every"]),
+    "skip_bad": (bool, DEFAULTS["skip_bad"]),
+    "cache": (bool, DEFAULTS["cache"]),
 }
 MODEL_KEYS: dict[str, tuple[type, Any]] = {
     "name": (str, None),
@@ -48,9 +47,9 @@ MODEL_KEYS: dict[str, tuple[type, Any]] = {
     "spec": (str, None),
     "weights": (str, None),
     "layers": (list, None),
-    "normalize": (str, "auto"),
-    "non_strict": (bool, False),
-    "seed": (int, DEFAULT_INIT_SEED),
+    "normalize": (str, DEFAULTS["normalize"]),
+    "non_strict": (bool, not DEFAULTS["strict"]),
+    "seed": (int, DEFAULTS["seed"]),
     "cost": (float, 1.0),
 }
 BENCHMARK_KEYS = ("file", "source")
@@ -60,18 +59,18 @@ BENCHMARK_KEYS = ("file", "source")
 class Dissection:
     """The settings every job of the study shares ([dissection])."""
 
-    quantile: float = 0.005
-    basis: str = "raw"
-    batch_size: int = 16
-    top_images: int = 5
-    null_permutations: int = 0
-    null_seed: int = NULL_SEED
-    features: bool = True
-    device: str = "auto"
-    workers: int = 0
-    checkpoint_every: int = 20
-    skip_bad: bool = False
-    cache: bool = True
+    quantile: float = DEFAULTS["quantile"]
+    basis: str = DEFAULTS["basis"]
+    batch_size: int = DEFAULTS["batch_size"]
+    top_images: int = DEFAULTS["top_images"]
+    null_permutations: int = DEFAULTS["null_permutations"]
+    null_seed: int = DEFAULTS["null_seed"]
+    features: bool = DEFAULTS["features"]
+    device: str = DEFAULTS["device"]
+    workers: int = DEFAULTS["workers"]
+    checkpoint_every: int = DEFAULTS["checkpoint_every"]
+    skip_bad: bool = DEFAULTS["skip_bad"]
+    cache: bool = DEFAULTS["cache"]
 
 
 @dataclass(frozen=True)
