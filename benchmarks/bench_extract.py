@@ -8,7 +8,10 @@ runs alternate --repeat times and the medians are compared: on a shared 2-core m
 pair of runs can differ by 20% from one minute to the next.
 
     .venv/bin/python benchmarks/bench_extract.py [--n 200] [--models resnet18,resnet50] [--repeat 3]
+        [--basis raw|upsampled|raw,upsampled] [--layer layer4] [--device cpu|cuda] [--workers 1]
         [--null-permutations K] [--features-cost]
+
+Both bases in one call share one generated probe set (and print one table).
 
 With --null-permutations K each round also runs the extraction with K null permutations, and
 a second table compares it with the plain extraction of the same round (pairs and medians).
@@ -44,8 +47,11 @@ def child(
     batch: int,
     null: int = 0,
     features: bool = True,
+    workers: int = 1,
+    layer: str = "layer4",
 ) -> None:
-    """Runs inside the subprocess; prints one JSON line."""
+    """Runs inside the subprocess; prints one JSON line. The forward-only baseline runs the
+    whole network whatever ``layer`` is (extraction may stop at the layer)."""
     import resource
 
     import torch
@@ -62,7 +68,7 @@ def child(
         p = open_probe(Path(probe))
         p.records = p.records[:n]
         cfg = ExtractConfig(
-            model="", layers=["layer4"], probe=Path(probe), lake=Path(lake), workers=1,
+            model="", layers=["layer4"], probe=Path(probe), lake=Path(lake), workers=workers,
             normalize="imagenet",
         )  # fmt: skip
         with torch.no_grad():
@@ -75,14 +81,14 @@ def child(
         run_extract(
             ExtractConfig(
                 model=f"torchvision:{arch}",
-                layers=["layer4"],
+                layers=[layer],
                 probe=sub,
                 lake=Path(lake),
                 name=arch,
                 basis=basis,
                 device=device,
                 batch_size=batch,
-                workers=1,
+                workers=workers,
                 progress=False,
                 null_permutations=null,
                 features=features,
@@ -110,13 +116,13 @@ def subset(probe: Path, n: int) -> Path:
 
 def measure(
     kind: str, arch: str, probe: Path, n: int, basis: str, device: str, batch: int, null: int = 0,
-    features: bool = True,
+    features: bool = True, workers: int = 1, layer: str = "layer4",
 ) -> dict:  # fmt: skip
     if kind == "extract":
         subset(probe, n)
     with tempfile.TemporaryDirectory() as lake:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch), str(null), str(int(features))],
+            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch), str(null), str(int(features)), str(workers), layer],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -126,7 +132,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--models", default="resnet18,resnet50")
-    parser.add_argument("--basis", default="raw")
+    parser.add_argument("--basis", default="raw", help="raw, upsampled, or both: raw,upsampled")
+    parser.add_argument("--workers", type=int, default=1, help="loader workers of every run")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each kind")
@@ -137,7 +144,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--features-cost", action="store_true", help="also time extraction with --no-features"
     )
-    parser.add_argument("--child", nargs=10)
+    parser.add_argument("--layer", default="layer4", help="the layer extracted")
+    parser.add_argument("--child", nargs=12)
     return parser.parse_args()
 
 
@@ -145,52 +153,51 @@ Row = tuple[str, dict, dict, dict | None, list[dict]]  # arch, forward, extract,
 Cost = tuple[str, dict, list[dict]]  # arch, extract, --no-features
 
 
-def run_model(args: argparse.Namespace, probe: Path, arch: str) -> tuple[Row, Cost]:
+def run_model(args: argparse.Namespace, probe: Path, arch: str, basis: str) -> tuple[Row, Cost]:
     """--repeat alternating rounds of forward-only and extraction (and the optional variants)
     for one model, then the 4N memory run; medians and per-round pairs."""
     fwds, exts, nulls, bare = [], [], [], []
+
+    def run(kind: str, n: int, null: int = 0, features: bool = True) -> dict:
+        out = measure(kind, arch, probe, n, basis, args.device, args.batch, null, features,
+                      args.workers, args.layer)  # fmt: skip
+        # each run as it ends, so a run cut off by a time limit still leaves the earlier ones
+        print(f"{arch} {basis} {kind} N={n} null={null}: {out['seconds']:.1f} s", file=sys.stderr)
+        return out
+
     for _ in range(args.repeat):
-        fwds.append(measure("forward", arch, probe, args.n, args.basis, args.device, args.batch))
-        exts.append(measure("extract", arch, probe, args.n, args.basis, args.device, args.batch))
+        fwds.append(run("forward", args.n))
+        exts.append(run("extract", args.n))
         if args.null_permutations:
-            nulls.append(
-                measure("extract", arch, probe, args.n, args.basis, args.device,
-                        args.batch, args.null_permutations)
-            )  # fmt: skip
+            nulls.append(run("extract", args.n, args.null_permutations))
         if args.features_cost:
-            bare.append(
-                measure("extract", arch, probe, args.n, args.basis, args.device,
-                        args.batch, features=False)
-            )  # fmt: skip
+            bare.append(run("extract", args.n, features=False))
     fwd = {"seconds": statistics.median(r["seconds"] for r in fwds)}
     ext = {
         "seconds": statistics.median(r["seconds"] for r in exts),
         "rss_mb": max(r["rss_mb"] for r in exts),
         "ratios": [e["seconds"] / f["seconds"] for f, e in zip(fwds, exts, strict=True)],
         "seconds_each": [e["seconds"] for e in exts],
+        "basis": basis,
     }
-    big = (
-        None
-        if args.no_4n
-        else measure("extract", arch, probe, args.n * 4, args.basis, args.device, args.batch)
-    )
+    big = None if args.no_4n else run("extract", args.n * 4)
     return (arch, fwd, ext, big, nulls), (arch, ext, bare)
 
 
 def print_speed(args: argparse.Namespace, rows: list[Row]) -> None:
     print(f"\n{platform.node()} {platform.processor() or platform.machine()}, device={args.device}, "
-          f"basis={args.basis}, batch={args.batch}, N={args.n}, medians of {args.repeat} runs")  # fmt: skip
+          f"batch={args.batch}, workers={args.workers}, N={args.n}, medians of {args.repeat} runs")  # fmt: skip
     print(
-        "| model | layer | forward-only s (N) | extraction s (N) | ratio (pairs) | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |"
+        "| model | layer | basis | forward-only s (N) | extraction s (N) | ratio (pairs) | img/s | peak RSS N (MB) | peak RSS 4N (MB) | 4N/N |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for arch, fwd, ext, big, _ in rows:
         ratio = ext["seconds"] / fwd["seconds"]
         rss4 = f"{big['rss_mb']:.0f}" if big else "-"
         growth = f"{big['rss_mb'] / ext['rss_mb']:.2f}" if big else "-"
         pairs = ", ".join(f"{r:.2f}" for r in ext["ratios"])
-        print(f"| {arch} | layer4 | {fwd['seconds']:.1f} | {ext['seconds']:.1f} | {ratio:.2f} ({pairs}) | "
-              f"{args.n / ext['seconds']:.1f} | {ext['rss_mb']:.0f} | {rss4} | {growth} |")  # fmt: skip
+        print(f"| {arch} | {args.layer} | {ext['basis']} | {fwd['seconds']:.1f} | {ext['seconds']:.1f} | "
+              f"{ratio:.2f} ({pairs}) | {args.n / ext['seconds']:.1f} | {ext['rss_mb']:.0f} | {rss4} | {growth} |")  # fmt: skip
 
 
 def print_nulls(k: int, rows: list[Row]) -> None:
@@ -222,10 +229,13 @@ def print_features_cost(costs: list[Cost]) -> None:
 def main() -> None:
     args = parse_args()
     if args.child:
-        kind, arch, probe, n, lake, basis, device, batch, null, features = args.child
-        child(
-            kind, arch, probe, int(n), lake, basis, device, int(batch), int(null), features == "1"
+        kind, arch, probe, n, lake, basis, device, batch, null, features, workers, layer = (
+            args.child
         )
+        child(
+            kind, arch, probe, int(n), lake, basis, device, int(batch), int(null), features == "1",
+            int(workers), layer,
+        )  # fmt: skip
         return
     from probe_factory import make_probe
 
@@ -233,16 +243,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe"
         tic = time.perf_counter()
-        make_probe(probe, n_images=args.n if args.no_4n else n4, size=224, label_size=112)
+        n_images = args.n if args.no_4n else n4
+        make_probe(probe, n_images=n_images, size=224, label_size=112)
         print(
-            f"probe set: {n4} images 224 px, label maps 112 px ({time.perf_counter() - tic:.0f} s)"
+            f"probe set: {n_images} images 224 px, label maps 112 px "
+            f"({time.perf_counter() - tic:.0f} s)"
         )
         rows: list[Row] = []
         costs: list[Cost] = []
-        for arch in args.models.split(","):
-            row, cost = run_model(args, probe, arch)
-            rows.append(row)
-            costs.append(cost)
+        for basis in args.basis.split(","):
+            for arch in args.models.split(","):
+                row, cost = run_model(args, probe, arch, basis)
+                rows.append(row)
+                costs.append(cost)
     print_speed(args, rows)
     if args.null_permutations:
         print_nulls(args.null_permutations, rows)

@@ -3,6 +3,7 @@ progress bar. Small helpers shared by the passes (extract/passes.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -20,12 +21,14 @@ if TYPE_CHECKING:
 
 class ProbeItem(NamedTuple):
     """One image of a batch: its probe index, its normalised pixels and/or its labels (each
-    None when not asked for), or the one-line error that reading it gave."""
+    None when not asked for) and its null partners' labels, or the one-line error that reading
+    it gave."""
 
     image_index: int
     image: torch.Tensor | None
     labels: ImageLabels | None
     error: str | None
+    nulls: tuple[ImageLabels, ...] = ()
 
 
 class ProbeItems(Dataset):
@@ -35,10 +38,18 @@ class ProbeItems(Dataset):
     keeps the user's error to one line (or lets --skip-bad count it).
     """
 
-    def __init__(self, probe: Probe, images: bool, labels: bool, normalize: str) -> None:
+    def __init__(
+        self,
+        probe: Probe,
+        images: bool,
+        labels: bool,
+        normalize: str,
+        partners: Sequence[dict[int, int]] = (),
+    ) -> None:
         self.probe = probe
         self.images = images
         self.labels = labels
+        self.partners = partners  # the null permutations: image -> partner image
         self.category_of = probe.concept_category_index()
         mean, std = NORMALIZATIONS[normalize]
         self.mean = torch.tensor(mean).view(3, 1, 1)
@@ -56,9 +67,13 @@ class ProbeItems(Dataset):
                 tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
                 tensor = (tensor - self.mean) / self.std
             labels = load_labels(self.probe, record, self.category_of) if self.labels else None
+            nulls = tuple(
+                load_labels(self.probe, self.probe.records[p[i]], self.category_of)
+                for p in (self.partners if self.labels else ())
+            )
         except LceError as exc:
             return ProbeItem(i, None, None, str(exc))
-        return ProbeItem(i, tensor, labels, None)
+        return ProbeItem(i, tensor, labels, None, nulls)
 
 
 def _collate(items: list[ProbeItem]) -> list[ProbeItem]:
@@ -78,9 +93,16 @@ def batches_for(probe: Probe, indices: list[int], batch_size: int) -> list[list[
 
 
 def loader(
-    cfg: ExtractConfig, probe: Probe, batches: list[list[int]], images: bool, labels: bool
+    cfg: ExtractConfig,
+    probe: Probe,
+    batches: list[list[int]],
+    images: bool,
+    labels: bool,
+    partners: Sequence[dict[int, int]] = (),
 ) -> DataLoader:
-    dataset = ProbeItems(probe, images=images, labels=labels, normalize=cfg.normalize)
+    """Batches of ``ProbeItem``; with ``labels`` and ``partners``, each item also carries its
+    null partners' labels, decoded where its own are (a loader worker, or this process)."""
+    dataset = ProbeItems(probe, images, labels, cfg.normalize, partners)
     return DataLoader(
         dataset,
         batch_sampler=batches,
@@ -91,14 +113,18 @@ def loader(
 
 
 def label_loader(
-    cfg: ExtractConfig, probe: Probe, batches: list[list[int]], device: torch.device
+    cfg: ExtractConfig,
+    probe: Probe,
+    batches: list[list[int]],
+    device: torch.device,
+    partners: Sequence[dict[int, int]] = (),
 ) -> DataLoader:
     """Labels only. On CPU they are decoded in this process: a loader worker would compete with
     the tally for the same cores (on two cores, a label-decoding worker beside the tally tripled
     its time, as OpenMP threads wait on each other). On GPU the tally leaves the cores free, so
-    the workers decode."""
+    the workers decode, the null partners' labels too."""
     workers = cfg.workers if device.type != "cpu" else 0
-    return loader(replace(cfg, workers=workers), probe, batches, False, True)
+    return loader(replace(cfg, workers=workers), probe, batches, False, True, partners)
 
 
 def progress_bar(cfg: ExtractConfig, total: int, description: str, done: int = 0) -> Any:

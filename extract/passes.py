@@ -30,10 +30,18 @@ import torch
 from base.errors import LceError
 from base.faults import pause_point
 from extract import checkpoint, distributed
-from extract.broden import ImageLabels, Probe, load_labels
+from extract.broden import Probe
 from extract.cache import ActivationCache, SparseCache, keep_cells
 from extract.devices import to_device
-from extract.feed import check_finite, forward, label_loader, loader, progress_bar, readable
+from extract.feed import (
+    ProbeItem,
+    check_finite,
+    forward,
+    label_loader,
+    loader,
+    progress_bar,
+    readable,
+)
 from extract.models import LayerTaps
 from extract.quantile import ThresholdRefine, ThresholdSelect
 from extract.tally import ActivationStats, ConceptTally, LabelBatch, TopImages
@@ -201,10 +209,12 @@ def _pass1_batch(run: Run, p1: Pass1, good: list) -> None:
 
 
 def inputs(
-    run: Run, p1: Pass1, start: int, labels: bool
-) -> Iterator[tuple[list[ImageLabels], dict[str, torch.Tensor]]]:
-    """Per kept batch from ``start`` on: its label masks (empty unless ``labels``) and its
-    layers' raw maps, from pass 1's cache, or from the model again without it (--no-cache)."""
+    run: Run, p1: Pass1, start: int, labels: bool, partners: list[dict[int, int]] | None = None
+) -> Iterator[tuple[list[ProbeItem], dict[str, torch.Tensor]]]:
+    """Per kept batch from ``start`` on: its items with their label masks and their null
+    partners' (empty unless ``labels``) and its layers' raw maps, from pass 1's cache, or from
+    the model again without it (--no-cache)."""
+    partners = partners or []
     cfg, kept = run.cfg, p1.kept_batches
     if cfg.cache:
         cached = p1.cache.read_sparse(p1.cache_shapes)
@@ -214,16 +224,16 @@ def inputs(
             for arrays in cached:
                 yield [], dict(zip(cfg.layers, arrays, strict=True))
             return
-        for items in label_loader(cfg, run.probe, kept[start:], run.device):
+        for items in label_loader(cfg, run.probe, kept[start:], run.device, partners):
             _check_read(items)
             maps = dict(zip(cfg.layers, next(cached), strict=True))
-            yield [it.labels for it in items], maps
+            yield items, maps
         return
-    for items in loader(cfg, run.probe, kept[start:], images=True, labels=labels):
+    for items in loader(cfg, run.probe, kept[start:], True, labels, partners if labels else []):
         _check_read(items)
         stack = torch.stack([it.image for it in items])
         maps = forward(run.model, run.taps, stack, cfg.layers, run.device)
-        yield [it.labels for it in items] if labels else [], maps
+        yield items if labels else [], maps
 
 
 def _check_read(items: list) -> None:
@@ -284,7 +294,6 @@ def pass3_tally(
     partners = null_partners(
         probe, [i for b in kept for i in b], cfg.null_permutations, cfg.null_seed
     )
-    category_of = probe.concept_category_index()
     start = 0
     if state is not None and state["pass"] == 3:
         start = state["batch"]
@@ -297,10 +306,10 @@ def pass3_tally(
     progress.update(task, completed=done)
     tic = time.perf_counter()
     with progress:
-        for offset, (labels, acts) in enumerate(inputs(run, p1, start, labels=True)):
+        for offset, (items, acts) in enumerate(inputs(run, p1, start, True, partners)):
             position = start + offset
-            nulls = [[load_labels(probe, probe.records[p[i]], category_of) for p in partners]
-                     for i in kept[position]]  # fmt: skip
+            labels = [it.labels for it in items if it.labels is not None]  # all: read checked
+            nulls = [list(it.nulls) for it in items]  # decoded where the labels were
             sizes = [(probe.records[i].sh, probe.records[i].sw) for i in kept[position]]
             batch = LabelBatch(labels, nulls, n_concepts, device)  # one copy for all layers
             for name in cfg.layers:

@@ -45,24 +45,27 @@ def brute_force(
     factory: Callable[[], torch.nn.Module] = small_cnn,
     to_map: Callable[[torch.Tensor], torch.Tensor] = lambda out: out,
     partner: Sequence[int] | None = None,
+    device: str = "cpu",
 ) -> dict[str, object]:
     """The reference: ``to_map`` turns the layer's raw output into (1, C, h, w) (a ViT test
     reshapes its tokens to the patch grid itself). With ``partner``, image i's masks are
-    tallied against image ``partner[i]``'s labels (a null permutation)."""
-    model = factory().eval()
+    tallied against image ``partner[i]``'s labels (a null permutation). With ``device`` the
+    model and the upsampling run there (CUDA's activations can differ from the CPU's in the
+    last bits); everything after that is numpy on the host."""
+    model = factory().eval().to(device)
     captured: dict[str, torch.Tensor] = {}
     module = dict(model.named_modules())[layer]
     module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
     raw, ups = [], []
     for img in probe.images:
         with torch.no_grad():
-            model(model_input(img.rgb))
+            model(model_input(img.rgb).to(device))
         a = to_map(captured["a"]).float()
         s = F.interpolate(
             a, size=(probe.label_size, probe.label_size), mode="bilinear", align_corners=False
         )
-        raw.append(a[0].numpy())
-        ups.append(s[0].numpy())
+        raw.append(a[0].cpu().numpy())
+        ups.append(s[0].cpu().numpy())
     n_units = raw[0].shape[0]
     basis_maps = raw if basis == "raw" else ups
     thresholds = np.array(
