@@ -41,10 +41,11 @@ def plan(
     """Each job (model, layer): done, running, partial or todo; then the progress so far."""
     from extract.broden import open_probe
     from lce.study import plan as plan_mod
-    from lce.study.file import load_study
+    from lce.study.file import load_study, make_importable
 
     study = load_study(file)
     folder = lake_dir(lake)
+    make_importable(study)
     if check:
         plan_mod.check_models(study)
     conflict = plan_mod.lake_conflict(study, folder, open_probe(study.probe))
@@ -95,11 +96,12 @@ def run(
     """Run the study's jobs that are not done (resuming partial ones): one shard, or all of
     them followed by the benchmarks, `lce build` and the summary."""
     from lce.cli_report import summarize
-    from lce.study.file import load_study
+    from lce.study.file import load_study, make_importable
     from lce.study.run import finish, run_jobs, shard_from, shard_lake, split, split_line
 
     study = load_study(file)
     folder = lake_dir(lake)
+    make_importable(study)
     chosen = shard_from(shard, os.environ)
     jobs = split(study.jobs(), chosen.count)[chosen.index] if chosen else study.jobs()
     if lake_per_shard and chosen is None:
@@ -119,3 +121,45 @@ def run(
         return
     finish(study, folder, db_path(db), say, warning_line)
     summarize(db=db_path(db))
+
+
+@study_app.command("sbatch")
+@friendly
+def sbatch(
+    file: FileArg,
+    array: Annotated[int, typer.Option("--array", help="Tasks of the job array (shards).")],
+    gpus_per_task: Annotated[
+        int, typer.Option(help="GPUs per task (more than one: torchrun inside the task).")
+    ] = 1,
+    partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    time: Annotated[str | None, typer.Option(help="Time limit per task, e.g. 4:00:00.")] = None,
+    account: Annotated[str | None, typer.Option(help="SLURM account.")] = None,
+    extra: Annotated[
+        list[str] | None,
+        typer.Option(help="Another #SBATCH option, e.g. --extra=--qos=high; repeat for more."),
+    ] = None,
+    lake_per_shard: Annotated[
+        bool,
+        typer.Option(
+            "--lake-per-shard",
+            help="Each task writes LAKE.shard-I; the build job merges them first.",
+        ),
+    ] = False,
+    lake: LakeOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Write two SLURM scripts beside the study file (the array of `lce study run`, and the
+    build after it) and print the two sbatch lines that submit them."""
+    from lce.study.file import load_study
+    from lce.study.sbatch import SlurmOptions, write_scripts
+
+    study = load_study(file)
+    opts = SlurmOptions(
+        array=array, gpus_per_task=gpus_per_task, partition=partition, time=time,
+        account=account, extra=tuple(extra or ()), lake_per_shard=lake_per_shard,
+    )  # fmt: skip
+    scripts = write_scripts(file, lake_dir(lake), db_path(db), opts)
+    jobs = len(study.jobs())
+    say(f"wrote {scripts.array} ({array} tasks for {jobs} jobs) and {scripts.build}; submit with:")
+    for line in scripts.submit_lines():
+        say(line)

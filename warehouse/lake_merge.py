@@ -85,10 +85,12 @@ def _check_study(named: list[tuple[str, dict[tuple[str, str], dict]]]) -> None:
 def merge_lakes(target: Path, sources: list[Path], replace: bool = False) -> Merged:
     """Merge ``sources`` into ``target`` in one commit (see the module docstring)."""
     for src in sources:
-        if not src.is_dir() or not has_data(src):
-            raise LceError(f"merge source {src}: not a lake folder with data")
+        if not src.is_dir():
+            raise LceError(f"merge source {src}: no such lake folder")
         if src.resolve() == target.resolve():
             raise LceError(f"merge source {src} is the target itself")
+    # a lake without data (a shard that had no jobs) has nothing to give
+    sources = [src for src in sources if has_data(src)]
     ensure_writable(target)
     source_runs = [(str(s), _runs(s, lock=True)) for s in sources]
     _check_study(source_runs)

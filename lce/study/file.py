@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,14 @@ def load_study(path: Path) -> Study:
         except LceError as exc:
             raise LceError(f"{path}: [[models]] {job.model.name!r}: {exc}") from None
     return study
+
+
+def make_importable(study: Study) -> None:
+    """Put the study file's folder on the import path (appended, never shadowing an installed
+    package), so a module:function spec beside the study file loads wherever lce runs from."""
+    folder = str(study.path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
 
 
 @dataclass(frozen=True)
