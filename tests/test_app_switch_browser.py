@@ -188,6 +188,21 @@ def check_gallery_switch(url: str, db: Path, tmp_path: Path) -> None:
         driver.quit()
 
 
+def check_y_axis_follows_x(url: str, page: str, tmp_path: Path) -> None:
+    """Embedding and the Tasks page's performance map: choosing for x the component y shows
+    moves y to another one, in the browser too (y never repeats x)."""
+    driver = chromium(tmp_path)
+    try:
+        driver.get(f"{url}/{page}")
+        wait(driver, lambda d: combo(d, "y axis"), f"{page} drew no y axis picker")
+        y = combo(driver, "y axis").get_attribute("value")
+        choose(driver, "x axis", y)
+        wait(driver, lambda d: combo(d, "y axis").get_attribute("value") not in ("", y),
+             f"{page}: the y axis picker still reads {y!r}, which is now x")  # fmt: skip
+    finally:
+        driver.quit()
+
+
 def test_a_model_switch_leaves_no_stale_widget_in_chromium(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -197,5 +212,7 @@ def test_a_model_switch_leaves_no_stale_widget_in_chromium(
     try:
         check_units_switch(url, db, tmp_path)
         check_gallery_switch(url, db, tmp_path)
+        check_y_axis_follows_x(url, "embedding", tmp_path)
+        check_y_axis_follows_x(url, "tasks", tmp_path)
     finally:
         server.close()
