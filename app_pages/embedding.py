@@ -56,8 +56,8 @@ x = left.selectbox(
 )  # fmt: skip
 # A component against itself is a diagonal line, not a view: y offers the others only.
 y_options = [c for c in components if c != x]
-if st.session_state.get("emb_y") not in y_options:
-    st.session_state.pop("emb_y", None)
+if st.session_state.get("emb_y") not in y_options:  # assigned, so the browser follows
+    st.session_state["emb_y"] = y_options[0]
 y = middle.selectbox(
     "y axis", y_options, index=0, key="emb_y",
     format_func=lambda c: component_label(c, evr.get(c)),

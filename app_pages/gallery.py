@@ -18,6 +18,7 @@ from lce.explore.images import (
 )
 from lce.explore.names import PART_SUFFIXES
 from lce.explore.units import unit_categories, unit_layers
+from lce.widget_state import reset_on_scope
 
 db = ui.require_db()
 st.title("Gallery")
@@ -38,25 +39,26 @@ layer = right.selectbox(
     "Layer", layers.filter(layers["model"] == model)["layer"].to_list(), key="gallery_layer"
 )
 categories = ui.load(unit_categories, db, model, layer)
-# Filters belong to one model and layer (the Units page's carry-over defect, not repeated here).
-if st.session_state.get("gallery_scope") != (model, layer):
-    for key in ("gallery_categories", "gallery_page"):
-        st.session_state.pop(key, None)
-    st.session_state["gallery_scope"] = (model, layer)
+# Filters belong to one model and layer, the page number to one filtered list: a switch starts
+# with every category and page 1 (assigned, so the browser's widgets follow).
+reset_on_scope("gallery_scope", (model, layer), {"gallery_categories": categories})
 f1, f2, f3 = st.columns([1, 2, 1])
 concept = f1.text_input("Concept contains", key="gallery_concept")
-chosen = f2.multiselect("Concept categories", categories, default=categories,
-                        key="gallery_categories")  # fmt: skip
-min_iou = f3.slider("Minimum IoU", 0.0, 0.5, 0.0, step=0.01, key="gallery_min_iou")
+chosen = f2.multiselect("Concept categories", categories, key="gallery_categories")
+min_iou = f3.slider("Minimum IoU", 0.0, 0.5, step=0.01, key="gallery_min_iou")
 category_filter = None if set(chosen) == set(categories) else tuple(chosen)
 units = ui.load(gallery_units, db, model, layer, concept, category_filter, float(min_iou))
 if units.is_empty():
     ui.stop("No unit of this layer passes the filters; widen them.")
 
 pages = max(1, math.ceil(units.height / GALLERY_PAGE_SIZE))
+reset_on_scope(
+    "gallery_page_scope", (model, layer, concept, tuple(chosen), float(min_iou)),
+    {"gallery_page": 1},
+)  # fmt: skip
 page = 1
 if pages > 1:
-    page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key="gallery_page"))
+    page = int(st.number_input(f"Page (of {pages})", 1, pages, key="gallery_page"))
 shown = units.slice((page - 1) * GALLERY_PAGE_SIZE, GALLERY_PAGE_SIZE)
 first = (page - 1) * GALLERY_PAGE_SIZE + 1
 st.caption(

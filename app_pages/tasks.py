@@ -150,8 +150,8 @@ map_x = mx.selectbox(
 )  # fmt: skip
 # as on the Embedding page, y never repeats x (a component against itself is a diagonal)
 map_y_options = [c for c in components if c != map_x] or components  # one component: itself
-if st.session_state.get("task_map_y") not in map_y_options:
-    st.session_state.pop("task_map_y", None)
+if st.session_state.get("task_map_y") not in map_y_options:  # assigned: the browser follows
+    st.session_state["task_map_y"] = map_y_options[0]
 map_y = my.selectbox(
     "y axis", map_y_options, index=0, key="task_map_y",
     format_func=lambda c: component_label(c, evr.get(c)),

@@ -16,7 +16,7 @@ from lce.explore.images import (
 )
 from lce.explore.names import PART_SUFFIXES
 from lce.explore.units import (
-    UNIT_FILTER_KEYS,
+    UNIT_FILTER_DEFAULTS,
     top_image_layers,
     top_image_units,
     top_images,
@@ -28,6 +28,7 @@ from lce.explore.units import (
     units,
     units_for_display,
 )
+from lce.widget_state import is_new_link, refresh, reset_on_scope, sync_query_params
 
 db = ui.require_db()
 st.title("Units")
@@ -43,29 +44,31 @@ if layers.is_empty():
 
 models = sorted(set(layers["model"].to_list()))
 # A Gallery tile links here with ?model=&layer=&unit=: open that unit with no filter hiding it.
+# The address bar then follows the selection (a unit's link can be copied), so parameters this
+# page wrote itself are no link.
 link = unit_link(st.query_params.to_dict(), layers)
-if link is not None:
-    for key in UNIT_FILTER_KEYS:
-        st.session_state.pop(key, None)
-    st.session_state.update(link)
-    st.query_params.clear()
+if link is not None and is_new_link("units_url", "units_model"):
+    st.session_state.update({**UNIT_FILTER_DEFAULTS, **link, "units_scope": None})
 left, right = st.columns(2)
 model = left.selectbox("Model", models, key="units_model")
 model_layers = layers.filter(layers["model"] == model)["layer"].to_list()
 layer = right.selectbox("Layer", model_layers, key="units_layer")
+sync_query_params({"model": model, "layer": layer}, "units_url")
 
 categories = ui.load(unit_categories, db, model, layer)
 # A category choice belongs to one model and layer: kept across a switch it would silently hide
-# units of the next one, so a new model or layer starts with every category.
-if st.session_state.get("units_scope") != (model, layer):
-    st.session_state.pop("units_categories", None)
-    st.session_state.pop("units_probe", None)  # the next model's run may name another probe
-    st.session_state["units_scope"] = (model, layer)
-f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
-chosen = f1.multiselect(
-    "Concept categories", categories, default=categories, key="units_categories"
+# units of the next one, so a new model or layer starts with every category (and the probe the
+# next model's run names); the unit picker is redrawn, its labels are the new model's.
+default_probe = default_probe_dir(
+    ui.load(run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
 )
-min_iou = f2.slider("Minimum IoU", 0.0, 0.5, 0.0, step=0.01, key="units_min_iou")
+if reset_on_scope(
+    "units_scope", (model, layer), {"units_categories": categories, "units_probe": default_probe}
+):
+    refresh("units_unit")
+f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
+chosen = f1.multiselect("Concept categories", categories, key="units_categories")
+min_iou = f2.slider("Minimum IoU", 0.0, 0.5, step=0.01, key="units_min_iou")
 search = f3.text_input("Concept contains", key="units_search")
 interpretable_only = f4.checkbox("Interpretable only", key="units_interpretable")
 
@@ -107,11 +110,9 @@ unit = st.selectbox(
     "Unit", choices, key="units_unit",
     format_func=lambda u: f"{u}: {unit_caption(frame, u)}",
 )  # fmt: skip
+sync_query_params({"model": model, "layer": layer, "unit": str(unit)}, "units_url")
 probe = st.text_input(
     "Probe folder",
-    value=default_probe_dir(
-        ui.load(run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
-    ),
     key="units_probe",
     help="The probe set the models were dissected on (its images/ folder). "
     "Default: the folder the run recorded (runs.probe), else the LCE_PROBE_DIR environment "

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.browser import CHROMIUM, chromium
+from tests.browser import CHROMIUM, chromium, serve
 from tests.conftest import REPO
 
 pytestmark = [
@@ -33,55 +29,10 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served_app(app_db: Path, tmp_path: Path) -> Iterator[str]:
     """The app served by `streamlit run` (headless, no usage stats) until the test ends."""
     yield from serve(app_db, tmp_path)
-
-
-def serve(app_db: Path, tmp_path: Path, extra: tuple[str, ...] = ()) -> Iterator[str]:
-    """`streamlit run` on ``app_db`` (with ``extra`` options) until the generator is closed."""
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
-        "--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}",
-        "--browser.gatherUsageStats=false", "--server.fileWatcherType=none", *extra,
-    ]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            command, cwd=REPO, env={**os.environ, "LCE_DB": str(app_db)}, stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer within 60 s:\n{log.read_text()}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_embedding_page_draws_the_chart_in_chromium(

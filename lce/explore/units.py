@@ -91,8 +91,13 @@ def unit_link(params: dict[str, str], layers: pl.DataFrame) -> dict[str, Any] | 
     return {"units_model": model, "units_layer": layer, "units_unit": int(unit)}
 
 
-# The Units page's filters a link clears (back to their defaults) so the linked unit is in view.
-UNIT_FILTER_KEYS = ("units_min_iou", "units_search", "units_interpretable", "units_categories")
+# The Units page's filters a link sets back to their defaults so the linked unit is in view (the
+# categories too: they are reset with the model and layer).
+UNIT_FILTER_DEFAULTS: dict[str, Any] = {
+    "units_min_iou": 0.0,
+    "units_search": "",
+    "units_interpretable": False,
+}
 
 
 def unit_caption(frame: pl.DataFrame, unit: int) -> str:
