@@ -22,7 +22,7 @@ from warehouse.query import MARTS, connect
 
 # Raised whenever a mart's columns (names or types) change or a mart is added or removed.
 # 0 stands for every file built before dim_study existed (lce 0.1.0 and earlier).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
