@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.app_driver import assert_clean, chart_with_title, table
@@ -181,3 +182,59 @@ def test_gallery_darkens_outside_the_stored_mask(
         np.testing.assert_array_equal(tile["pixels"][inside], raw[inside])
         dimmed = np.rint(raw[~inside] * 0.2)
         np.testing.assert_array_equal(tile["pixels"][~inside], dimmed)
+
+
+def test_units_on_the_demo_draws_the_layer_histogram_in_chromium(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The histogram as a user sees it after `make demo`: plotly draws one bar per concept of
+    the first model's primary layer, named on the axis (SQL on the file counts them). With
+    LCE_DOCS_SCREENSHOTS=1 the chart becomes docs/histogram.png (docs/guide.md shows it)."""
+    import os
+    import shutil
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.app_driver import sql
+    from tests.browser import CHROMIUM, chromium
+    from tests.conftest import REPO
+    from tests.test_app_browser import serve
+
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent")
+    db = demo[0] / "lce.duckdb"
+    model, layer = sql(db, "select model, primary_layer from dim_models where has_profile "
+                           "order by model limit 1")[0]  # fmt: skip
+    concepts = {c for (c,) in sql(db, "select distinct concept from fct_unit_labels where "
+                                      "model = ? and layer = ? and is_interpretable and concept "
+                                      "is not null", [model, layer])}  # fmt: skip
+    server = serve(db, tmp_path)
+    url = next(server)
+    driver = chromium(tmp_path)
+    try:
+        driver.get(f"{url}/units")
+        title = f"Interpretable units per concept: {model} / {layer}"
+
+        def histogram(d: Any) -> Any:
+            for chart in d.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"]'):
+                if any(t.text == title for t in chart.find_elements(By.CSS_SELECTOR, ".gtitle")):
+                    return chart
+            return None
+
+        chart = WebDriverWait(driver, 90).until(histogram)
+        WebDriverWait(driver, 30).until(
+            lambda d: len(chart.find_elements(By.CSS_SELECTOR, ".barlayer .point")) == len(concepts)
+        )
+        ticks = {t.text for t in chart.find_elements(By.CSS_SELECTOR, ".ytick text")}
+        assert {t.split(" (")[0] for t in ticks} == concepts
+        driver.execute_script("arguments[0].scrollIntoView();", chart)
+        time.sleep(1)  # let the bars finish their transition before the picture
+        shot = tmp_path / "histogram.png"
+        assert chart.screenshot(str(shot))
+        if os.environ.get("LCE_DOCS_SCREENSHOTS"):  # refresh the guide's picture
+            shutil.copy(shot, REPO / "docs" / "histogram.png")
+    finally:
+        driver.quit()
+        server.close()
