@@ -8,9 +8,14 @@ import os
 import streamlit as st
 
 from lce import ui
-from lce.explore.gallery import GALLERY_PAGE_SIZE, gallery_units, unit_tile_caption
+from lce.explore.gallery import (
+    GALLERY_IMAGE_PX,
+    GALLERY_PAGE_SIZE,
+    gallery_units,
+    unit_tile_caption,
+)
 from lce.explore.images import (
-    TILE_IMAGE_PX,
+    LOOKS,
     default_probe_dir,
     probe_dir_problem,
     run_probe_dir,
@@ -25,7 +30,8 @@ st.title("Gallery")
 st.markdown(
     "Network Dissection's view of a layer: every unit as a tile with the concept it detects "
     "best, its IoU, and the probe images it fires on most, the pixels where it fires "
-    "(its activation upsampled to the label map, above its threshold: S > T) outlined in magenta."
+    "(its activation upsampled to the label map, above its threshold: S > T) outlined in magenta "
+    "or, NetDissect's look, with everything else darkened."
 )
 st.caption(PART_SUFFIXES)
 layers = ui.load(unit_layers, db)
@@ -81,27 +87,29 @@ elif n_maps == 0:
         "No outlines: this lake was written before lce kept each unit's activation maps on its "
         "top images (`unit_top_maps`); re-run `lce extract` for this model to draw them."
     )
+look = st.radio(
+    "Mask", list(LOOKS), format_func=LOOKS.__getitem__, horizontal=True, key="gallery_look",
+    help="How the pixels where the unit fires (S > T) are shown: outlined in magenta, or "
+    "NetDissect's look, everything else darkened.",
+)  # fmt: skip
 tiles = ui.unit_tiles(db, probe or "", model, layer,
-                tuple(int(u) for u in shown["unit"].to_list()))  # fmt: skip
+                      tuple(int(u) for u in shown["unit"].to_list()), look)  # fmt: skip
 by_unit: dict[int, list[dict]] = {}
 for tile in tiles:
     by_unit.setdefault(tile["unit"], []).append(tile)
 
-columns_per_row = 3
-rows = list(shown.iter_rows(named=True))
-for start in range(0, len(rows), columns_per_row):
-    for column, row in zip(st.columns(columns_per_row, border=True),
-                           rows[start : start + columns_per_row], strict=False):  # fmt: skip
-        with column:
-            st.markdown(f"**{unit_tile_caption(row)}**")
-            images = [t for t in by_unit.get(row["unit"], []) if t["pixels"] is not None]
-            if images:
-                st.image(
-                    [t["pixels"] for t in images],
-                    caption=[f"#{t['rank']}" for t in images],
-                    width=TILE_IMAGE_PX,
-                )
-            st.page_link(
-                "app_pages/units.py", label=f"Unit {row['unit']} in detail",
-                query_params={"model": model, "layer": layer, "unit": str(row["unit"])},
-            )  # fmt: skip
+# NetDissect's layout: one unit a row, its top images side by side at a readable size.
+for row in shown.iter_rows(named=True):
+    with st.container(border=True):
+        st.markdown(f"**{unit_tile_caption(row)}**")
+        images = [t for t in by_unit.get(row["unit"], []) if t["pixels"] is not None]
+        if images:
+            st.image(
+                [t["pixels"] for t in images],
+                caption=[f"#{t['rank']}" for t in images],
+                width=GALLERY_IMAGE_PX,
+            )
+        st.page_link(
+            "app_pages/units.py", label=f"Unit {row['unit']} in detail",
+            query_params={"model": model, "layer": layer, "unit": str(row["unit"])},
+        )  # fmt: skip

@@ -15,6 +15,13 @@ from lce.explore.images import (
     top_maps_count,
 )
 from lce.explore.names import PART_SUFFIXES
+from lce.explore.netdissect import (
+    across_layers_figure,
+    concept_histogram,
+    concept_histogram_figure,
+    layer_category_counts,
+    runner_ups,
+)
 from lce.explore.units import (
     UNIT_FILTER_DEFAULTS,
     top_image_layers,
@@ -91,6 +98,19 @@ st.dataframe(
     },
 )
 
+# NetDissect's views of the layer and of the model's layers (every unit counts, not the filters).
+st.subheader("Concepts of the layer")
+hist_col, layers_col = st.columns(2)
+with hist_col:
+    histogram = ui.load(concept_histogram, db, model, layer)
+    if histogram.is_empty():
+        st.info(f"No interpretable unit in {model} / {layer}: the histogram is empty.")
+    else:
+        ui.plotly_chart(concept_histogram_figure(
+            histogram, f"Interpretable units per concept: {model} / {layer}"))  # fmt: skip
+with layers_col:
+    ui.plotly_chart(across_layers_figure(ui.load(layer_category_counts, db, model), model))
+
 st.subheader("Top images")
 with_images = ui.load(top_image_layers, db)
 if with_images.is_empty():
@@ -111,6 +131,22 @@ unit = st.selectbox(
     format_func=lambda u: f"{u}: {unit_caption(frame, u)}",
 )  # fmt: skip
 sync_query_params({"model": model, "layer": layer, "unit": str(unit)}, "units_url")
+ranked = ui.load(runner_ups, db, model, layer, int(unit))
+if ranked.is_empty():
+    st.caption("No runner-up labels: this layer's labels were loaded precomputed, without tallies.")
+else:
+    st.markdown(f"**Unit {unit}'s best concepts** (rank 1 is its label; IoU from the tallies)")
+    st.dataframe(
+        units_for_display(ranked),
+        hide_index=True,
+        column_config={
+            "iou": st.column_config.ProgressColumn(
+                "IoU", format="%.3f", min_value=0, max_value=0.5
+            ),
+            "activation_in_category": "unit pixels in the category's images",
+            "label_pixels": "concept pixels",
+        },
+    )
 probe = st.text_input(
     "Probe folder",
     key="units_probe",

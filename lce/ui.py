@@ -42,9 +42,14 @@ def load(func: Callable[..., T], db: Path, *args: Any) -> T:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _tiles(
-    stamp: tuple[str, int, int], probe: str, model: str, layer: str, units: tuple[int, ...]
+    stamp: tuple[str, int, int],
+    probe: str,
+    model: str,
+    layer: str,
+    units: tuple[int, ...],
+    look: str = "outline",
 ) -> list[dict[str, Any]]:
-    tiles = images.unit_tiles(Path(stamp[0]), probe, model, layer, units)
+    tiles = images.unit_tiles(Path(stamp[0]), probe, model, layer, units, look)
     for tile in tiles:
         if tile["pixels"] is not None:
             tile["pixels"] = images.png_bytes(tile["pixels"])
@@ -52,11 +57,11 @@ def _tiles(
 
 
 def unit_tiles(
-    db: Path, probe: str, model: str, layer: str, units: tuple[int, ...]
+    db: Path, probe: str, model: str, layer: str, units: tuple[int, ...], look: str = "outline"
 ) -> list[dict[str, Any]]:
     """``lce.explore.images.unit_tiles`` with the images as PNG bytes, cached apart from
     ``load``: a page of 24 units' top images is megabytes, so only the last few pages are kept."""
-    return _tiles(db_stamp(db), probe, model, layer, tuple(units))
+    return _tiles(db_stamp(db), probe, model, layer, tuple(units), look)
 
 
 def warehouse_choices() -> list[Path]:

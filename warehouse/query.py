@@ -47,6 +47,7 @@ MARTS = (
     "fct_sensitivity",
     "fct_unit_top_images",
     "fct_unit_top_maps",
+    "fct_unit_top_concepts",
 )
 
 

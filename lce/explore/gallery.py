@@ -13,6 +13,9 @@ from lce.explore.images import NO_CONCEPT, TOP_IMAGES
 from warehouse.query import query
 
 GALLERY_PAGE_SIZE = 24
+# One unit a row with its (usually five) top images side by side: 5 x 180 px fit the main column
+# of a 1400 px wide window beside the sidebar.
+GALLERY_IMAGE_PX = 180
 
 
 def gallery_units(

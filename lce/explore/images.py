@@ -18,6 +18,8 @@ NO_CATEGORY = "(none)"
 TOP_IMAGES = "fct_unit_top_images"  # the mart the pages read top images from
 OUTLINE_RGB = (255, 0, 255)  # magenta: rare in photographs, clear on dark and light regions
 TILE_IMAGE_PX = 112
+DARKEN_OUTSIDE = 0.2  # the darkened look: pixels outside the mask keep a fifth of their value
+LOOKS = {"outline": "outline the mask", "darken": "darken outside the mask"}
 
 
 def run_probe_dir(db: Path, model: str, layer: str) -> str | None:
@@ -94,36 +96,66 @@ def unpack_mask(data: bytes, sh: int, sw: int) -> np.ndarray:
     return bits.reshape(sh, sw).astype(bool)
 
 
-def outlined_image(path: Path, mask: np.ndarray | None) -> np.ndarray:
-    """The probe image as RGB, with the mask's outline drawn in OUTLINE_RGB.
+def image_at_label_scale(path: Path, mask: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """The probe image as RGB and the scale s of one label pixel in image pixels.
 
-    The outline is computed at label resolution (sh x sw, where the IoU was counted) and drawn
-    as blocks of s x s image pixels, s = round(image height / sh) (2 for Broden's 224 px images
-    and 112 px labels): the image is resized to (s sh, s sw) when it is not already that size,
-    so every label pixel is exactly s x s screen pixels and outline[::s, ::s] is the label-
-    resolution outline."""
+    The mask is at label resolution (sh x sw, where the IoU was counted) and is drawn as blocks
+    of s x s image pixels, s = round(image height / sh) (2 for Broden's 224 px images and
+    112 px labels): the image is resized to (s sh, s sw) when it is not already that size, so
+    every label pixel is exactly s x s screen pixels. Without a mask: the image as it is, s 1."""
     from PIL import Image
 
     with Image.open(path) as img:
         rgb = img.convert("RGB")
         if mask is None:
-            return np.asarray(rgb)
+            return np.asarray(rgb), 1
         sh, sw = mask.shape
         scale = max(1, round(rgb.height / sh))
         if rgb.size != (sw * scale, sh * scale):
             rgb = rgb.resize((sw * scale, sh * scale), Image.Resampling.BILINEAR)
-        out = np.array(rgb)
-    edge = np.repeat(np.repeat(outline_pixels(mask), scale, axis=0), scale, axis=1)
-    out[edge] = OUTLINE_RGB
+        return np.array(rgb), scale
+
+
+def blocks(mask: np.ndarray, scale: int) -> np.ndarray:
+    """A label-resolution mask as image pixels: each label pixel a scale x scale block."""
+    return np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
+
+
+def outlined_image(path: Path, mask: np.ndarray | None) -> np.ndarray:
+    """The probe image as RGB, with the mask's outline drawn in OUTLINE_RGB, computed at label
+    resolution (so outline[::s, ::s] is the label-resolution outline; see
+    image_at_label_scale)."""
+    out, scale = image_at_label_scale(path, mask)
+    if mask is not None:
+        out[blocks(outline_pixels(mask), scale)] = OUTLINE_RGB
+    return out
+
+
+def darkened_image(path: Path, mask: np.ndarray | None) -> np.ndarray:
+    """NetDissect's look: the probe image with every pixel outside the mask S > T dimmed to
+    DARKEN_OUTSIDE of its value (rounded), the pixels inside as they are."""
+    out, scale = image_at_label_scale(path, mask)
+    if mask is not None:
+        outside = ~blocks(np.asarray(mask, dtype=bool), scale)
+        out[outside] = np.rint(out[outside] * DARKEN_OUTSIDE).astype(np.uint8)
     return out
 
 
 def unit_tiles(
-    db: Path, probe_dir: str, model: str, layer: str, units: tuple[int, ...]
+    db: Path,
+    probe_dir: str,
+    model: str,
+    layer: str,
+    units: tuple[int, ...],
+    look: str = "outline",
 ) -> list[dict[str, Any]]:
-    """For each unit given, its top images as RGB arrays with the S > T outline drawn where the
-    warehouse holds the mask: dicts of unit, rank, image, max_activation, outlined (bool) and
-    pixels (None when the image is not in the probe folder). Cached by the page per file."""
+    """For each unit given, its top images as RGB arrays with the S > T mask drawn where the
+    warehouse holds it (``look``: 'outline' or 'darken', see LOOKS): dicts of unit, rank, image,
+    max_activation, outlined (bool: the mask is drawn) and pixels (None when the image is not in
+    the probe folder). Cached by the page per file."""
+    if look not in LOOKS:
+        raise ValueError(f"look must be one of {', '.join(LOOKS)}, not {look!r}")
+    draw = darkened_image if look == "darken" else outlined_image
     if not units:
         return []
     frame = query(
@@ -150,7 +182,7 @@ def unit_tiles(
                 "image": row["image"],
                 "max_activation": row["max_activation"],
                 "outlined": mask is not None,
-                "pixels": None if path is None else outlined_image(path, mask),
+                "pixels": None if path is None else draw(path, mask),
             }
         )
     return tiles

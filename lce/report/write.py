@@ -20,7 +20,7 @@ import numpy as np
 
 from base.errors import LceError
 from lce.explore import embedding as emb_mod
-from lce.explore import info, overview, units
+from lce.explore import info, netdissect, overview, units
 from lce.explore.images import (
     NO_CONCEPT,
     png_bytes,
@@ -32,7 +32,6 @@ from lce.explore.palette import concept_category_colour, model_category_colour
 from lce.report import svg
 from lce.summary import significant_correlations
 from warehouse import schema
-from warehouse.query import query
 
 THUMB_PX = 112
 MAX_UNITS = 64
@@ -108,20 +107,12 @@ def correlations_section(db: Path) -> str:
     )
 
 
-def concept_histogram(db: Path, model: str, layer: str) -> list[tuple[str, int, str]]:
-    """(concept, interpretable units, category colour) of one layer, most units first."""
-    frame = query(
-        db,
-        """
-        select concept, any_value(category) as category, count(*)::int as n
-        from fct_unit_labels
-        where model = ? and layer = ? and is_interpretable and concept is not null
-        group by concept order by n desc, concept
-        """,
-        [model, layer],
-    )
+def histogram_bars(db: Path, model: str, layer: str) -> list[tuple[str, int, str]]:
+    """The explorer's concept histogram of one layer as (concept, units, category colour) bars."""
+    frame = netdissect.concept_histogram(db, model, layer)
     return [
-        (r["concept"], r["n"], concept_category_colour(r["category"])) for r in frame.to_dicts()
+        (r["concept"], r["units"], concept_category_colour(r["category"]))
+        for r in frame.iter_rows(named=True)
     ]
 
 
@@ -142,7 +133,7 @@ def layer_section(
     """One (model, layer): its concept histogram and a grid of its strongest units' top images."""
     title = f"{model} / {layer}"
     head = f'<section class="layer"><h3>{escape(title)}</h3>'
-    hist = svg.bars(concept_histogram(db, model, layer), f"Units per concept: {title}")
+    hist = svg.bars(histogram_bars(db, model, layer), f"Units per concept: {title}")
     frame = units.units(db, model, layer)
     shown = frame.head(max_units)
     probe_dir = probe or run_probe_dir(db, model, layer) or ""

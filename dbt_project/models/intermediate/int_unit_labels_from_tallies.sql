@@ -1,5 +1,6 @@
 -- Each dissected unit's best concept from the full tallies: highest IoU, ties to the lowest
--- concept id (docs/DESIGN.md). Units with no overlapping concept keep a row with a null concept.
+-- concept id (docs/DESIGN.md; macro concept_rank). Units with no overlapping concept keep a
+-- row with a null concept.
 with units as (
     select distinct model, layer, unit from {{ ref('stg_unit_thresholds') }}
     union
@@ -13,17 +14,12 @@ ranked as (
         unit,
         concept_id,
         iou,
-        row_number() over (
-            partition by model, layer, unit order by iou desc, concept_id asc
-        ) as rank_in_unit
+        {{ concept_rank() }} as rank_in_unit
     from {{ ref('stg_unit_concept_tally') }}
 ),
 
 vocabulary as (
-    -- One study is one probe set, so a concept id names one concept.
-    select concept_id, any_value(concept) as concept, any_value(category) as category
-    from {{ ref('stg_concepts') }}
-    group by concept_id
+    {{ concept_vocabulary() }}
 )
 
 select
