@@ -90,6 +90,15 @@ def outline_pixels(mask: np.ndarray) -> np.ndarray:
     return m & ~interior
 
 
+def halo_pixels(mask: np.ndarray) -> np.ndarray:
+    """The ring just outside the mask: pixels outside it with a 4-neighbour inside it. Drawn
+    in a contrasting grey level beside the outline, so the outline shows on a magenta object."""
+    m = np.asarray(mask, dtype=bool)
+    p = np.pad(m, 1, constant_values=False)
+    near = p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+    return near & ~m
+
+
 def unpack_mask(data: bytes, sh: int, sw: int) -> np.ndarray:
     """fct_unit_top_maps.mask as a (sh, sw) bool array (numpy.packbits, row-major)."""
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=sh * sw)
@@ -124,9 +133,14 @@ def blocks(mask: np.ndarray, scale: int) -> np.ndarray:
 def outlined_image(path: Path, mask: np.ndarray | None) -> np.ndarray:
     """The probe image as RGB, with the mask's outline drawn in OUTLINE_RGB, computed at label
     resolution (so outline[::s, ::s] is the label-resolution outline; see
-    image_at_label_scale)."""
+    image_at_label_scale), and a halo around it (the ring just outside the mask, black or white,
+    whichever contrasts with the pixel it covers), so the outline shows on magenta objects."""
     out, scale = image_at_label_scale(path, mask)
     if mask is not None:
+        halo = blocks(halo_pixels(mask), scale)
+        # black on light pixels, white on dark ones (Rec. 601 luma): the halo shows on any colour
+        luma = out[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        out[halo] = np.where((luma[halo] < 128)[:, None], 255, 0).astype(np.uint8)
         out[blocks(outline_pixels(mask), scale)] = OUTLINE_RGB
     return out
 
