@@ -15,6 +15,7 @@ from lce.explore.compare import (
     profiled_models,
 )
 from lce.explore.names import PART_SUFFIXES, task_title, with_concept_labels
+from lce.ui_tables import table
 
 db = ui.require_db()
 st.title("Compare two models")
@@ -69,7 +70,7 @@ else:
     for tab, key in zip(st.tabs(list(names.values())), names, strict=True):
         with tab:
             part = profiles.filter(profiles["status"] == key).drop("status")
-            st.dataframe(
+            table(
                 part.rename(
                     {
                         "units_a": f"units {a}",
@@ -94,9 +95,9 @@ else:
     wins_b = both.filter(both["better"] == "B").height
     st.caption(
         f"Of the {both.height} results both have, {a} is better on {wins_a} and {b} on "
-        f"{wins_b} (higher_is_better respected)."
+        f"{wins_b} (each metric's direction respected: higher accuracy, lower error)."
     )
-    st.dataframe(
+    table(
         tasks.rename({"value_a": a, "value_b": b}).with_columns(
             tasks["better"].replace({"A": a, "B": b}),
             tasks["task"].map_elements(task_title, return_dtype=tasks["task"].dtype),

@@ -12,6 +12,7 @@ from lce.explore.components import (
     loadings_figure,
 )
 from lce.explore.names import PART_SUFFIXES, component_label
+from lce.ui_tables import table
 
 db = ui.require_db()
 st.title("Components")
@@ -47,9 +48,9 @@ st.subheader("Components and concept counts")
 st.caption(
     "Pearson r, over the embedded models, between each component's scores and the number of "
     "interpretable units (all) or distinct concepts (unique) of each concept category "
-    "(fct_component_category_correlations), with bootstrap 95% intervals. A star marks a "
-    "correlation that survives the Benjamini-Hochberg correction (q below the build's "
-    "q_threshold); the table adds each category's share of the units."
+    "with bootstrap 95% intervals. A star marks a correlation that survives the "
+    "Benjamini-Hochberg correction (q below the build's threshold); the table adds each "
+    "category's share of the units. On the SQL page: `fct_component_category_correlations`."
 )
 correlations = ui.load(category_count_correlations, db)
 if correlations.is_empty():
@@ -57,7 +58,7 @@ if correlations.is_empty():
 else:
     ui.plotly_chart(category_correlation_figure(correlations))
     with st.expander("As a table"):
-        st.dataframe(
+        table(
             correlations,
             hide_index=True,
             column_config=ui.correlation_columns(),

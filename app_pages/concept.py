@@ -11,6 +11,7 @@ from lce.explore.compare import profiled_models
 from lce.explore.concept import concept_models, concept_share_figure, interpretable_concepts
 from lce.explore.images import TILE_IMAGE_PX, default_probe_dir, probe_dir_problem, run_probe_dir
 from lce.explore.names import PART_SUFFIXES
+from lce.ui_tables import table
 
 db = ui.require_db()
 st.title("Concept")
@@ -39,7 +40,7 @@ b.metric("units", int(frame["n_units"].sum()))
 c.metric("best IoU", f"{max(frame['best_iou'].to_list()):.3f}")
 
 ui.plotly_chart(concept_share_figure(frame, label))
-st.dataframe(
+table(
     frame.drop("model_category"),
     hide_index=True,
     column_config={

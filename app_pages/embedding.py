@@ -20,6 +20,7 @@ from lce.explore.embedding import (
     stability_summary,
 )
 from lce.explore.names import component_label
+from lce.ui_tables import table
 
 db = ui.require_db()
 st.title("Embedding")
@@ -40,7 +41,7 @@ if emb.is_empty():
 evr = ui.evr_by_component(db)
 components = sorted(evr) or [int(c[2:]) for c in emb.columns if c.startswith("pc")]
 if len(components) < 2:
-    st.dataframe(emb, hide_index=True)
+    table(emb, hide_index=True)
     ui.stop("The embedding has a single component, so there is no plane to draw: the table "
             "gives each model's score on it.")  # fmt: skip
 
@@ -71,7 +72,7 @@ intervals = ui.load(lce_intervals, db)
 show_intervals = not intervals.is_empty() and st.toggle(
     "Show 95% intervals (unit bootstrap)", key="emb_intervals",
     help="Each model's units resampled with replacement; every resample's scores rotated onto "
-    "these by orthogonal Procrustes (fct_lce_intervals).",
+    "these by orthogonal Procrustes (on the SQL page: `fct_lce_intervals`).",
 )  # fmt: skip
 figure = embedding_figure(emb, x, y, evr, highlight)
 if show_intervals:
@@ -83,7 +84,7 @@ if highlight is not None:
     k = st.number_input("How many", min_value=1, max_value=50, value=5, key="emb_k")
     nearest = ui.load(nearest_models, db, highlight, int(k))
     st.caption("Cosine distance between concept profiles (every dissected model, embedded or not).")
-    st.dataframe(
+    table(
         nearest,
         hide_index=True,
         column_config={"cosine_distance": st.column_config.NumberColumn(format="%.3f")},
@@ -94,19 +95,15 @@ verdict = ui.load(stability_summary, db)
 if not stable.is_empty() and verdict is not None:
     st.subheader("How stable are the categories?")
     st.caption(
-        f"Over {verdict['resamples']} resamples of every model's units (dbt var "
-        f"stability_resamples), k-means reproduced these categories exactly in "
+        f"Over {verdict['resamples']} resamples of every model's units (the build's "
+        f"stability_resamples setting), k-means reproduced these categories exactly in "
         f"{100 * verdict['share_same']:.0f}% of them (adjusted Rand index: median "
         f"{verdict['median_ari']:.3f}, 5th percentile {verdict['p5_ari']:.3f}). A model's "
         "stability is its mean agreement with the others: how often a resample keeps it with "
         "its category-mates and apart from the rest."
     )
     left, right = st.columns([1, 2])
-    left.dataframe(
-        stable,
-        hide_index=True,
-        column_config={"stability": st.column_config.NumberColumn(format="%.3f")},
-    )
+    table(stable, where=left)
     pairs = ui.load(coassignment, db)
     right.plotly_chart(
         coassignment_figure(pairs, stable), width="content", config=ui.figure_config()
@@ -117,5 +114,5 @@ if len(components) >= 3:
     ui.plotly_chart(embedding_figure_3d(emb, evr, highlight))
 
 with st.expander("Scores and explained variance"):
-    st.dataframe(emb, hide_index=True)
-    st.dataframe(ui.load(explained_variance, db), hide_index=True)
+    table(emb, hide_index=True)
+    table(ui.load(explained_variance, db), hide_index=True)

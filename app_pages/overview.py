@@ -13,6 +13,7 @@ from lce.explore.overview import (
     overview_counts,
     survival_lines,
 )
+from lce.ui_tables import table
 
 db = ui.require_db()
 st.title("Overview")
@@ -42,9 +43,10 @@ with st.expander("How this warehouse was made"):
     made = ui.load(describe, db)
     for line in made_lines(made, probe_names_only=True):
         st.text(line)  # names are data: plain text, never markdown
-    st.dataframe(runs_frame(made), hide_index=True)
+    table(runs_frame(made), hide_index=True)
     st.caption(
-        "Every setting is in dim_study, every dissected layer in dim_runs; `lce info --db FILE` "
+        "Every setting is in the SQL page's `dim_study`, every dissected layer in `dim_runs`; "
+        "`lce info --db FILE` "
         "prints the same in a terminal (`--json` for scripts)."
     )
 
@@ -58,7 +60,7 @@ if models.is_empty():
             "paper's data with `lce reference load`, then `lce build`.")  # fmt: skip
 
 st.subheader("Models")
-st.dataframe(
+table(
     models,
     hide_index=True,
     column_config={

@@ -17,6 +17,7 @@ from lce.explore.similarity import (
     similarity_scatter_figure,
     similarity_status,
 )
+from lce.ui_tables import table
 
 db = ui.require_db()
 st.title("Similarity")
@@ -24,9 +25,9 @@ st.markdown(
     "Models compared two ways on the same probe images: by the **concepts** their units detect "
     "(cosine distance of the concept profiles) and by the **geometry** of their "
     "representations (each image's mean activation vector on the model's primary layer: linear "
-    "and debiased CKA, mutual k-nearest-neighbour alignment, Procrustes shape distance; "
-    "fct_model_similarity). The agreement of the two is a Mantel test "
-    "(fct_similarity_agreement)."
+    "and debiased CKA, mutual k-nearest-neighbour alignment, Procrustes shape distance). The "
+    "agreement of the two is a Mantel test. On the SQL page: `fct_model_similarity`, "
+    "`fct_similarity_agreement`."
 )
 problem = ui.load(similarity_status, db)
 if problem:
@@ -34,8 +35,8 @@ if problem:
 
 agreement = ui.load(similarity_agreement, db)
 st.subheader("Agreement of each measure with the concept embedding")
-st.dataframe(
-    agreement,
+table(
+    agreement.with_columns(agreement["measure"].replace(SIMILARITY_MEASURES)),
     hide_index=True,
     column_config={
         "mantel_r": st.column_config.NumberColumn("Mantel r (Spearman)", format="%.3f"),
@@ -60,7 +61,7 @@ caption = agreement_caption(agreement, measure)
 st.plotly_chart(similarity_scatter_figure(pairs, measure, caption))
 st.subheader("Pairs that disagree most")
 st.caption(
-    "Each distance's percentile rank among the pairs; rank_gap = geometric rank - concept rank "
-    "(positive: the two models are closer in concepts than in geometry)."
+    "Each distance's percentile rank among the pairs; the rank gap is the geometric rank minus "
+    "the concept rank (positive: the two models are closer in concepts than in geometry)."
 )
-st.dataframe(disagreeing_pairs(pairs, measure), hide_index=True)
+table(disagreeing_pairs(pairs, measure), hide_index=True)

@@ -23,6 +23,7 @@ from lce.explore.tasks import (
     task_results,
     task_scatter_figure,
 )
+from lce.ui_tables import table
 
 db = ui.require_db()
 st.title("Tasks")
@@ -58,7 +59,7 @@ if correlations.is_empty():
 else:
     ui.plotly_chart(task_correlation_figure(correlations, task))
     with st.expander("As a table"):
-        st.dataframe(
+        table(
             correlations.drop("result"),
             hide_index=True,
             column_config={
@@ -70,8 +71,9 @@ else:
 st.subheader("What the task family requires: concept categories")
 st.caption(
     "Pearson r between each concept category's count in a model and each result of the family "
-    "(fct_category_task_correlations), over the embedded models that have it. A star marks a "
-    "cell that survives the Benjamini-Hochberg correction; interval, p and q on hover."
+    "over the embedded models that have it. A star marks a cell that survives the "
+    "Benjamini-Hochberg correction; interval, p and q on hover. On the SQL page: "
+    "`fct_category_task_correlations`."
 )
 measure = st.radio("Category measure", list(CATEGORY_MEASURES), horizontal=True, key="task_measure")
 matrix = ui.load(category_task_matrix, db, task, CATEGORY_MEASURES[measure])
@@ -92,7 +94,7 @@ if skill.height:
     )
     ui.plotly_chart(task_prediction_figure(skill, task), width="content")
     with st.expander("Skill as a table"):
-        st.dataframe(
+        table(
             skill.drop("dataset", "metric"),
             hide_index=True,
             column_config={

@@ -35,6 +35,7 @@ from lce.explore.units import (
     units,
     units_for_display,
 )
+from lce.ui_tables import table
 from lce.widget_state import is_new_link, refresh, reset_on_scope, sync_query_params
 
 db = ui.require_db()
@@ -89,7 +90,7 @@ st.caption(
     f"{frame.height} of {total['units']} units shown; {total['interpretable']} are interpretable "
     "(best IoU above the build's min_iou)."
 )
-st.dataframe(
+table(
     units_for_display(frame),
     hide_index=True,
     column_config={
@@ -161,7 +162,7 @@ threshold = ui.load(unit_threshold, db, model, layer, int(unit))
 problem = probe_dir_problem(probe)
 if problem:
     st.info(problem + " The stored image names:")
-    st.dataframe(images, hide_index=True)
+    table(images, hide_index=True)
 else:
     found = [
         (row, resolve_probe_image(probe, row["image"])) for row in images.iter_rows(named=True)
@@ -189,8 +190,9 @@ else:
         )
 if ui.load(top_maps_count, db, model, layer):
     st.caption(
-        "Outlined in magenta: where the unit fires, S > T (its activation map upsampled to the "
-        "label map, above its threshold"
+        "Outlined in magenta (a black or white halo just outside, so it shows on any colour): "
+        "where the unit fires, S > T (its activation map upsampled to the label map, above its "
+        "threshold"
         + ("" if threshold is None else f" T = {threshold:.4g}")
         + "), the very pixels its IoU counts."
     )

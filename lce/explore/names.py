@@ -120,3 +120,49 @@ def with_concept_labels(frame: pl.DataFrame) -> pl.DataFrame:
     the name is in two categories), as every figure shows it."""
     labels = concept_labels(frame["concept"].to_list(), frame["category"].to_list())
     return frame.with_columns(pl.Series("concept", labels, dtype=pl.String))
+
+
+# Table columns as readers name them; exports and the SQL page keep the identifiers.
+COLUMN_LABELS = {
+    "model_a": "model A",
+    "model_b": "model B",
+    "linear_cka": "linear CKA",
+    "debiased_cka": "debiased CKA",
+    "mutual_knn": "mutual k-NN",
+    "n_pairs": "pairs",
+    "n_models": "models",
+    "n_units": "units",
+    "n_images": "images",
+    "n_permutations": "relabellings",
+    "rank_gap": "rank gap (geometric - concept)",
+    "category_label": "category",
+    "higher_is_better": "higher is better",
+    "iou": "IoU",
+    "mae_mean": "MAE of the mean",
+    "skill_knn": "skill (kNN)",
+    "skill_ridge": "skill (ridge)",
+    "skill_category": "skill (category mean)",
+    "p_value": "p",
+    "q_value": "q (BH)",
+    "cosine_distance": "cosine distance",
+}
+# Small probabilities read better with significant digits than with three decimals.
+SIGNIFICANT_COLUMNS = frozenset({"p_value", "q_value", "p", "q"})
+
+
+def column_label(column: str) -> str:
+    """'n_pairs' -> 'pairs', 'rank_gap' -> 'rank gap (geometric - concept)', any other
+    identifier without a count's or flag's prefix and with its underscores as spaces
+    ('n_skipped_images' -> 'skipped images', 'is_primary_layer' -> 'primary layer')."""
+    if column in COLUMN_LABELS:
+        return COLUMN_LABELS[column]
+    for prefix in ("n_", "is_"):
+        if column.startswith(prefix) and len(column) > len(prefix):
+            column = column[len(prefix) :]
+    return column.replace("_", " ")
+
+
+def number_format(column: str) -> str:
+    """One format for the decimals of every table: three decimals, p and q values three
+    significant digits (a q of 0.00004 is not 0.000)."""
+    return "%.3g" if column in SIGNIFICANT_COLUMNS else "%.3f"
