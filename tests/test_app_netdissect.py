@@ -200,9 +200,8 @@ def test_units_on_the_demo_draws_the_layer_histogram_in_chromium(
     from selenium.webdriver.support.ui import WebDriverWait
 
     from tests.app_driver import sql
-    from tests.browser import CHROMIUM, chromium
+    from tests.browser import CHROMIUM, chromium, serve
     from tests.conftest import REPO
-    from tests.test_app_browser import serve
 
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent")
