@@ -188,12 +188,14 @@ def test_units_on_the_demo_draws_the_layer_histogram_in_chromium(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:
     """The histogram as a user sees it after `make demo`: plotly draws one bar per concept of
-    the first model's primary layer, named on the axis (SQL on the file counts them). With
-    LCE_DOCS_SCREENSHOTS=1 the chart becomes docs/histogram.png (docs/guide.md shows it)."""
+    the primary layer of the model with the most concept categories (opened by a unit link),
+    named on the axis (SQL on the file counts them). With LCE_DOCS_SCREENSHOTS=1 the chart
+    becomes docs/histogram.png (docs/guide.md shows it)."""
     import os
     import shutil
     import time
 
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -204,8 +206,13 @@ def test_units_on_the_demo_draws_the_layer_histogram_in_chromium(
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent")
     db = demo[0] / "lce.duckdb"
-    model, layer = sql(db, "select model, primary_layer from dim_models where has_profile "
-                           "order by model limit 1")[0]  # fmt: skip
+    model, layer, unit = sql(db, """
+        select l.model, l.layer, min(t.unit) from fct_unit_labels l
+        join dim_models m on m.model = l.model and m.primary_layer = l.layer
+        join fct_unit_top_images t on t.model = l.model and t.layer = l.layer
+        where l.is_interpretable group by l.model, l.layer
+        order by count(distinct l.category) desc, count(distinct l.concept) desc, l.model limit 1
+        """)[0]  # fmt: skip
     concepts = {c for (c,) in sql(db, "select distinct concept from fct_unit_labels where "
                                       "model = ? and layer = ? and is_interpretable and concept "
                                       "is not null", [model, layer])}  # fmt: skip
@@ -213,7 +220,7 @@ def test_units_on_the_demo_draws_the_layer_histogram_in_chromium(
     url = next(server)
     driver = chromium(tmp_path)
     try:
-        driver.get(f"{url}/units")
+        driver.get(f"{url}/units?model={model}&layer={layer}&unit={unit}")
         title = f"Interpretable units per concept: {model} / {layer}"
 
         def histogram(d: Any) -> Any:
@@ -229,6 +236,8 @@ def test_units_on_the_demo_draws_the_layer_histogram_in_chromium(
         ticks = {t.text for t in chart.find_elements(By.CSS_SELECTOR, ".ytick text")}
         assert {t.split(" (")[0] for t in ticks} == concepts
         driver.execute_script("arguments[0].scrollIntoView();", chart)
+        heading = driver.find_element(By.TAG_NAME, "h1")  # the pointer off the chart: no toolbar
+        ActionChains(driver).move_to_element(heading).perform()
         time.sleep(1)  # let the bars finish their transition before the picture
         shot = tmp_path / "histogram.png"
         assert chart.screenshot(str(shot))
