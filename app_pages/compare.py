@@ -15,6 +15,7 @@ from lce.explore.compare import (
     profiled_models,
 )
 from lce.explore.names import PART_SUFFIXES, task_title, with_concept_labels
+from lce.explore.safe_text import md
 from lce.ui_tables import table
 
 db = ui.require_db()
@@ -40,12 +41,12 @@ status = profiles["status"].to_list()
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("cosine distance", "n/a" if distance is None else f"{distance:.3f}")
 m2.metric("shared concepts", status.count("shared"))
-m3.metric(f"only in {a}", status.count("only A"))
-m4.metric(f"only in {b}", status.count("only B"))
+m3.metric(f"only in {md(a)}", status.count("only A"))
+m4.metric(f"only in {md(b)}", status.count("only B"))
 units_a, units_b = ui.load(interpretable_units, db, a), ui.load(interpretable_units, db, b)
 st.metric(
-    f"interpretable units, {a} minus {b}", f"{units_a - units_b:+,}",
-    help=f"{a}: {units_a:,}; {b}: {units_b:,}",
+    f"interpretable units, {md(a)} minus {md(b)}", f"{units_a - units_b:+,}",
+    help=f"{md(a)}: {units_a:,}; {md(b)}: {units_b:,}",
 )  # fmt: skip
 st.caption(
     "Cosine distance compares the directions of the two concept profiles only (which concepts, "
@@ -66,7 +67,7 @@ else:
         )  # fmt: skip
     st.caption(WEIGHT_DEFINITION + " " + PART_SUFFIXES)
     ui.plotly_chart(profile_difference_figure(profiles, a, b, int(top)))
-    names = {"shared": "shared", "only A": f"only in {a}", "only B": f"only in {b}"}
+    names = {"shared": "shared", "only A": f"only in {md(a)}", "only B": f"only in {md(b)}"}
     for tab, key in zip(st.tabs(list(names.values())), names, strict=True):
         with tab:
             part = profiles.filter(profiles["status"] == key).drop("status")
@@ -86,7 +87,7 @@ st.subheader("Task results")
 tasks = ui.load(compare_tasks, db, a, b)
 if tasks.is_empty():
     st.info(
-        f"No task results for {a} or {b}. Add results with `lce benchmarks add FILE`, then "
+        f"No task results for {md(a)} or {md(b)}. Add results with `lce benchmarks add FILE`, then "
         "`lce build`."
     )
 else:
@@ -94,7 +95,7 @@ else:
     wins_a = both.filter(both["better"] == "A").height
     wins_b = both.filter(both["better"] == "B").height
     st.caption(
-        f"Of the {both.height} results both have, {a} is better on {wins_a} and {b} on "
+        f"Of the {both.height} results both have, {md(a)} is better on {wins_a} and {md(b)} on "
         f"{wins_b} (each metric's direction respected: higher accuracy, lower error)."
     )
     table(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 from lce import ui
 from lce.explore.compare import profiled_models
 from lce.explore.concept import concept_models, concept_share_figure, interpretable_concepts
-from lce.explore.images import TILE_IMAGE_PX, default_probe_dir, probe_dir_problem, run_probe_dir
+from lce.explore.images import TILE_IMAGE_PX, probe_dir_problem
 from lce.explore.names import PART_SUFFIXES
+from lce.explore.safe_text import md
 from lce.ui_tables import table
 
 db = ui.require_db()
@@ -59,12 +58,10 @@ columns = st.columns(min(4, shown.height), border=True)
 notes: set[str] = set()
 for i, model_row in enumerate(shown.iter_rows(named=True)):
     model, layer, unit = model_row["model"], model_row["layer"], int(model_row["best_unit"])
-    probe = default_probe_dir(
-        ui.load(run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
-    )
+    probe = next(iter(ui.probe_choices(db, model, layer)), "")
     tiles = ui.unit_tiles(db, probe, model, layer, (unit,))
     with columns[i % len(columns)]:
-        st.markdown(f"**{model}**, unit {unit}: IoU {model_row['best_iou']:.3f}")
+        st.markdown(f"**{md(model)}**, unit {unit}: IoU {model_row['best_iou']:.3f}")
         images = [t for t in tiles if t["pixels"] is not None]
         if images:
             st.image(

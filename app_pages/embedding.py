@@ -20,6 +20,7 @@ from lce.explore.embedding import (
     stability_summary,
 )
 from lce.explore.names import component_label
+from lce.explore.safe_text import md
 from lce.ui_tables import table
 
 db = ui.require_db()
@@ -31,7 +32,7 @@ st.markdown(
 notes = ui.load(build_notes, db)
 if not notes.is_empty():
     # What the build could not compute and why (small or degenerate studies), before any stop.
-    st.info("\n".join(f"- {message}" for message in notes["message"].to_list()))
+    st.info("\n".join(f"- {md(message)}" for message in notes["message"].to_list()))
 emb = ui.load(embedding, db)
 if emb.is_empty():
     if not notes.is_empty():
@@ -80,7 +81,7 @@ if show_intervals:
 ui.plotly_chart(figure, width="content")
 
 if highlight is not None:
-    st.subheader(f"Nearest models to {highlight}")
+    st.subheader(f"Nearest models to {md(highlight)}")
     k = st.number_input("How many", min_value=1, max_value=50, value=5, key="emb_k")
     nearest = ui.load(nearest_models, db, highlight, int(k))
     st.caption("Cosine distance between concept profiles (every dissected model, embedded or not).")
@@ -105,9 +106,7 @@ if not stable.is_empty() and verdict is not None:
     left, right = st.columns([1, 2])
     table(stable, where=left)
     pairs = ui.load(coassignment, db)
-    right.plotly_chart(
-        coassignment_figure(pairs, stable), width="content", config=ui.figure_config()
-    )
+    ui.plotly_chart(coassignment_figure(pairs, stable), right, width="content")
 
 if len(components) >= 3:
     st.subheader("3-D view")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import streamlit as st
 
@@ -16,12 +15,11 @@ from lce.explore.gallery import (
 )
 from lce.explore.images import (
     LOOKS,
-    default_probe_dir,
     probe_dir_problem,
-    run_probe_dir,
     top_maps_count,
 )
 from lce.explore.names import PART_SUFFIXES
+from lce.explore.safe_text import md
 from lce.explore.units import unit_categories, unit_layers
 from lce.widget_state import reset_on_scope
 
@@ -72,12 +70,12 @@ st.caption(
     "units whose best match is the background last)."
 )
 
-probe = default_probe_dir(ui.load(run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR"))
+probe = next(iter(ui.probe_choices(db, model, layer)), "")
 n_maps = ui.load(top_maps_count, db, model, layer)
 problem = probe_dir_problem(probe)
 if int(units["n_images"].sum()) == 0:
     st.info(
-        f"The warehouse has no top images for {model} / {layer} (precomputed labels, such as "
+        f"The warehouse has no top images for {md(model)} / {md(layer)} (precomputed labels, such as "
         "the paper's published data, carry none): the tiles show labels only."
     )
 elif problem:
@@ -101,7 +99,7 @@ for tile in tiles:
 # NetDissect's layout: one unit a row, its top images side by side at a readable size.
 for row in shown.iter_rows(named=True):
     with st.container(border=True):
-        st.markdown(f"**{unit_tile_caption(row)}**")
+        st.markdown(f"**{md(unit_tile_caption(row))}**")
         images = [t for t in by_unit.get(row["unit"], []) if t["pixels"] is not None]
         if images:
             st.image(

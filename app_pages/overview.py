@@ -13,6 +13,7 @@ from lce.explore.overview import (
     overview_counts,
     survival_lines,
 )
+from lce.explore.safe_text import md
 from lce.ui_tables import table
 
 db = ui.require_db()
@@ -22,7 +23,7 @@ st.markdown(
     "(interpretable units), whether it is in the embedding (and why not), and its concepts by "
     "category."
 )
-st.caption(f"Warehouse `{ui.shown_path(db)}`")
+st.caption(f"Warehouse {md(ui.shown_path(db))}")
 
 counts = ui.load(overview_counts, db)
 for column, (label, key) in zip(

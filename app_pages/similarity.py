@@ -50,15 +50,15 @@ measure = st.selectbox(
 pairs = ui.load(similarity_pairs, db)
 models = ui.load(similarity_models, db)
 left, right = st.columns(2)
-left.plotly_chart(similarity_matrix_figure(pairs, models, None))
-right.plotly_chart(similarity_matrix_figure(pairs, models, measure))
+ui.plotly_chart(similarity_matrix_figure(pairs, models, None), left)
+ui.plotly_chart(similarity_matrix_figure(pairs, models, measure), right)
 st.caption(
     "Both heatmaps list the models in one order (by concept category, then name). A blank cell "
     "is a pair without a value: a model without interpretable units has no concept profile, "
     "and a pair sharing fewer images than var similarity_min_images has no geometry."
 )
 caption = agreement_caption(agreement, measure)
-st.plotly_chart(similarity_scatter_figure(pairs, measure, caption))
+ui.plotly_chart(similarity_scatter_figure(pairs, measure, caption))
 st.subheader("Pairs that disagree most")
 st.caption(
     "Each distance's percentile rank among the pairs; the rank gap is the geometric rank minus "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lce import ui
+from lce.explore.safe_text import md
 from lce.explore.sql import (
     EXAMPLE_QUERIES,
     MARTS,
@@ -50,7 +51,7 @@ if text and text.strip():
     try:
         result = run_sql_isolated(db, text)
     except SqlRefused as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))  # DuckDB quotes data (a name) in its errors
     else:
         note = (
             f" (capped at {MAX_ROWS}; add a LIMIT or narrow the query)" if result.truncated else ""

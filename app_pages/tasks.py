@@ -9,6 +9,7 @@ import streamlit as st
 from lce import ui
 from lce.explore.names import component_label, task_title
 from lce.explore.performance_map import performance_map, performance_map_figure
+from lce.explore.safe_text import md
 from lce.explore.tasks import (
     CATEGORY_MEASURES,
     category_task_heatmap,
@@ -55,7 +56,7 @@ st.caption(
     "with better results."
 )
 if correlations.is_empty():
-    st.info(f"No correlations for {task_title(task)}: no embedded model has these results.")
+    st.info(f"No correlations for {md(task_title(task))}: no embedded model has these results.")
 else:
     ui.plotly_chart(task_correlation_figure(correlations, task))
     with st.expander("As a table"):
@@ -78,7 +79,7 @@ st.caption(
 measure = st.radio("Category measure", list(CATEGORY_MEASURES), horizontal=True, key="task_measure")
 matrix = ui.load(category_task_matrix, db, task, CATEGORY_MEASURES[measure])
 if matrix.is_empty():
-    st.info(f"No concept category correlations for {task_title(task)}.")
+    st.info(f"No concept category correlations for {md(task_title(task))}.")
 else:
     ui.plotly_chart(category_task_heatmap(matrix, task, measure))
 
@@ -116,7 +117,7 @@ component = right.selectbox(
 row = results.row(labels.index(result), named=True)
 points = ui.load(task_points, db, task, row["dataset"], row["metric"])
 if points.height < 2:
-    ui.stop(f"Fewer than two embedded models have {result}; nothing to draw.")
+    ui.stop(f"Fewer than two embedded models have {md(result)}; nothing to draw.")
 r, p = scatter_correlation(points, component)  # as the scatter's title says
 mart = correlations.filter(
     (correlations["dataset"] == row["dataset"])

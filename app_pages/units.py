@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 from lce import ui
 from lce.explore.images import (
-    default_probe_dir,
+    offered_probe,
     probe_dir_problem,
     resolve_probe_image,
-    run_probe_dir,
     top_maps_count,
 )
 from lce.explore.names import PART_SUFFIXES
@@ -22,6 +19,7 @@ from lce.explore.netdissect import (
     layer_category_counts,
     runner_ups,
 )
+from lce.explore.safe_text import md, plot_text
 from lce.explore.units import (
     UNIT_FILTER_DEFAULTS,
     top_image_layers,
@@ -67,9 +65,12 @@ categories = ui.load(unit_categories, db, model, layer)
 # A category choice belongs to one model and layer: kept across a switch it would silently hide
 # units of the next one, so a new model or layer starts with every category (and the probe the
 # next model's run names); the unit picker is redrawn, its labels are the new model's.
-default_probe = default_probe_dir(
-    ui.load(run_probe_dir, db, model, layer), os.environ.get("LCE_PROBE_DIR")
-)
+# Probe folders the server chose, never typed: a free path box would tell any visitor which
+# folders exist on the server.
+offered = ui.probe_choices(db, model, layer)
+if st.session_state.get("units_probe") not in offered:
+    st.session_state.pop("units_probe", None)
+default_probe = offered[0] if offered else None
 if reset_on_scope(
     "units_scope", (model, layer), {"units_categories": categories, "units_probe": default_probe}
 ):
@@ -105,10 +106,11 @@ hist_col, layers_col = st.columns(2)
 with hist_col:
     histogram = ui.load(concept_histogram, db, model, layer)
     if histogram.is_empty():
-        st.info(f"No interpretable unit in {model} / {layer}: the histogram is empty.")
+        st.info(f"No interpretable unit in {md(model)} / {md(layer)}: the histogram is empty.")
     else:
         ui.plotly_chart(concept_histogram_figure(
-            histogram, f"Interpretable units per concept: {model} / {layer}"))  # fmt: skip
+            histogram,
+            f"Interpretable units per concept: {plot_text(model)} / {plot_text(layer)}"))  # fmt: skip
 with layers_col:
     ui.plotly_chart(across_layers_figure(ui.load(layer_category_counts, db, model), model))
 
@@ -122,8 +124,12 @@ if with_images.is_empty():
     )
 image_units = set(ui.load(top_image_units, db, model, layer))
 if not image_units:
-    where = ", ".join(f"{m} / {lay}" for m, lay in with_images.select("model", "layer").iter_rows())
-    ui.stop(f"No top images are stored for {model} / {layer}; the lake has them for: {where}.")
+    where = ", ".join(
+        f"{md(m)} / {md(lay)}" for m, lay in with_images.select("model", "layer").iter_rows()
+    )
+    ui.stop(
+        f"No top images are stored for {md(model)} / {md(layer)}; the lake has them for: {where}."
+    )
 choices = [u for u in frame["unit"].to_list() if u in image_units]
 if not choices:
     ui.stop("None of the units shown has top images; widen the filters.")
@@ -148,16 +154,17 @@ else:
             "label_pixels": "concept pixels",
         },
     )
-probe = st.text_input(
-    "Probe folder",
-    key="units_probe",
-    help="The probe set the models were dissected on (its images/ folder). "
-    "Default: the folder the run recorded (runs.probe), else the LCE_PROBE_DIR environment "
-    "variable.",
+choice = st.selectbox(
+    "Probe folder", offered, key="units_probe", format_func=ui.shown_path,
+    disabled=not offered, placeholder="none on this server",
+    help="The probe set the models were dissected on (its images/ folder): the folder the run "
+    "recorded (runs.probe), the warehouse's other runs' folders, and those the explorer was "
+    "started with (`lce app --probe DIR`, or LCE_PROBE_DIR).",
 )  # fmt: skip
+probe = offered_probe(choice, offered)
 images = ui.load(top_images, db, model, layer, int(unit))
 if images.is_empty():
-    ui.stop(f"No top images are stored for unit {unit} of {model} / {layer}.")
+    ui.stop(f"No top images are stored for unit {unit} of {md(model)} / {md(layer)}.")
 threshold = ui.load(unit_threshold, db, model, layer, int(unit))
 problem = probe_dir_problem(probe)
 if problem:
@@ -183,8 +190,8 @@ else:
         )
     if missing:
         st.info(
-            f"{len(missing)} of the unit's top images are not in `{probe}`: "
-            + ", ".join(missing[:10])
+            f"{len(missing)} of the unit's top images are not in {md(ui.shown_path(probe))}: "
+            + ", ".join(md(m) for m in missing[:10])
             + (" ..." if len(missing) > 10 else "")
             + ". Is this the probe set the model was dissected on?"
         )

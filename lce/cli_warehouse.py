@@ -281,6 +281,20 @@ def app_script() -> Path:
     )
 
 
+def served_probe_folders(folders: list[Path], environment: str | None) -> str:
+    """LCE_PROBE_DIR for the explorer: the --probe folders (absolute, each one checked) then
+    the folders LCE_PROBE_DIR already named, separated by os.pathsep as in PATH."""
+    chosen = []
+    for folder in folders:
+        resolved = folder.expanduser().resolve()
+        if not resolved.is_dir():
+            raise LceError(f"--probe {folder}: not a folder")
+        if os.pathsep in str(resolved):
+            raise LceError(f"--probe {folder}: a folder name with {os.pathsep!r} cannot be served")
+        chosen.append(str(resolved))
+    return os.pathsep.join([*chosen, *([environment] if environment else [])])
+
+
 @friendly
 def open_app(
     ctx: typer.Context,
@@ -292,6 +306,16 @@ def open_app(
             "serve a network, e.g. --host 0.0.0.0 (every visitor can then read the warehouse)."
         ),
     ] = "127.0.0.1",
+    probe: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--probe",
+            metavar="DIR",
+            help="A probe folder the pages may show top images from, besides the ones the "
+            "warehouse's runs recorded (repeat for several). Visitors pick from these; they "
+            "cannot type a path.",
+        ),
+    ] = None,
 ) -> None:
     """Open the Streamlit explorer on the published warehouse (read-only).
 
@@ -300,6 +324,7 @@ def open_app(
     """
     path = db_path(db).expanduser().resolve()
     script = app_script()
+    folders = served_probe_folders(probe or [], os.environ.get("LCE_PROBE_DIR"))  # checked first
     if not path.is_file():
         err.print(
             f"[yellow]warning:[/] {escape(str(path))}: no published warehouse yet "
@@ -318,4 +343,7 @@ def open_app(
     )
     sys.stdout.flush()
     # Become streamlit (exec, not a child), so Ctrl+C and kill reach the server itself.
-    os.execve(sys.executable, command, {**os.environ, "LCE_DB": str(path)})
+    env = {**os.environ, "LCE_DB": str(path)}
+    if folders:
+        env["LCE_PROBE_DIR"] = folders
+    os.execve(sys.executable, command, env)

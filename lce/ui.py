@@ -6,6 +6,7 @@ Kept apart from ``lce.explore`` so that package stays importable and testable wi
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -15,6 +16,7 @@ import streamlit as st
 from lce.explore import images, palette
 from lce.explore.db import check_db, db_stamp, is_warehouse
 from lce.explore.embedding import explained_variance
+from lce.explore.safe_text import escape_figure_data, md
 from lce.explore.sql import EXPORT_FORMATS, SqlRefused
 from warehouse.paths import db_path
 
@@ -54,6 +56,17 @@ def _tiles(
         if tile["pixels"] is not None:
             tile["pixels"] = images.png_bytes(tile["pixels"])
     return tiles
+
+
+def probe_choices(db: Path, model: str, layer: str) -> list[str]:
+    """The probe folders a page may read top images from (``images.probe_choices``): the run's
+    own, the warehouse's other runs', and those the server was started with (`lce app --probe`,
+    LCE_PROBE_DIR); the first is the default."""
+    others = [
+        *load(images.recorded_probe_dirs, db),
+        *images.served_probe_dirs(os.environ.get("LCE_PROBE_DIR")),
+    ]
+    return images.probe_choices(load(images.run_probe_dir, db, model, layer), others)
 
 
 def unit_tiles(
@@ -101,9 +114,11 @@ def figure_config() -> dict[str, Any]:
     return palette.figure_config(fmt if fmt in palette.FIGURE_FORMATS else "png")
 
 
-def plotly_chart(figure: Any, **kwargs: Any) -> Any:
-    """st.plotly_chart with the sidebar's download format (figures as SVG or PNG)."""
-    return st.plotly_chart(figure, config=figure_config(), **kwargs)
+def plotly_chart(figure: Any, where: Any = st, **kwargs: Any) -> Any:
+    """st.plotly_chart (in the container ``where``) with the sidebar's download format (figures
+    as SVG or PNG) and the names in its data shown as text (``escape_figure_data``): every chart
+    of the explorer goes through here."""
+    return where.plotly_chart(escape_figure_data(figure), config=figure_config(), **kwargs)
 
 
 def full_export(
@@ -124,7 +139,7 @@ def full_export(
             st.session_state[f"{key}_data"] = (fmt, identity, *make(fmt))
         except SqlRefused as exc:
             st.session_state.pop(f"{key}_data", None)
-            st.error(str(exc))
+            st.error(md(str(exc)))
     made = st.session_state.get(f"{key}_data")
     if made is not None and made[:2] == (fmt, identity):
         _, _, data, rows = made
@@ -164,7 +179,7 @@ def require_db(any_schema: bool = False) -> Path:
     return db
 
 
-def shown_path(path: Path) -> str:
+def shown_path(path: Path | str) -> str:
     """A server path as a visitor may see it: relative to the folder the app was launched from,
     else the file's name alone (the server's folders are not a visitor's business)."""
     resolved, here = Path(path).resolve(), Path.cwd().resolve()

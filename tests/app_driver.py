@@ -9,6 +9,7 @@ come from ``sql`` (DuckDB straight on the file), never from the app's own functi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,15 @@ def chart_with_title(at: AppTest, words: str) -> dict[str, Any]:
     raise AssertionError(f"no chart titled with {words!r}")
 
 
+def shown(markdown: str) -> str:
+    """A Markdown string as a visitor reads it: names are backslash-escaped on the pages
+    (``lce.explore.safe_text.md``), the escapes are not shown."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
 def metric(at: AppTest, label: str) -> str:
     for m in at.metric:
-        if m.label == label:
+        if shown(m.label) == label:
             return m.value
     raise AssertionError(f"no metric {label!r}: {[m.label for m in at.metric]}")
 
@@ -85,4 +92,4 @@ def has_table(at: AppTest, column: str) -> bool:
 
 
 def texts(elements: Any) -> str:
-    return " | ".join(str(e.value) for e in elements)
+    return " | ".join(shown(str(e.value)) for e in elements)

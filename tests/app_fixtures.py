@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -29,7 +28,7 @@ def toy_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated study whose lake also has top images, and a probe folder holding them."""
     home = tmp_path_factory.mktemp("toy-home")
     lake = home / "lake"
-    from tests.toy_lake import make_toy_lake
+    from tests.toy_lake import make_toy_lake, top_images_table
 
     make_toy_lake(lake)
     probe = home / "probe"
@@ -47,16 +46,7 @@ def toy_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         lake,
         "unit_top_images",
         {"model": TOP_IMAGE_MODEL, "layer": TOP_IMAGE_LAYER},
-        pa.table(
-            {
-                "model": [TOP_IMAGE_MODEL] * len(rows),
-                "layer": [TOP_IMAGE_LAYER] * len(rows),
-                "unit": [r[0] for r in rows],
-                "rank": [r[1] for r in rows],
-                "image": [r[2] for r in rows],
-                "max_activation": [r[3] for r in rows],
-            }
-        ),
+        top_images_table(TOP_IMAGE_MODEL, TOP_IMAGE_LAYER, rows),
     )
     _build(home)
     return home

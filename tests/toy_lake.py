@@ -149,3 +149,17 @@ def make_toy_lake(lake: Path, seed: int = 0) -> dict[str, list[tuple]]:
         ),
     )
     return tallies
+
+
+def top_images_table(model: str, layer: str, rows: list[tuple[int, int, str, float]]) -> pa.Table:
+    """A unit_top_images partition of (unit, rank, image, max_activation) rows."""
+    return pa.table(
+        {
+            "model": [model] * len(rows),
+            "layer": [layer] * len(rows),
+            "unit": [r[0] for r in rows],
+            "rank": [r[1] for r in rows],
+            "image": [r[2] for r in rows],
+            "max_activation": [r[3] for r in rows],
+        }
+    )

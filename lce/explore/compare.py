@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from lce.explore.figures import concept_bar_figure
+from lce.explore.safe_text import plot_text
 from warehouse.query import query
 
 WEIGHT_DEFINITION = (
@@ -103,11 +104,11 @@ def profile_difference_figure(frame: pl.DataFrame, a: str, b: str, top: int = 30
         part,
         "difference",
         "%{y}<br>weight difference %{x:.3f}<br>units: "
-        + f"{a} %{{customdata[0]}}, {b} %{{customdata[1]}}",
+        + f"{plot_text(a)} %{{customdata[0]}}, {plot_text(b)} %{{customdata[1]}}",
         customdata=["units_a", "units_b"],
     )
     fig.update_layout(
-        title=f"Profile difference: ← more in {b} | more in {a} →",
+        title=f"Profile difference: ← more in {plot_text(b)} | more in {plot_text(a)} →",
         height=max(360, 20 * part.height + 140),
         xaxis_title="profile weight difference (A - B)",
     )

@@ -18,6 +18,7 @@ from lce.explore.figures import (
 )
 from lce.explore.names import component_label
 from lce.explore.palette import concept_category_colour, concept_category_sort_key
+from lce.explore.safe_text import plot_text
 from warehouse.query import query
 
 
@@ -95,7 +96,7 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
         for category in sorted(set(part["category"].to_list()), key=concept_category_sort_key):
             cat = part.filter(pl.col("category") == category).sort("component")
             fig.add_bar(
-                name=category,
+                name=plot_text(category),
                 legendgroup=category,
                 showlegend=col == 1,
                 x=[f"PC{c}" for c in cat["component"].to_list()],
@@ -105,7 +106,7 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
                 textposition="outside",
                 customdata=interval_data(cat),
                 marker_color=concept_category_colour(category),
-                hovertemplate="%{x} vs " + category + "<br>" + INTERVAL_HOVER
+                hovertemplate="%{x} vs " + plot_text(category) + "<br>" + INTERVAL_HOVER
                 + "<extra>" + kind + "</extra>",
                 row=1,
                 col=col,

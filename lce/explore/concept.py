@@ -10,6 +10,7 @@ import polars as pl
 
 from lce.explore.names import concept_labels
 from lce.explore.palette import FONT_PX, model_category_colour
+from lce.explore.safe_text import plot_text
 from warehouse.query import query
 
 
@@ -74,7 +75,7 @@ def concept_share_figure(frame: pl.DataFrame, label: str) -> go.Figure:
         hovertemplate="%{y}: %{x:.2f}% of its units (%{customdata})<extra></extra>",
     )
     fig.update_layout(
-        title=f"Share of each model's units that detect {label}",
+        title=f"Share of each model's units that detect {plot_text(label)}",
         height=max(300, 26 * order.height + 120),
         margin={"l": 10, "r": 10, "t": 60, "b": 50},
         xaxis_title="% of the model's units (primary layer)",

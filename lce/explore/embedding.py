@@ -18,6 +18,7 @@ from lce.explore.palette import (
     SCATTER_HEIGHT,
     model_category_colour,
 )
+from lce.explore.safe_text import plot_text
 from lce.explore.scatter_text import add_labelled_points, legend_name, padded_range, scatter_layout
 from warehouse.query import query
 
@@ -89,7 +90,7 @@ def embedding_figure(
             x=[row[xc]],
             y=[row[yc]],
             mode="markers",
-            name=f"{highlight} (highlighted)",
+            name=f"{plot_text(highlight)} (highlighted)",
             marker={"size": 26, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "red"}},
             hoverinfo="skip",
         )
@@ -126,7 +127,7 @@ def embedding_figure_3d(
             text=part["model"].to_list(),
             textfont={"size": FONT_PX - 2},
             marker={"size": 6, "color": model_category_colour(label)},
-            hovertemplate="<b>%{text}</b><extra>" + label + "</extra>",
+            hovertemplate="<b>%{text}</b><extra>" + plot_text(label) + "</extra>",
         )
     if highlight is not None and highlight in emb["model"].to_list():
         row = emb.filter(pl.col("model") == highlight).row(0, named=True)
@@ -135,7 +136,7 @@ def embedding_figure_3d(
             y=[row["pc2"]],
             z=[row["pc3"]],
             mode="markers+text",
-            name=f"{highlight} (highlighted)",
+            name=f"{plot_text(highlight)} (highlighted)",
             text=[highlight],
             marker={"size": 12, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "red"}},
         )

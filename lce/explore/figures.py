@@ -15,6 +15,7 @@ import polars as pl
 
 from lce.explore.names import concept_labels
 from lce.explore.palette import LEGEND, concept_category_colour, concept_category_sort_key
+from lce.explore.safe_text import plot_text
 
 
 def concept_bar_figure(
@@ -31,7 +32,7 @@ def concept_bar_figure(
     for category in sorted(set(frame["category"].to_list()), key=concept_category_sort_key):
         part = frame.filter(pl.col("category") == category)
         fig.add_bar(
-            name=category,
+            name=plot_text(category),
             y=part["label"].to_list(),
             x=part[value].to_list(),
             orientation="h",
@@ -39,7 +40,7 @@ def concept_bar_figure(
             customdata=np.column_stack([part[c].to_numpy() for c in customdata])
             if customdata
             else None,
-            hovertemplate=hovertemplate + "<extra>" + category + "</extra>",
+            hovertemplate=hovertemplate + "<extra>" + plot_text(category) + "</extra>",
         )
     fig.update_layout(
         barmode="relative",  # one bar per concept: full width, not a slot per category

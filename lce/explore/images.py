@@ -5,6 +5,8 @@ Units whose best match is the background (a null concept) are named so on every 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +38,45 @@ def run_probe_dir(db: Path, model: str, layer: str) -> str | None:
     return str(frame["probe_dir"][0]) or None
 
 
-def default_probe_dir(recorded: str | None, environment: str | None) -> str:
-    """What the probe folder box starts with: the run's own folder when this machine has it,
-    else LCE_PROBE_DIR, else the recorded path (so the note says it is not reachable)."""
-    if recorded and Path(recorded).expanduser().is_dir():
-        return recorded
-    if environment and environment.strip():
-        return environment
-    return recorded or ""
+def recorded_probe_dirs(db: Path) -> list[str]:
+    """Every probe folder the warehouse's runs recorded (the build's own probe sets)."""
+    frame = query(
+        db,
+        f"select distinct probe_dir from {TOP_IMAGES} where probe_dir is not null "
+        "order by probe_dir",
+    )
+    return [str(p) for p in frame["probe_dir"].to_list() if p]
+
+
+def served_probe_dirs(environment: str | None) -> list[str]:
+    """The folders the server was started with: LCE_PROBE_DIR, one folder or several separated
+    by os.pathsep as in PATH (`lce app --probe DIR [--probe DIR]` sets it)."""
+    return [p for p in (environment or "").split(os.pathsep) if p.strip()]
+
+
+def probe_choices(recorded: str | None, others: Sequence[str]) -> list[str]:
+    """The probe folders a visitor may choose from, all chosen by the server: the run's own
+    folder first, then ``others`` (the other runs' folders, the served ones); each once, and
+    only those this machine has. Never a path a visitor typed: a free box would tell anyone
+    which folders exist on the server."""
+    chosen: list[str] = []
+    seen: set[Path] = set()
+    for candidate in [recorded, *others]:
+        if not candidate or not str(candidate).strip():
+            continue
+        path = Path(str(candidate).strip()).expanduser()
+        if path.is_dir() and path.resolve() not in seen:
+            seen.add(path.resolve())
+            chosen.append(str(path))
+    return chosen
+
+
+def offered_probe(value: object, offered: Sequence[str]) -> str:
+    """The folder a page reads: ``value`` (what the select box returned) only when it is one
+    of the ``offered`` folders, else the first of them ("" when none). Streamlit hands back a
+    label that matches no option, and a crafted one could name any path shown by the same
+    name: the page never reads a folder the server did not offer."""
+    return str(value) if value in offered else (offered[0] if offered else "")
 
 
 def top_maps_count(db: Path, model: str, layer: str) -> int:
@@ -60,8 +93,9 @@ def probe_dir_problem(probe_dir: str | Path | None) -> str | None:
     """None when the probe folder can serve images, else why not (shown as a note)."""
     if probe_dir is None or not str(probe_dir).strip():
         return (
-            "No probe folder given: enter the folder of the probe set the models were dissected "
-            "on (or set LCE_PROBE_DIR) to see each unit's top images."
+            "No probe folder on this server holds the images: start the explorer with "
+            "`lce app --probe DIR` (the folder of the probe set the models were dissected on) "
+            "to see each unit's top images."
         )
     path = Path(str(probe_dir).strip()).expanduser()
     if not path.is_dir():

@@ -19,6 +19,7 @@ from lce.explore.palette import (
     concept_category_colour,
     concept_category_sort_key,
 )
+from lce.explore.safe_text import plot_text
 from warehouse.query import query
 
 
@@ -89,15 +90,15 @@ def across_layers_figure(frame: pl.DataFrame, model: str) -> go.Figure:
         part = counted.filter(pl.col("category") == category)
         by_layer = dict(zip(part["layer"].to_list(), part["units"].to_list(), strict=True))
         fig.add_bar(
-            name=category,
+            name=plot_text(category),
             x=layers,
             y=[by_layer.get(layer, 0) for layer in layers],
             marker_color=concept_category_colour(category),
-            hovertemplate="%{x}<br>" + category + ": %{y} units<extra></extra>",
+            hovertemplate="%{x}<br>" + plot_text(category) + ": %{y} units<extra></extra>",
         )
     fig.update_layout(
         barmode="group",
-        title=f"Interpretable units per concept category, every layer of {model}",
+        title=f"Interpretable units per concept category, every layer of {plot_text(model)}",
         height=420,
         margin={"l": 10, "r": 10, "t": 90, "b": 50},
         legend=LEGEND,

@@ -15,6 +15,7 @@ from lce.explore.palette import (
     concept_category_colour,
     concept_category_sort_key,
 )
+from lce.explore.safe_text import plot_text
 from warehouse import dbt_vars
 from warehouse.query import query
 
@@ -91,12 +92,12 @@ def concept_count_figure(counts: pl.DataFrame, measure: str) -> go.Figure:
         part = counts.filter(pl.col("category") == category)
         by_model = dict(zip(part["model"].to_list(), part[measure].to_list(), strict=True))
         fig.add_bar(
-            name=category,
+            name=plot_text(category),
             y=order,
             x=[by_model.get(model, 0) for model in order],
             orientation="h",
             marker_color=concept_category_colour(category),
-            hovertemplate="%{y}<br>" + category + ": %{x}<extra></extra>",
+            hovertemplate="%{y}<br>" + plot_text(category) + ": %{x}<extra></extra>",
         )
     fig.update_layout(
         barmode="stack",

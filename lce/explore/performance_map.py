@@ -12,6 +12,7 @@ import polars as pl
 
 from lce.explore.names import component_label
 from lce.explore.palette import COLORBAR_PX, FONT_PX, SCATTER_WIDTH
+from lce.explore.safe_text import plot_text
 from lce.explore.scatter_text import add_labelled_points, padded_range, scatter_layout
 
 
@@ -123,9 +124,9 @@ def performance_map_figure(
         zmax=zmax,
         colorscale="Viridis",
         reversescale=not higher_is_better,
-        colorbar={"title": {"text": metric + ("" if higher_is_better else " (lower is better)")}},
+        colorbar={"title": {"text": plot_text(metric) + ("" if higher_is_better else " (lower is better)")}},
         hovertemplate="PC" + str(x) + "=%{x:.3f}<br>PC" + str(y) + "=%{y:.3f}<br>"
-        + metric + "≈%{z:.3f}<extra></extra>",
+        + plot_text(metric) + "≈%{z:.3f}<extra></extra>",
         name="interpolated",
         showlegend=False,
     )  # fmt: skip
@@ -154,7 +155,7 @@ def performance_map_figure(
         trace.textfont = {"size": FONT_PX, "color": colours}
     scatter_layout(
         fig,
-        f"{result}: distance-weighted {k}-NN map",
+        f"{plot_text(result)}: distance-weighted {k}-NN map",
         component_label(x, evr.get(x)),
         component_label(y, evr.get(y)),
     )

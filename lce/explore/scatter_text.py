@@ -22,6 +22,7 @@ from lce.explore.palette import (
     SCATTER_WIDTH,
     model_category_colour,
 )
+from lce.explore.safe_text import plot_text
 
 
 def padded_range(values: Sequence[float], pad: float = 0.12) -> tuple[float, float]:
@@ -192,9 +193,9 @@ def scatter_layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> No
 def legend_name(label: str, models: Sequence[str], per_line: int = 3) -> str:
     """A model category's legend entry names its models (the legend alone says which models
     each category holds), a few per line so the legend stays narrow."""
-    names = sorted(models)
+    names = [plot_text(m) for m in sorted(models)]
     lines = [", ".join(names[i : i + per_line]) for i in range(0, len(names), per_line)]
-    return f"<b>{label}</b>: " + ",<br>".join(lines)
+    return f"<b>{plot_text(label)}</b>: " + ",<br>".join(lines)
 
 
 def add_labelled_points(
@@ -232,5 +233,5 @@ def add_labelled_points(
                 "line": {"width": 1, "color": "white"},
             },
             hovertemplate="<b>%{text}</b><br>" + x + "=%{x:.3f}<br>" + y + "=%{y:.3f}"
-            + hover_extra + "<extra>" + label + "</extra>",
+            + hover_extra + "<extra>" + plot_text(label) + "</extra>",
         )  # fmt: skip

@@ -29,6 +29,7 @@ from lce.explore.palette import (
     component_colour,
     concept_category_sort_key,
 )
+from lce.explore.safe_text import plot_text
 from lce.explore.scatter_text import add_labelled_points, padded_range, scatter_layout
 from warehouse.query import query
 from warehouse.stats.inference import pearson
@@ -74,10 +75,11 @@ def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
             hovertemplate="%{x}<br>" + INTERVAL_HOVER + "<extra>PC" + str(component) + "</extra>",
         )
     lower = frame.filter(~pl.col("higher_is_better"))["result"].unique().to_list()
-    subtitle = f"<br><sup>lower is better for: {', '.join(sorted(lower))}</sup>" if lower else ""
+    lower_text = plot_text(", ".join(sorted(lower)))
+    subtitle = f"<br><sup>lower is better for: {lower_text}</sup>" if lower else ""
     fig.update_layout(
         barmode="group",
-        title=f"Component / task correlations: {task_title(task)}{subtitle}",
+        title=f"Component / task correlations: {plot_text(task_title(task))}{subtitle}",
         height=460,
         margin={"l": 10, "r": 10, "t": 90, "b": 40},
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
@@ -152,7 +154,8 @@ def category_task_heatmap(frame: pl.DataFrame, task: str, measure: str) -> go.Fi
         "<br>p=%{customdata[2]:.3g}, q=%{customdata[3]:.3g}, n=%{customdata[4]}<extra></extra>",
     )
     fig.update_layout(
-        title=f"Concept categories x {task_title(task)} results ({measure}); * survives the correction",
+        title=f"Concept categories x {plot_text(task_title(task))} results ({measure}); "
+        "* survives the correction",
         height=160 + 45 * max(1, len(categories)),
         margin={"l": 10, "r": 10, "t": 60, "b": 40},
         xaxis={"tickangle": -30},
@@ -229,7 +232,10 @@ def task_scatter_figure(
         )
     r_text = "r undefined" if math.isnan(r) else f"r = {r:.3f}, p = {p:.3g}, n = {len(xs)}"
     scatter_layout(
-        fig, f"{result} against PC{component} ({r_text})", component_label(component, evr), metric
+        fig,
+        f"{plot_text(result)} against PC{component} ({r_text})",
+        component_label(component, evr),
+        plot_text(metric),
     )
     fig.update_xaxes(range=list(x_range))
     fig.update_yaxes(range=list(y_range))
@@ -279,7 +285,7 @@ def task_prediction_figure(frame: pl.DataFrame, task: str) -> go.Figure:
         )  # fmt: skip
     fig.add_vline(x=0, line_color="#555555", line_width=1)
     fig.update_layout(
-        title=f"Leave-one-model-out skill: {task_title(task)}",
+        title=f"Leave-one-model-out skill: {plot_text(task_title(task))}",
         barmode="group",
         width=SCATTER_WIDTH,
         height=max(320, 26 * 3 * frame.height + 140),
