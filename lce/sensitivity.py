@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 import yaml
 
 from base.errors import LceError
+from base.scratch import owned_scratch
 from warehouse import build as build_mod
 from warehouse import schema, study
 from warehouse.build import glob_escape
@@ -211,8 +211,8 @@ def run(
         study.check_vars_against_lake(lake, setting.vars())
     stamp = _stamp(db)
     outcomes = []
-    scratch_prefix = f".{db.name}.sensitivity-scratch-"
-    with tempfile.TemporaryDirectory(prefix=scratch_prefix, dir=db.parent) as tmp:
+    # the folders that killed runs left beside the file go first
+    with owned_scratch(f".{db.name}.sensitivity-scratch-", db.parent) as tmp:
         for i, setting in enumerate(settings, start=1):
             if progress:
                 progress(i, len(settings), setting)
