@@ -96,6 +96,13 @@ def reference_setting() -> Setting:
     )
 
 
+def default_n_categories(lake: Path) -> list[int | str]:
+    """DEFAULT_N_CATEGORIES without the k above the lake's dissected models: k-means cannot make
+    more categories than there are models, so on a two-model study the default grid is k = 2."""
+    n = len(study.dissected_models(lake))
+    return [k for k in DEFAULT_N_CATEGORIES if not isinstance(k, int) or k <= n]
+
+
 def grid(
     min_ious: Sequence[float], n_components: Sequence[int], n_categories: Sequence[int | str]
 ) -> list[Setting]:
@@ -195,19 +202,24 @@ def run(
     db: Path,
     min_ious: Sequence[float] = DEFAULT_MIN_IOU,
     n_components: Sequence[int] = DEFAULT_N_COMPONENTS,
-    n_categories: Sequence[int | str] = DEFAULT_N_CATEGORIES,
+    n_categories: Sequence[int | str] | None = None,
     extra_vars: dict[str, Any] | None = None,
     progress: Callable[[int, int, Setting], None] | None = None,
 ) -> list[tuple]:
-    """Build every setting into scratch files, then publish ``fct_sensitivity`` into ``db``."""
+    """Build every setting into scratch files, then publish ``fct_sensitivity`` into ``db``.
+    ``n_categories`` None is the default grid, less the k above the lake's models."""
     db = db.resolve()
     schema.require(db)  # a file of another schema has no fct_sensitivity of this shape
     extra = dict(extra_vars or {})
     clash = sorted(set(extra) & {"min_iou", "n_components", "n_categories"})
     if clash:
         raise LceError(f"--var {clash[0]}: set it with the grid's own flag instead")
+    if n_categories is None:
+        n_categories = default_n_categories(lake)
     settings = grid(min_ious, n_components, n_categories)
-    for setting in settings:
+    # The reference is the dbt defaults, whose k the build caps on a smaller study (as in
+    # `lce build`); a k the user gave is refused when it exceeds the models.
+    for setting in settings[1:]:
         study.check_vars_against_lake(lake, setting.vars())
     stamp = _stamp(db)
     outcomes = []

@@ -187,3 +187,26 @@ def test_the_next_run_removes_the_scratch_a_killed_run_left(home: Path) -> None:
         assert code == 0, out
         assert live.is_dir()
     assert not [p.name for p in home.iterdir() if "sensitivity-" in p.name], left
+
+
+@pytest.mark.slow
+def test_sensitivity_on_a_study_of_two_models(tmp_path: Path) -> None:
+    """The reference setting is the dbt defaults, whose k = 3 the build caps on two models; the
+    default grid leaves out the k above them. A k the user gives is still refused."""
+    from tests.test_small_studies import CASES, write_study
+
+    models, dead, _ = CASES["two_models"]
+    write_study(tmp_path / "lake", models, dead)
+    db = tmp_path / "lce.duckdb"
+    assert lce("build", "--lake", tmp_path / "lake", "--db", db)[0] == 0
+    args = ["sensitivity", "--lake", tmp_path / "lake", "--db", db, "--min-iou", "0.04"]
+    code, out = lce(*args, "--n-categories", "4")  # (3 at 0.04 is the reference itself)
+    assert code == 1 and "larger than the 2 dissected models" in out, out
+    code, out = lce(*args)
+    assert code == 0, out
+    table = _frame(db, "select * from fct_sensitivity order by setting")
+    # the reference (k = 3, capped) and the default grid's k = 2 (3 and 4 left out)
+    assert table["n_categories"].tolist() == ["3", "2"]
+    assert table["n_models"].tolist() == [2, 2] and table["k"].tolist() == [2, 2]
+    # two models in two categories either way: the partitions agree (scikit-learn's ARI)
+    assert table["adjusted_rand_index"].tolist() == [adjusted_rand_score([0, 1], [1, 0])] * 2
