@@ -183,8 +183,13 @@ def sensitivity(
         str, typer.Option("--n-components", help="n_components values, comma-separated.")
     ] = "3",
     n_categories: Annotated[
-        str, typer.Option("--n-categories", help="k values (or auto), comma-separated.")
-    ] = "2,3,4",
+        str | None,
+        typer.Option(
+            "--n-categories",
+            help="k values (or auto), comma-separated \\[default: 2,3,4, less those above the "
+            "lake's models].",
+        ),
+    ] = None,
     var: Annotated[
         list[str] | None,
         typer.Option("--var", help="Other dbt vars for every setting, as `lce build --var`."),
@@ -198,7 +203,7 @@ def sensitivity(
     grid = (
         sensitivity_mod.parse_list(min_iou, "min_iou"),
         sensitivity_mod.parse_list(n_components, "n_components"),
-        sensitivity_mod.parse_list(n_categories, "n_categories"),
+        None if n_categories is None else sensitivity_mod.parse_list(n_categories, "n_categories"),
     )
     extra = build_mod.parse_vars(var or [])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 import yaml
 
 from base.errors import LceError
+from base.scratch import owned_scratch
 from warehouse import build as build_mod
 from warehouse import schema, study
 from warehouse.build import glob_escape
@@ -94,6 +94,13 @@ def reference_setting() -> Setting:
     return Setting(
         float(defaults["min_iou"]), int(defaults["n_components"]), defaults["n_categories"]
     )
+
+
+def default_n_categories(lake: Path) -> list[int | str]:
+    """DEFAULT_N_CATEGORIES without the k above the lake's dissected models: k-means cannot make
+    more categories than there are models, so on a two-model study the default grid is k = 2."""
+    n = len(study.dissected_models(lake))
+    return [k for k in DEFAULT_N_CATEGORIES if not isinstance(k, int) or k <= n]
 
 
 def grid(
@@ -195,24 +202,29 @@ def run(
     db: Path,
     min_ious: Sequence[float] = DEFAULT_MIN_IOU,
     n_components: Sequence[int] = DEFAULT_N_COMPONENTS,
-    n_categories: Sequence[int | str] = DEFAULT_N_CATEGORIES,
+    n_categories: Sequence[int | str] | None = None,
     extra_vars: dict[str, Any] | None = None,
     progress: Callable[[int, int, Setting], None] | None = None,
 ) -> list[tuple]:
-    """Build every setting into scratch files, then publish ``fct_sensitivity`` into ``db``."""
+    """Build every setting into scratch files, then publish ``fct_sensitivity`` into ``db``.
+    ``n_categories`` None is the default grid, less the k above the lake's models."""
     db = db.resolve()
     schema.require(db)  # a file of another schema has no fct_sensitivity of this shape
     extra = dict(extra_vars or {})
     clash = sorted(set(extra) & {"min_iou", "n_components", "n_categories"})
     if clash:
         raise LceError(f"--var {clash[0]}: set it with the grid's own flag instead")
+    if n_categories is None:
+        n_categories = default_n_categories(lake)
     settings = grid(min_ious, n_components, n_categories)
-    for setting in settings:
+    # The reference is the dbt defaults, whose k the build caps on a smaller study (as in
+    # `lce build`); a k the user gave is refused when it exceeds the models.
+    for setting in settings[1:]:
         study.check_vars_against_lake(lake, setting.vars())
     stamp = _stamp(db)
     outcomes = []
-    scratch_prefix = f".{db.name}.sensitivity-scratch-"
-    with tempfile.TemporaryDirectory(prefix=scratch_prefix, dir=db.parent) as tmp:
+    # the folders that killed runs left beside the file go first
+    with owned_scratch(f".{db.name}.sensitivity-scratch-", db.parent) as tmp:
         for i, setting in enumerate(settings, start=1):
             if progress:
                 progress(i, len(settings), setting)

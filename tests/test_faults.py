@@ -30,6 +30,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from base.scratch import owned_scratch
 from extract.engine import DISSECTION_TABLES, ExtractConfig, Interrupted, run_extract
 from tests.conftest import REPO, lce
 from tests.probe_factory import make_probe, small_cnn
@@ -332,10 +333,12 @@ def test_a_killed_build_takes_dbt_with_it(
     shutil.copytree(toy_db.parent / "lake", home / "lake")
     shutil.copy(toy_db, home / "lce.duckdb")
     before = (home / "lce.duckdb").read_bytes()
+    tmp = {"TMPDIR": str(home / "tmp")}  # where dbt's target and logs go (lce-dbt-*)
+    (home / "tmp").mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lce.cli", "build", "--lake", str(home / "lake"),
          "--db", str(home / "lce.duckdb"), "--var", "n_components=2"],
-        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(home.glob(".lce.duckdb.build-*")):  # dbt has started writing
@@ -350,13 +353,21 @@ def test_a_killed_build_takes_dbt_with_it(
         time.sleep(0.1)
     assert not any(_alive(c) for c in children), "dbt outlived lce build"
     assert (home / "lce.duckdb").read_bytes() == before  # the published file is unchanged
+    left = list((home / "tmp").glob("lce-dbt-*"))
     if sig == signal.SIGTERM:
         assert proc.returncode == 1
         assert len(err.strip().splitlines()) == 1 and "SIGTERM" in err
-        assert not list(home.glob(".lce.duckdb.build-*"))
-    # the next build removes what a SIGKILL left and publishes
-    assert lce("build", "--lake", home / "lake", "--db", home / "lce.duckdb")[0] == 0
+        assert not list(home.glob(".lce.duckdb.build-*")) and not left
+    else:
+        assert left, "a SIGKILL ends no `with` block: dbt's folder stays"
+    # the next build removes what a SIGKILL left (the work file and the lce-dbt-* folder of a
+    # process that is gone), leaves a live process's folder (this one's), and publishes
+    with owned_scratch("lce-dbt-", home / "tmp") as live:
+        again = run_cli("build", "--lake", home / "lake", "--db", home / "lce.duckdb", env=tmp)
+        assert again.returncode == 0, again.stderr
+        assert live.is_dir()
     assert not list(home.glob(".lce.duckdb.build-*"))
+    assert not list((home / "tmp").iterdir()), "a killed build's folder is still there"
 
 
 # ---------------------------------------------------------------------------- full disk

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -15,8 +18,10 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
 from base.errors import LceError
+from base.scratch import owned_scratch
 from lce import sensitivity
 from tests.conftest import lce
+from tests.test_faults import cli_env
 from warehouse import study
 
 
@@ -156,3 +161,52 @@ def test_a_failing_setting_leaves_the_published_file(
     assert calls[0]["stability_resamples"] == 1 and calls[1]["min_iou"] == 0.06
     assert _digest(db) == digest
     assert not [p.name for p in home.iterdir() if "sensitivity-" in p.name]
+
+
+@pytest.mark.slow
+def test_the_next_run_removes_the_scratch_a_killed_run_left(home: Path) -> None:
+    """A `kill -9` ends no `with` block: the killed run's scratch folder stays beside the file.
+    The next run removes it (its owner is gone) and leaves a live process's (this one's)."""
+    db = home / "lce.duckdb"
+    args = ["sensitivity", "--lake", home / "lake", "--db", db, "--n-categories", "3"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lce.cli", *map(str, args)], env=cli_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    prefix = ".lce.duckdb.sensitivity-scratch-"
+    deadline = time.monotonic() + 300
+    while not list(home.glob(f"{prefix}*/.setting-1.duckdb.build-*")):  # dbt is writing
+        assert time.monotonic() < deadline and proc.poll() is None, "no scratch build began"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    left = list(home.glob(f"{prefix}*"))
+    assert left, "the killed run left no scratch folder"
+    with owned_scratch(prefix, home) as live:
+        code, out = lce(*args)
+        assert code == 0, out
+        assert live.is_dir()
+    assert not [p.name for p in home.iterdir() if "sensitivity-" in p.name], left
+
+
+@pytest.mark.slow
+def test_sensitivity_on_a_study_of_two_models(tmp_path: Path) -> None:
+    """The reference setting is the dbt defaults, whose k = 3 the build caps on two models; the
+    default grid leaves out the k above them. A k the user gives is still refused."""
+    from tests.test_small_studies import CASES, write_study
+
+    models, dead, _ = CASES["two_models"]
+    write_study(tmp_path / "lake", models, dead)
+    db = tmp_path / "lce.duckdb"
+    assert lce("build", "--lake", tmp_path / "lake", "--db", db)[0] == 0
+    args = ["sensitivity", "--lake", tmp_path / "lake", "--db", db, "--min-iou", "0.04"]
+    code, out = lce(*args, "--n-categories", "4")  # (3 at 0.04 is the reference itself)
+    assert code == 1 and "larger than the 2 dissected models" in out, out
+    code, out = lce(*args)
+    assert code == 0, out
+    table = _frame(db, "select * from fct_sensitivity order by setting")
+    # the reference (k = 3, capped) and the default grid's k = 2 (3 and 4 left out)
+    assert table["n_categories"].tolist() == ["3", "2"]
+    assert table["n_models"].tolist() == [2, 2] and table["k"].tolist() == [2, 2]
+    # two models in two categories either way: the partitions agree (scikit-learn's ARI)
+    assert table["adjusted_rand_index"].tolist() == [adjusted_rand_score([0, 1], [1, 0])] * 2

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import duckdb
 import yaml
 
 from base.errors import LceError
+from base.scratch import owned_scratch
 from warehouse import dbt_failures, dbt_vars
 from warehouse.lake import file_lock, has_data, os_error, reading
 from warehouse.paths import dbt_project_dir
@@ -189,7 +189,8 @@ def _run_dbt(lake: Path, work: Path, dbt_vars: dict[str, Any]) -> tuple[str, int
         LCE_LAKE=str(lake),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
     )
-    with tempfile.TemporaryDirectory(prefix="lce-dbt-") as scratch:
+    # dbt's target and logs; the folders that killed builds left in $TMPDIR go first
+    with owned_scratch("lce-dbt-") as scratch:
         command = [
             dbt_executable(),
             "--no-use-colors",
