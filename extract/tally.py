@@ -64,17 +64,29 @@ class LabelBatch:
             bits += blocks
             self.rows.append((row, row := row + sum(len(b) for b in blocks)))
         flat = to_device(torch.from_numpy(np.concatenate(ints)), device)
-        self.bits = to_device(torch.from_numpy(np.concatenate(bits)), device)
+        self.host_bits = np.concatenate(bits)
+        self.bits = to_device(torch.from_numpy(self.host_bits), device)
         self.label_pixels = flat[:n_concepts]
         self.entries = [[tuple(flat[a:b] for a, b in entry) for entry in image] for image in spans]
-        self.shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=device)
 
     def onehot(self, j: int) -> torch.Tensor:
         """Image j's (sh * sw, columns) float32 0/1 label matrix: its present concepts, each
         partner's, and a last all-ones column (a transposed view)."""
         a, b = self.rows[j]
-        unpacked = (self.bits[a:b].unsqueeze(2) >> self.shifts).bitwise_and_(1)
-        return unpacked.reshape(b - a, -1)[:, : self.size[0] * self.size[1]].T.float()
+        pixels = self.size[0] * self.size[1]
+        if self.bits.device.type == "cpu":  # numpy's unpacking is about twice as fast here
+            unpacked = torch.from_numpy(np.unpackbits(self.host_bits[a:b], axis=1, count=pixels))
+        else:
+            unpacked = unpack_bits(self.bits[a:b], pixels)
+        return unpacked.T.float()
+
+
+def unpack_bits(bits: torch.Tensor, count: int) -> torch.Tensor:
+    """(rows, bytes) uint8 -> (rows, count) 0/1 uint8, as ``numpy.unpackbits(axis=1, count=count)``
+    gives it (big bit order), computed where ``bits`` are (a GPU: no copy back to the host)."""
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=bits.device)
+    shifted = (bits.unsqueeze(2) >> shifts).bitwise_and_(1)
+    return shifted.reshape(len(bits), -1)[:, :count]
 
 
 class ConceptTally:

@@ -16,7 +16,7 @@ import torch
 
 from extract.broden import load_labels, open_probe
 from extract.running import restored
-from extract.tally import ActivationStats, ConceptTally, TopImages
+from extract.tally import ActivationStats, ConceptTally, TopImages, unpack_bits
 from tests.probe_factory import make_probe
 
 
@@ -111,3 +111,11 @@ def test_concept_tally_merge_and_round_trip(labelled: tuple[Any, list[Any]]) -> 
         merged.merge(restored(ConceptTally, through_torch_file(tally(part).state_dict())))
     same_state(merged.state_dict(), whole.state_dict())
     assert int(whole.intersection.sum()) > 0 and int(whole.null_intersection.sum()) > 0
+
+
+@pytest.mark.parametrize("count", [1, 8, 143, 12544])
+def test_unpacking_label_bits_in_torch_is_numpys_unpackbits(count: int) -> None:
+    """The label bits a GPU unpacks (extract/tally.py) against numpy on the same bytes."""
+    packed = np.random.default_rng(count).integers(0, 256, (5, (count + 7) // 8), dtype=np.uint8)
+    expected = np.unpackbits(packed, axis=1, count=count)
+    np.testing.assert_array_equal(unpack_bits(torch.from_numpy(packed), count).numpy(), expected)
