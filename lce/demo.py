@@ -1,6 +1,7 @@
 """`lce demo`: the whole toolkit on its own small world, with no downloads.
 
-probe set -> zoo -> dissect every model (the real extract path) -> task benchmarks -> dbt build
+probe set -> zoo -> dissect every model (through the demo's own study file, work/study.toml, as
+`lce study run` does) -> task benchmarks -> dbt build
 -> publish -> summary. Every stage caches what it made in the work folder, so a rerun only
 rebuilds what changed.
 """
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +21,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from extract.broden import open_probe
-from extract.engine import ExtractConfig, run_extract
 from lce import synth, taskbench, zoo
+from lce.study.file import load_study
+from lce.study.plan import lake_conflict
+from lce.study.run import run_jobs
 from warehouse.benchmarks import add_benchmarks
 from warehouse.build import build
-from warehouse.lake import partition_dir, read_table
 from warehouse.query import query
 
 
@@ -56,29 +60,37 @@ def ensure_probe(cfg: DemoConfig) -> Path:
     return probe
 
 
-def already_dissected(
-    lake: Path, name: str, weights: Path, fingerprint: str, null_permutations: int = 0
-) -> bool:
-    for run in read_table(lake, "runs").to_pylist():
-        settings = json.loads(run["settings"] or "{}")
-        same_weights = str(settings.get("weights")) == str(weights)
-        same_null = settings.get("null_permutations", 0) == null_permutations
-        if (
-            run["model"] == name
-            and same_weights
-            and same_null
-            and run["probe_fingerprint"] == fingerprint
-            and _has_features(lake, name, run["layer"])
-        ):
-            return True
-    return False
+def write_study(cfg: DemoConfig, weights: dict[str, Path]) -> Path:
+    """The demo's study file (work/study.toml): its probe set, its zoo with each model's
+    trained weights, one layer each; the dissection runs through it as `lce study run` does."""
+    lines = [
+        "# lce demo's study: written by `lce demo`, run with its dissection settings",
+        '[probe]\npath = "broden:probe"\n',
+        f"[dissection]\nbatch_size = 64\nworkers = 0\nnull_permutations = {cfg.null_permutations}\n",
+    ]
+    for entry in zoo.ZOO:
+        rel = weights[entry.name].resolve().relative_to(cfg.workdir.resolve())
+        lines.append(
+            f'[[models]]\nname = "{entry.name}"\nspec = "{entry.factory}"\nweights = "{rel}"\n'
+            f'layers = ["{zoo.DISSECT_LAYER}"]\n'
+        )
+    path = cfg.workdir / "study.toml"
+    pending = path.with_name(path.name + ".pending")
+    pending.write_text("\n".join(lines))
+    os.replace(pending, path)
+    return path
 
 
-def _has_features(lake: Path, model: str, layer: str) -> bool:
-    """A dissection from before image_features existed is redone, so the similarity marts have
-    every model's features."""
-    folder = partition_dir(lake, "image_features", {"model": model, "layer": layer})
-    return folder.is_dir() and any(folder.glob("*.parquet"))
+def dissect(cfg: DemoConfig, weights: dict[str, Path], advance: Callable[[int], None]) -> None:
+    """Every zoo model through the demo's study file; a lake holding another study (an earlier
+    demo on another probe set) is replaced by the first job that runs."""
+    study = load_study(write_study(cfg, weights))
+    lake = cfg.workdir / "lake"
+    fresh = lake_conflict(study, lake, open_probe(study.probe)) is not None
+    for job in study.jobs():
+        report = run_jobs(study, lake, [job], say=lambda _: None, new_study=fresh)
+        fresh = fresh and not report.ran
+        advance(1)
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
@@ -92,7 +104,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
     )  # fmt: skip
     with progress:
         stage = progress.add_task("1/5 probe set", total=1)
-        probe = ensure_probe(cfg)
+        ensure_probe(cfg)
         progress.update(stage, completed=1)
 
         stage = progress.add_task("2/5 train the zoo", total=len(zoo.ZOO) * cfg.train_steps)
@@ -111,26 +123,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
                 seed=cfg.train_seed, data=data, progress=lambda k: progress.advance(stage, k),
             )  # fmt: skip
 
-        stage = progress.add_task("3/5 dissect (lce extract)", total=len(zoo.ZOO))
-        fingerprint = open_probe(probe).fingerprint
-        # The first dissection replaces whatever study the lake held, unless an earlier zoo
-        # model is kept (then the lake already holds this study and the others join it).
-        fresh = True
-        for entry in zoo.ZOO:
-            if already_dissected(
-                lake, entry.name, weights[entry.name], fingerprint, cfg.null_permutations
-            ):
-                fresh = False
-            else:
-                run_extract(
-                    ExtractConfig(
-                        model=entry.factory, layers=[zoo.DISSECT_LAYER], probe=probe, lake=lake,
-                        name=entry.name, weights=weights[entry.name], batch_size=64, workers=0,
-                        progress=False, new_study=fresh, null_permutations=cfg.null_permutations,
-                    )
-                )  # fmt: skip
-                fresh = False
-            progress.advance(stage)
+        stage = progress.add_task("3/5 dissect (lce study)", total=len(zoo.ZOO))
+        dissect(cfg, weights, lambda k: progress.advance(stage, k))
 
         stage = progress.add_task("4/5 task benchmarks", total=len(zoo.ZOO))
         bench_file = work / "benchmarks.csv"

@@ -327,3 +327,18 @@ def test_gallery_outlines_are_s_above_t_recomputed_from_the_demo_models(
             np.testing.assert_array_equal(drawn[::scale, ::scale], expected)
             checked += int(expected.sum())
     assert checked > 0
+
+
+def test_demo_dissects_through_its_own_study_file(demo: tuple[Path, str]) -> None:
+    """The demo writes work/study.toml and dissects through it: the plan of that file against
+    the demo's lake says every zoo model's layer is done (same weights sha256 and settings)."""
+    import json
+
+    from lce import zoo
+
+    work, _ = demo
+    code, out = lce("study", "plan", work / "study.toml", "--lake", work / "lake", "--json")
+    assert code == 0, out
+    rows = json.loads(out)
+    assert sorted(r["model"] for r in rows) == sorted(e.name for e in zoo.ZOO)
+    assert {(r["layer"], r["status"]) for r in rows} == {(zoo.DISSECT_LAYER, "done")}

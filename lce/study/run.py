@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from base.errors import LceError
@@ -138,13 +138,15 @@ def run_jobs(
     say: Callable[[str], None],
     progress: bool = False,
     study_lake: Path | None = None,
+    new_study: bool = False,
 ) -> RunReport:
     """Run each job not done yet (resuming partial ones) into ``lake``. ``study_lake``: the
     study's own lake when ``lake`` is a shard's (--lake-per-shard), checked too, so a job
-    already merged there is not run again."""
+    already merged there is not run again. ``new_study``: the first job that runs replaces the
+    study the lake holds (`lce extract --new-study`), instead of refusing it (`lce demo`)."""
     probe = open_probe(study.probe)
     lakes = [lake] if study_lake is None else [lake, study_lake]
-    for folder in lakes:
+    for folder in lakes if not new_study else lakes[1:]:
         check_lake(study, folder, probe)
     dist = distributed.setup(resolve_device(study.dissection.device))
     report = RunReport(jobs)
@@ -160,7 +162,8 @@ def run_jobs(
             if distributed.sum_int(int(done) if dist.rank == 0 else 0, dist):
                 report.already_done.append(job)
                 continue
-            result = run_extract(study.extract_config(job, lake, progress))
+            cfg = study.extract_config(job, lake, progress)
+            result = run_extract(replace(cfg, new_study=new_study and not report.ran))
             report.ran.append(job)
             if result.written:
                 say(
