@@ -11,11 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.cli_helpers import MODEL, assert_clean_failure, extract
 from tests.conftest import lce
 from tests.probe_factory import make_probe, small_cnn, write_png_labels
 from warehouse.lake import read_table
-
-MODEL = "probe_factory:small_cnn"
 
 
 @pytest.fixture(autouse=True)
@@ -33,24 +32,6 @@ def probe(pristine: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "broden"
     shutil.copytree(pristine, dst)
     return dst
-
-
-def extract(probe: Path, lake: Path, *extra: str, model: str = MODEL) -> tuple[int, str]:
-    return lce(
-        "extract", model, "--layer", "block1", "--probe", f"broden:{probe}", "--lake", lake,
-        "--name", "cnn", "--batch-size", "2", "--workers", "0", *extra,
-    )  # fmt: skip
-
-
-def assert_clean_failure(code: int, out: str, lake: Path, *needles: str) -> None:
-    assert code != 0
-    lines = [x for x in out.strip().splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), out
-    for needle in needles:
-        assert needle in out, (needle, out)
-    for table in ("runs", "unit_thresholds", "unit_concept_tally", "unit_top_images",
-                  "unit_top_maps", "concepts"):  # fmt: skip
-        assert not (lake / table).exists(), table
 
 
 def test_good_run_writes_every_table(probe: Path, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ import torch
 
 from base.scratch import owned_scratch
 from extract.engine import DISSECTION_TABLES, ExtractConfig, Interrupted, run_extract
+from tests.cli_helpers import cli_env
 from tests.conftest import REPO, lce
 from tests.probe_factory import make_probe, small_cnn
 from tests.toy_lake import make_toy_lake
@@ -59,15 +60,6 @@ def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.
         stdin=subprocess.DEVNULL,
         timeout=600,
     )
-
-
-def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO)]),
-        "COLUMNS": "200",
-        **(extra or {}),
-    }
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

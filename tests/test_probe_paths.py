@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import assert_clean_failure, cli_env, extract
+from tests.coco_fixture import write_coco
 from tests.conftest import lce
 from tests.probe_factory import make_probe
-from tests.test_extract_errors import assert_clean_failure, extract
-from tests.test_faults import cli_env
-from tests.test_probe_convert import write_coco
 
 # index.csv's third line: the second image (img001), whose object map is img001_object_0.png
 LINE, IMAGE, LABEL = 3, "img001.png", "img001_object_0.png"

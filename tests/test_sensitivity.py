@@ -20,8 +20,8 @@ from sklearn.metrics import adjusted_rand_score
 from base.errors import LceError
 from base.scratch import owned_scratch
 from lce import sensitivity
+from tests.cli_helpers import cli_env
 from tests.conftest import lce
-from tests.test_faults import cli_env
 from warehouse import study
 
 
@@ -193,7 +193,7 @@ def test_the_next_run_removes_the_scratch_a_killed_run_left(home: Path) -> None:
 def test_sensitivity_on_a_study_of_two_models(tmp_path: Path) -> None:
     """The reference setting is the dbt defaults, whose k = 3 the build caps on two models; the
     default grid leaves out the k above them. A k the user gives is still refused."""
-    from tests.test_small_studies import CASES, write_study
+    from tests.small_studies_data import CASES, write_study
 
     models, dead, _ = CASES["two_models"]
     write_study(tmp_path / "lake", models, dead)

@@ -25,6 +25,7 @@ from sklearn.decomposition import PCA
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO, lce
+from tests.small_studies_data import CASES, A, B, C, write_study
 from warehouse import dbt_failures
 from warehouse.lake import write_partition
 from warehouse.paths import demo_dir
@@ -34,83 +35,9 @@ APP = REPO / "app.py"
 PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "sql"]
 
 # Profiles as (concept, category, interpretable units); each unit's IoU is 0.1 (> min_iou).
-A = [("red", "color", 3), ("disc", "object", 2), ("stripes", "material", 1)]
-B = [("red", "color", 1), ("square", "object", 4), ("dots", "material", 2)]
-C = [("blue", "color", 2), ("disc", "object", 1), ("square", "object", 1), ("dots", "material", 3)]
-DEAD = [("red", "color", 4), ("disc", "object", 4)]  # every IoU 0.01: nothing interpretable
 
 # case -> (models and profiles, models without an interpretable unit, expected note codes)
-CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]]] = {
-    "one_model": (
-        {"m1": A},
-        set(),
-        {"single_model", "categories_capped", "no_correlations", "no_distances"},
-    ),
-    "identical": (
-        {"m1": A, "m2": A},
-        set(),
-        {"identical_profiles", "no_variance", "categories_capped", "no_correlations"},
-    ),
-    "two_models": (
-        {"m1": A, "m2": B},
-        set(),
-        {"components_capped", "categories_capped", "one_model_per_category", "too_few_models"},
-    ),
-    "three_k3": (
-        {"m1": A, "m2": B, "m3": C},
-        set(),
-        {"components_capped", "one_model_per_category", "few_models_bootstrap"},
-    ),
-    "no_interpretable": (
-        {"m1": A, "m2": B, "m3": C, "dead": DEAD},
-        {"dead"},
-        {
-            "no_interpretable_units",
-            "components_capped",
-            "one_model_per_category",
-            "few_models_bootstrap",
-        },  # fmt: skip
-    ),
-}
 # Task results: one value per model, different for every model (so r exists where n >= 3).
-RESULTS = {"m1": 0.61, "m2": 0.47, "m3": 0.83, "dead": 0.30}
-
-
-def write_study(lake: Path, models: dict[str, list[tuple[str, str, int]]], dead: set[str]) -> None:
-    rows = []
-    for model, spec in models.items():
-        unit = 0
-        for concept, category, count in spec:
-            for _ in range(count):
-                rows.append(
-                    (model, "layer4", unit, concept, category, 0.01 if model in dead else 0.1)
-                )
-                unit += 1
-    write_partition(
-        lake,
-        "unit_labels",
-        {"source": "study"},
-        pa.table(
-            list(zip(*rows, strict=True)),
-            names=["model", "layer", "unit", "concept", "category", "iou"],
-        ),
-    )
-    names = list(models)
-    write_partition(
-        lake,
-        "task_benchmarks",
-        {"source": "tasks"},
-        pa.table(
-            {
-                "model": names * 2,
-                "task": ["probe"] * 2 * len(names),
-                "dataset": ["shapes"] * len(names) + ["colours"] * len(names),
-                "metric": ["accuracy"] * 2 * len(names),
-                "value": [RESULTS[m] for m in names] + [1 - RESULTS[m] for m in names],
-                "higher_is_better": [True] * 2 * len(names),
-            }
-        ),
-    )
 
 
 def expected_profiles(
