@@ -47,7 +47,7 @@ realdata: venv
 		scikit-image==0.26.0 || echo "warning: could not install the real-data packages; tests/test_realdata.py will skip"
 
 test: venv lint browser realdata
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) lce-data .pytest_cache .mypy_cache .ruff_cache
