@@ -24,6 +24,7 @@ import pytest
 from sklearn.decomposition import PCA
 from streamlit.testing.v1 import AppTest
 
+from tests.app_driver import texts
 from tests.conftest import REPO, lce
 from tests.small_studies_data import CASES, A, B, C, write_study
 from warehouse import dbt_failures
@@ -191,7 +192,7 @@ def test_every_page_renders(
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert at.title, "every page has a title"
-    shown = " ".join(str(e.value) for e in at.info)
+    shown = texts(at.info)  # as a visitor reads it: the pages escape names
     if page == "embedding":
         for (message,) in rows(db, "select message from fct_build_notes"):
             assert message in shown
