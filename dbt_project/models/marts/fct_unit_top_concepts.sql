@@ -2,6 +2,9 @@
 -- counts: its runner-up labels beside its label, as NetDissect lists them. Rank 1 is the unit's
 -- label in fct_unit_labels (the same order, macro concept_rank). Layers known only from
 -- precomputed labels (the paper's published data) have no tallies and no rows here.
+-- The `ranked` step repeats the shape of int_unit_labels_from_tallies.sql's on purpose: the
+-- ranking rule itself is shared (macro concept_rank), the column lists differ (this mart keeps
+-- the counts, the label keeps one row per unit, also units with no tally).
 with ranked as (
     select
         model,
