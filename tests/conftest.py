@@ -64,8 +64,31 @@ def reference_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 BUILT_WAREHOUSES = {"reference_home", "toy_home", "app_db", "maps_home", "demo"}
 
 
+# `make test` runs the suite on several workers (pytest-xdist, `--dist loadgroup`). Each worker is
+# its own process with its own session fixtures, so a warehouse asked for by tests on two workers
+# would be built twice, and tests that share a module's fixtures would pay for them twice. Every
+# test is therefore put in a group that one worker runs whole: the tests of a shared warehouse
+# together (the first of these it asks for; app_db is the reference warehouse where its data is
+# here), every other test with its module. A worker then runs exactly what one serial session
+# would for those tests, in the same order.
+WAREHOUSE_GROUPS = ("demo", "maps_home", "toy_home", "app_db", "reference_home")
+
+
+def _group(item: pytest.Item) -> str:
+    names = set(getattr(item, "fixturenames", ()))
+    for fixture in WAREHOUSE_GROUPS:
+        if fixture in names:
+            if fixture == "app_db" and (REFERENCE / "models_dissect_profiles_raw.csv").is_file():
+                return "reference_home"
+            return fixture
+    return item.nodeid.split("::", 1)[0]
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    grouped = config.pluginmanager.hasplugin("xdist")
     for item in items:
         if BUILT_WAREHOUSES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if grouped:
+            item.add_marker(pytest.mark.xdist_group(_group(item)))
