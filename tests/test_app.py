@@ -323,6 +323,7 @@ def test_embedding_labels_do_not_overlap() -> None:
 
 def test_reference_embedding_labels_do_not_overlap(app_db: Path) -> None:
     from lce.explore.embedding import embedding  # the Embedding page's module
+    from lce.explore.scatter_text import PLOT_ASPECT, equal_ranges
 
     frame = embedding(app_db)
     comps = [c for c in frame.columns if c.startswith("pc")]
@@ -331,7 +332,7 @@ def test_reference_embedding_labels_do_not_overlap(app_db: Path) -> None:
             if a == b:
                 continue
             xs, ys, names = frame[a].to_list(), frame[b].to_list(), frame["model"].to_list()
-            xr, yr = explore.padded_range(xs), explore.padded_range(ys)
+            xr, yr = equal_ranges(xs, ys, aspect=PLOT_ASPECT)  # as the figure draws them
             placed = explore.label_positions(xs, ys, names, xr, yr)
             assert explore.label_overlaps(xs, ys, names, placed, xr, yr) == 0, (a, b)
 
