@@ -94,8 +94,10 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=kinds, shared_yaxes=True)
     for col, kind in enumerate(kinds, start=1):
         part = frame.filter(pl.col("kind") == kind)
-        for category in sorted(set(part["category"].to_list()), key=concept_category_sort_key):
+        categories = sorted(set(part["category"].to_list()), key=concept_category_sort_key)
+        for slot, category in enumerate(categories):
             cat = part.filter(pl.col("category") == category).sort("component")
+            group = f"slot{slot}"  # not the name: it is not escaped like the trace's data
             fig.add_bar(
                 name=plot_text(category),
                 legendgroup=category,
@@ -103,7 +105,7 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
                 x=[f"PC{c}" for c in cat["component"].to_list()],
                 y=cat["pearson_r"].to_list(),
                 error_y=interval_bars(cat),
-                offsetgroup=category,
+                offsetgroup=group,
                 customdata=interval_data(cat),
                 marker_color=concept_category_colour(category),
                 hovertemplate="%{x} vs " + plot_text(category) + "<br>" + INTERVAL_HOVER
@@ -111,7 +113,7 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
                 row=1,
                 col=col,
             )  # fmt: skip
-            add_star_bars(fig, [f"PC{c}" for c in cat["component"].to_list()], cat, category,
+            add_star_bars(fig, [f"PC{c}" for c in cat["component"].to_list()], cat, group,
                           row=1, col=col)  # fmt: skip
     fig.update_layout(
         barmode="group",
