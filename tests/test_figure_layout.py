@@ -13,12 +13,14 @@ from typing import Any
 
 import polars as pl
 import pytest
+from selenium.webdriver.support.ui import WebDriverWait
 from streamlit.testing.v1 import AppTest
 
 from lce.explore.figures import STAR_TRACE, star_positions
 from lce.explore.scatter_text import equal_ranges
 from lce.explore.tasks import task_correlation_figure
 from tests.app_driver import assert_clean, chart_with_title, charts, sql
+from tests.browser import CHROMIUM, chromium
 
 PAGES = ["overview", "embedding", "components", "tasks", "compare", "units", "concept"]
 
@@ -68,8 +70,9 @@ def _stars_past_the_caps(fig: Any) -> int:
     return seen
 
 
-def test_task_stars_sit_past_the_error_bar_caps() -> None:
-    frame = pl.DataFrame(
+def _task_frame() -> pl.DataFrame:
+    """Four correlations by hand: three survive, one positive bar reaching r_hi = 1, one negative."""
+    return pl.DataFrame(
         {
             "component": [1, 1, 2, 2],
             "result": ["A", "B", "A", "B"],
@@ -83,7 +86,10 @@ def test_task_stars_sit_past_the_error_bar_caps() -> None:
             "higher_is_better": [True, True, True, True],
         }
     )
-    assert _stars_past_the_caps(task_correlation_figure(frame, "classification")) == 3
+
+
+def test_task_stars_sit_past_the_error_bar_caps() -> None:
+    assert _stars_past_the_caps(task_correlation_figure(_task_frame(), "classification")) == 3
 
 
 def test_components_stars_sit_past_the_error_bar_caps(
@@ -148,3 +154,39 @@ def test_embedding_axes_are_equal_scaled(open_page: Callable[..., AppTest], app_
     threes = [f for f in charts(at) if "three components" in str(f["layout"].get("title"))]
     for three in threes:
         assert three["layout"]["scene"]["aspectmode"] == "data"
+
+
+@pytest.mark.slow  # a real browser: a few seconds
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent")
+def test_stars_and_legend_as_chromium_draws_them(tmp_path: Path) -> None:
+    """In the drawn SVG: each star is centred on its bar's error bar and clear of it (beyond the
+    cap, not on it), and the legend lies below the tick labels and the title above the plot."""
+    fig = task_correlation_figure(_task_frame(), "classification")
+    page = tmp_path / "figure.html"
+    fig.write_html(page, include_plotlyjs=True)
+    driver = chromium(tmp_path)
+    try:
+        driver.get(page.as_uri())
+        boxes = WebDriverWait(driver, 30).until(lambda d: d.execute_script(BOXES_JS))
+    finally:
+        driver.quit()
+    stars = [b for b in boxes["text"] if b["text"] == "*"]
+    assert len(stars) == 3
+    for star in stars:
+        centre = (star["left"] + star["right"]) / 2
+        (bar,) = [e for e in boxes["errorbars"] if e["left"] - 1 <= centre <= e["right"] + 1]
+        assert star["bottom"] <= bar["top"] or star["top"] >= bar["bottom"], (star, bar)
+    legend, ticks, title = boxes["legend"], boxes["xticks"], boxes["title"]  # legend: its items
+    assert legend["top"] >= ticks["bottom"] and title["bottom"] <= boxes["plot"]["top"]
+
+
+BOXES_JS = """
+const box = e => { const b = e.getBoundingClientRect();
+  return {left: b.left, right: b.right, top: b.top, bottom: b.bottom, text: e.textContent}; };
+const one = s => { const e = document.querySelector(s); return e ? box(e) : null; };
+const text = Array.from(document.querySelectorAll('.bartext')).map(box);
+if (!text.length || !one('g.legend')) return null;
+return {text: text, errorbars: Array.from(document.querySelectorAll('.errorbar path')).map(box),
+        legend: one('g.legend .scrollbox'), xticks: one('.xaxislayer-above'), title: one('.gtitle'),
+        plot: one('.nsewdrag')};
+"""

@@ -88,7 +88,7 @@ def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
         barmode="group",
         title=f"Component / task correlations: {plot_text(task_title(task))}{subtitle}",
         height=460,
-        margin={"l": 10, "r": 10, "t": 90, "b": 40},
+        margin={"l": 10, "r": 10, "t": 90, "b": 70},  # the tick labels, then the legend
         legend=LEGEND,
         yaxis={"range": [-R_LIMIT, R_LIMIT], "title": "Pearson r"},
         xaxis={"categoryorder": "array", "categoryarray": order, "tickangle": -30},
