@@ -26,6 +26,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lce import explore
+from lce.explore.figures import STAR_TRACE
 from tests.app_driver import (
     APP,
     assert_clean,
@@ -322,6 +323,7 @@ def test_embedding_labels_do_not_overlap() -> None:
 
 def test_reference_embedding_labels_do_not_overlap(app_db: Path) -> None:
     from lce.explore.embedding import embedding  # the Embedding page's module
+    from lce.explore.scatter_text import PLOT_ASPECT, equal_ranges
 
     frame = embedding(app_db)
     comps = [c for c in frame.columns if c.startswith("pc")]
@@ -330,7 +332,7 @@ def test_reference_embedding_labels_do_not_overlap(app_db: Path) -> None:
             if a == b:
                 continue
             xs, ys, names = frame[a].to_list(), frame[b].to_list(), frame["model"].to_list()
-            xr, yr = explore.padded_range(xs), explore.padded_range(ys)
+            xr, yr = equal_ranges(xs, ys, aspect=PLOT_ASPECT)  # as the figure draws them
             placed = explore.label_positions(xs, ys, names, xr, yr)
             assert explore.label_overlaps(xs, ys, names, placed, xr, yr) == 0, (a, b)
 
@@ -432,6 +434,8 @@ def test_components_correlate_with_category_counts_as_numpy_does(
     }
     checked = 0
     for trace in fig["data"]:
+        if trace["name"] == STAR_TRACE:
+            continue
         kind = 0 if trace["xaxis"] in ("x", None) else 1
         category = trace["name"]
         for label, r in zip(trace["x"], trace["y"], strict=True):
@@ -455,6 +459,7 @@ def _task_bars(fig: dict[str, Any]) -> dict[tuple[int, str], float]:
     return {
         (int(trace["name"][2:]), label): r
         for trace in fig["data"]
+        if trace["name"] != STAR_TRACE
         for label, r in zip(trace["x"], trace["y"], strict=True)
     }
 
@@ -666,19 +671,30 @@ def test_task_bars_carry_the_interval_and_mark_what_survives(
 
     expected = {(c, label(d, m)): (r, lo, hi, q, s) for c, d, m, r, lo, hi, q, s in rows}
     fig = chart_with_title(at, "Component / task correlations")
+    stars = {
+        (trace["offsetgroup"], result): (text, y)
+        for trace in fig["data"]
+        if trace["name"] == STAR_TRACE
+        for result, text, y in zip(trace["x"], trace["text"], trace["y"], strict=True)
+    }
     checked = 0
     for trace in fig["data"]:
+        if trace["name"] == STAR_TRACE:
+            continue
         component = int(trace["name"][2:])
-        bars = zip(trace["x"], trace["y"], trace["text"], trace["error_y"]["array"],
+        bars = zip(trace["x"], trace["y"], trace["error_y"]["array"],
                    trace["error_y"]["arrayminus"], trace["customdata"], strict=True)  # fmt: skip
-        for result, r, star, up, down, custom in bars:
+        for result, r, up, down, custom in bars:
             er, lo, hi, q, significant = expected[(component, result)]
             if er is None:
                 continue
             assert r == pytest.approx(er)
             assert r + up == pytest.approx(hi) and r - down == pytest.approx(lo)
             assert custom[3] == pytest.approx(q)
+            star, at_y = stars[(trace["offsetgroup"], result)]
             assert (star == "*") == significant == (q < 0.05)
+            if significant:  # past the error bar's cap, never on it
+                assert at_y > hi if r >= 0 else at_y < lo
             checked += 1
     assert checked == sum(1 for row in rows if row[3] is not None)
     shown = table(at, "q_value")

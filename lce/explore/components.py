@@ -11,13 +11,14 @@ from plotly.subplots import make_subplots
 
 from lce.explore.figures import (
     INTERVAL_HOVER,
+    R_LIMIT,
+    add_star_bars,
     concept_bar_figure,
     interval_bars,
     interval_data,
-    survives,
 )
 from lce.explore.names import component_label
-from lce.explore.palette import concept_category_colour, concept_category_sort_key
+from lce.explore.palette import LEGEND, concept_category_colour, concept_category_sort_key
 from lce.explore.safe_text import plot_text
 from warehouse.query import query
 
@@ -93,8 +94,10 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=kinds, shared_yaxes=True)
     for col, kind in enumerate(kinds, start=1):
         part = frame.filter(pl.col("kind") == kind)
-        for category in sorted(set(part["category"].to_list()), key=concept_category_sort_key):
+        categories = sorted(set(part["category"].to_list()), key=concept_category_sort_key)
+        for slot, category in enumerate(categories):
             cat = part.filter(pl.col("category") == category).sort("component")
+            group = f"slot{slot}"  # not the name: it is not escaped like the trace's data
             fig.add_bar(
                 name=plot_text(category),
                 legendgroup=category,
@@ -102,8 +105,7 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
                 x=[f"PC{c}" for c in cat["component"].to_list()],
                 y=cat["pearson_r"].to_list(),
                 error_y=interval_bars(cat),
-                text=[survives(s) for s in cat["significant"].to_list()],
-                textposition="outside",
+                offsetgroup=group,
                 customdata=interval_data(cat),
                 marker_color=concept_category_colour(category),
                 hovertemplate="%{x} vs " + plot_text(category) + "<br>" + INTERVAL_HOVER
@@ -111,12 +113,14 @@ def category_correlation_figure(frame: pl.DataFrame) -> go.Figure:
                 row=1,
                 col=col,
             )  # fmt: skip
+            add_star_bars(fig, [f"PC{c}" for c in cat["component"].to_list()], cat, group,
+                          row=1, col=col)  # fmt: skip
     fig.update_layout(
         barmode="group",
         title={"text": "Correlation of each component with the per-category counts", "y": 0.98},
         height=440,
         margin={"l": 10, "r": 10, "t": 80, "b": 80},
-        legend={"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0, "title": None},
+        legend=LEGEND,
     )
-    fig.update_yaxes(range=[-1.15, 1.15], title_text="Pearson r", row=1, col=1)
+    fig.update_yaxes(range=[-R_LIMIT, R_LIMIT], title_text="Pearson r", row=1, col=1)
     return fig

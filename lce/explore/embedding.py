@@ -19,7 +19,13 @@ from lce.explore.palette import (
     model_category_colour,
 )
 from lce.explore.safe_text import plot_text
-from lce.explore.scatter_text import add_labelled_points, legend_name, padded_range, scatter_layout
+from lce.explore.scatter_text import (
+    PLOT_ASPECT,
+    add_labelled_points,
+    equal_ranges,
+    legend_name,
+    scatter_layout,
+)
 from warehouse.query import query
 
 
@@ -79,9 +85,10 @@ def embedding_figure(
     evr: dict[int, float],
     highlight: str | None = None,
 ) -> go.Figure:
-    """The LCE in 2-D: any two components, coloured by model category, every model labelled."""
+    """The LCE in 2-D: any two components, coloured by model category, every model labelled,
+    the axes equal-scaled (``set_equal_axes``)."""
     xc, yc = f"pc{x}", f"pc{y}"
-    x_range, y_range = padded_range(emb[xc].to_list()), padded_range(emb[yc].to_list())
+    x_range, y_range = equal_ranges(emb[xc].to_list(), emb[yc].to_list(), aspect=PLOT_ASPECT)
     fig = go.Figure()
     add_labelled_points(fig, emb, xc, yc, x_range, y_range)
     if highlight is not None and highlight in emb["model"].to_list():
@@ -100,9 +107,20 @@ def embedding_figure(
         component_label(x, evr.get(x)),
         component_label(y, evr.get(y)),
     )
-    fig.update_xaxes(range=list(x_range), zeroline=True, zerolinecolor="#DDDDDD")
-    fig.update_yaxes(range=list(y_range), zeroline=True, zerolinecolor="#DDDDDD")
+    fig.update_xaxes(zeroline=True, zerolinecolor="#DDDDDD")
+    fig.update_yaxes(zeroline=True, zerolinecolor="#DDDDDD")
+    set_equal_axes(fig, x_range, y_range)
     return fig
+
+
+def set_equal_axes(
+    fig: go.Figure, x_range: tuple[float, float], y_range: tuple[float, float]
+) -> None:
+    """Ranges from ``equal_ranges``, and y anchored to x's scale so that it stays equal whatever
+    plotly does to the plot area (a legend that takes room, a zoom): distances between models are
+    what the embedding shows, and unequal axes stretch them."""
+    fig.update_xaxes(range=list(x_range))
+    fig.update_yaxes(range=list(y_range), scaleanchor="x", scaleratio=1)
 
 
 CAMERA_EYE_3D = {"x": 1.7, "y": 1.7, "z": 1.1}
@@ -112,7 +130,8 @@ def embedding_figure_3d(
     emb: pl.DataFrame, evr: dict[int, float], highlight: str | None = None
 ) -> go.Figure:
     """The first three components in 3-D, every model labelled (small text: turning the view
-    separates labels that overlap from one side), the legend naming each category's models."""
+    separates labels that overlap from one side), the legend naming each category's models; the
+    box is shaped by the data (one unit as long on every axis), not a cube."""
     fig = go.Figure()
     labels = emb["category_label"].fill_null("not embedded")
     for label in sorted(set(labels.to_list())):
@@ -150,9 +169,9 @@ def embedding_figure_3d(
             "yaxis_title": component_label(2, evr.get(2)),
             "zaxis_title": component_label(3, evr.get(3)),
             # Far enough back that no axis title leaves the view at the start (plotly's default
-            # eye, (1.25, 1.25, 1.25), cut the z title), the whole cube in the frame.
+            # eye, (1.25, 1.25, 1.25), cut the z title), the whole box in the frame.
             "camera": {"eye": CAMERA_EYE_3D},
-            "aspectmode": "cube",
+            "aspectmode": "data",
         },
     )
     return fig
@@ -190,8 +209,7 @@ def add_intervals(
     fig.data = (fig.data[-1], *fig.data[:-1])  # drawn first, under the points
     x_values = [v for v in xs if v is not None] + emb[xc].to_list()
     y_values = [v for v in ys if v is not None] + emb[yc].to_list()
-    fig.update_xaxes(range=list(padded_range(x_values)))
-    fig.update_yaxes(range=list(padded_range(y_values)))
+    set_equal_axes(fig, *equal_ranges(x_values, y_values, aspect=PLOT_ASPECT))
     return fig
 
 

@@ -7,6 +7,7 @@ them alike.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,63 @@ def concept_bar_figure(
 def survives(significant: bool | None) -> str:
     """The mark of a correlation that survives the Benjamini-Hochberg correction."""
     return "*" if significant else ""
+
+
+# Correlation bars share the y range [-R_LIMIT, R_LIMIT]: r and its interval lie in [-1, 1], and
+# what lies beyond is room for a star past an interval that ends at +-1.
+R_LIMIT = 1.25
+# How far past the end of its error bar a star sits, in units of r (the axis spans 2.5).
+STAR_MARGIN = 0.04
+
+
+def star_positions(
+    r: list[float | None], lo: list[float | None], hi: list[float | None], margin: float
+) -> list[float | None]:
+    """Where each bar's star goes: past the cap of its error bar, in the bar's direction (above
+    the upper bound for r >= 0, below the lower bound for r < 0), ``margin`` further on, so the
+    star never sits on the cap. A missing bound counts as r itself; None where r is None."""
+    out: list[float | None] = []
+    for value, low, high in zip(r, lo, hi, strict=True):
+        if value is None or math.isnan(value):
+            out.append(None)
+        elif value >= 0:
+            out.append(max(value, value if high is None or math.isnan(high) else high) + margin)
+        else:
+            out.append(min(value, value if low is None or math.isnan(low) else low) - margin)
+    return out
+
+
+def add_star_bars(
+    fig: go.Figure, x: list[str], frame: pl.DataFrame, offsetgroup: str, **where: Any
+) -> None:
+    """The stars of one bar trace (``x`` and the frame's pearson_r, r_lo, r_hi, significant;
+    the bars drawn with ``offsetgroup``), as a transparent bar in the same slot that reaches past
+    each significant bar's error bar (``star_positions``) and carries the star outside its end.
+    Plotly puts a bar's own outside text at the bar's end, where the error bar's cap is drawn;
+    a scatter of text cannot be placed in a bar group's slot, a bar of the same offsetgroup can.
+    ``where``: row and col of a subplot."""
+    significant = frame["significant"].to_list()
+    tops = star_positions(
+        frame["pearson_r"].to_list(), frame["r_lo"].to_list(), frame["r_hi"].to_list(),
+        STAR_MARGIN,
+    )  # fmt: skip
+    fig.add_bar(
+        x=x,
+        y=[top if s else None for top, s in zip(tops, significant, strict=True)],
+        text=[survives(s) for s in significant],
+        textposition="outside",
+        textfont={"size": 16},
+        cliponaxis=False,
+        offsetgroup=offsetgroup,
+        name=STAR_TRACE,
+        marker={"color": "rgba(0,0,0,0)"},
+        showlegend=False,
+        hoverinfo="skip",
+        **where,
+    )
+
+
+STAR_TRACE = "survives the correction"
 
 
 # r with its interval, p and q on hover; customdata columns are interval_data's.

@@ -39,12 +39,17 @@ SCATTER_HEIGHT = 540
 SCATTER_MARGIN = {"l": 70, "r": 30, "t": 70, "b": 60}
 
 
-# Horizontal legend above the plot, in trace order (plotly reverses it for stacked bars).
+# Every legend lies at the foot of its figure, horizontal, in trace order (plotly reverses it for
+# stacked bars). Referred to the container's bottom edge, not to the plot area: plotly then widens
+# the bottom margin to hold it under the axis titles and tick labels, however long or rotated,
+# and it never meets the title (a legend above the plot collided with titles and subtitles).
 LEGEND: dict[str, Any] = {
     "orientation": "h",
-    "y": 1.0,
+    "yref": "container",
+    "y": 0,
     "yanchor": "bottom",
     "x": 0,
+    "xanchor": "left",
     "title": None,
     "traceorder": "normal",
 }

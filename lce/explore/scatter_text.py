@@ -35,6 +35,28 @@ def padded_range(values: Sequence[float], pad: float = 0.12) -> tuple[float, flo
     return (low - pad * span, high + pad * span)
 
 
+# The scatter's plot area, width over height, in pixels (the figure less its margins).
+PLOT_ASPECT = (SCATTER_WIDTH - SCATTER_MARGIN["l"] - SCATTER_MARGIN["r"]) / (
+    SCATTER_HEIGHT - SCATTER_MARGIN["t"] - SCATTER_MARGIN["b"]
+)
+
+
+def equal_ranges(
+    xs: Sequence[float], ys: Sequence[float], pad: float = 0.12, aspect: float = 1.0
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """x and y ranges on which one unit is as long on both axes, for a plot area ``aspect``
+    times as wide as it is high: each range is centred on its data, and the spans (x span =
+    ``aspect`` x y span) are the smallest that hold both axes' data padded by ``pad`` of its
+    span on each side. With aspect 1 both spans are equal. Distances in an embedding are what
+    it shows, so a unit on PC2 must not look longer than a unit on PC1."""
+    x_low, x_high = padded_range(xs, pad)
+    y_low, y_high = padded_range(ys, pad)
+    y_span = max(y_high - y_low, (x_high - x_low) / aspect)
+    x_span = aspect * y_span
+    x_mid, y_mid = (x_low + x_high) / 2, (y_low + y_high) / 2
+    return (x_mid - x_span / 2, x_mid + x_span / 2), (y_mid - y_span / 2, y_mid + y_span / 2)
+
+
 _POSITIONS = (
     ("top center", 0, 1),
     ("bottom center", 0, -1),

@@ -14,7 +14,14 @@ import plotly.graph_objects as go
 import polars as pl
 
 from lce.explore.embedding import embedding
-from lce.explore.figures import INTERVAL_HOVER, interval_bars, interval_data, survives
+from lce.explore.figures import (
+    INTERVAL_HOVER,
+    R_LIMIT,
+    add_star_bars,
+    interval_bars,
+    interval_data,
+    survives,
+)
 from lce.explore.names import (
     component_label,
     sort_results,
@@ -68,12 +75,12 @@ def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
             x=part["result"].to_list(),
             y=part["pearson_r"].to_list(),
             error_y=interval_bars(part),
-            text=[survives(v) for v in part["significant"].to_list()],
-            textposition="outside",
+            offsetgroup=f"PC{component}",
             customdata=interval_data(part),
             marker_color=component_colour(component),
             hovertemplate="%{x}<br>" + INTERVAL_HOVER + "<extra>PC" + str(component) + "</extra>",
         )
+        add_star_bars(fig, part["result"].to_list(), part, f"PC{component}")
     lower = frame.filter(~pl.col("higher_is_better"))["result"].unique().to_list()
     lower_text = plot_text(", ".join(sorted(lower)))
     subtitle = f"<br><sup>lower is better for: {lower_text}</sup>" if lower else ""
@@ -81,9 +88,9 @@ def task_correlation_figure(frame: pl.DataFrame, task: str) -> go.Figure:
         barmode="group",
         title=f"Component / task correlations: {plot_text(task_title(task))}{subtitle}",
         height=460,
-        margin={"l": 10, "r": 10, "t": 90, "b": 40},
-        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
-        yaxis={"range": [-1.15, 1.15], "title": "Pearson r"},
+        margin={"l": 10, "r": 10, "t": 90, "b": 70},  # the tick labels, then the legend
+        legend=LEGEND,
+        yaxis={"range": [-R_LIMIT, R_LIMIT], "title": "Pearson r"},
         xaxis={"categoryorder": "array", "categoryarray": order, "tickangle": -30},
     )
     return fig
