@@ -5,12 +5,20 @@ Parquet lake and read back as the dbt model reads them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from PIL import Image
 from scipy import stats
+from streamlit.testing.v1 import AppTest
 
+from tests.app_driver import texts
+from tests.conftest import lce
 from warehouse.lake import write_partition
 from warehouse.stats import matches
 
@@ -192,3 +200,60 @@ def test_blocks_give_the_same_matches_as_one_product(monkeypatch: pytest.MonkeyP
     assert whole.best_b[2] == 0 and whole.best_a[0] == whole.best_a[1] == 2
     assert whole.best_a[2] == blocked.best_a[2] == 7 and whole.best_b[11] == 2
     assert whole.mutual_ab()[2] and not whole.mutual_ba()[1]
+
+
+@pytest.mark.slow
+def test_units_page_shows_the_units_matches_with_labels_and_top_images(
+    tmp_path: Path, open_page: Callable[..., AppTest]
+) -> None:
+    """A toy study built by dbt where tB's features are tA's: the Units page of tA's unit 0
+    lists tB's unit 0 (r 1, mutual) with its label from fct_unit_labels and its top images."""
+    from tests.app_fixtures import TOP_IMAGE_LAYER
+    from tests.toy_lake import make_toy_lake, top_images_table
+
+    lake = tmp_path / "lake"
+    make_toy_lake(lake)
+    probe = tmp_path / "probe"
+    (probe / "images" / "toy").mkdir(parents=True)
+    for i in range(5):
+        Image.new("RGB", (16, 12), (40 * i, 100, 200 - 30 * i)).save(
+            probe / "images" / "toy" / f"img_{i}.png"
+        )
+    x = np.random.default_rng(4).standard_normal((N, 12)).astype(np.float32)
+    for model in ("tA", "tB"):
+        rows = [(u, rank, f"toy/img_{(u + rank) % 5}.png", 9.0 - rank) for u in range(12)
+                for rank in (1, 2)]  # fmt: skip
+        layer = {"model": model, "layer": TOP_IMAGE_LAYER}
+        write_partition(lake, "unit_top_images", layer,
+                        top_images_table(model, TOP_IMAGE_LAYER, rows))  # fmt: skip
+        features = pa.table(
+            {
+                "model": [model] * N,
+                "layer": [TOP_IMAGE_LAYER] * N,
+                "image": IMAGES,
+                "features": [row.tolist() for row in x],
+            }
+        )
+        write_partition(lake, "image_features", layer, features)
+    db = tmp_path / "lce.duckdb"
+    code, out = lce("build", "--lake", lake, "--db", db)
+    assert code == 0, out
+    at = open_page(db, "units", probe)
+    at.selectbox(key="units_model").set_value("tA").run()
+    at.selectbox(key="units_layer").set_value(TOP_IMAGE_LAYER).run()
+    at.selectbox(key="units_unit").set_value(0).run()
+    assert "This unit's matches in other models" in texts(at.subheader)
+    shown = next(f.value for f in at.dataframe if "mutual" in f.value.columns)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        label = conn.execute(
+            "select case when is_interpretable then concept end from fct_unit_labels "
+            "where model = 'tB' and layer = ? and unit = 0",
+            [TOP_IMAGE_LAYER],
+        ).fetchone()[0]
+    assert shown["model"].tolist() == ["tB"] and shown["unit"].tolist() == [0]
+    assert shown["r"].iloc[0] == pytest.approx(1.0) and bool(shown["mutual"].iloc[0])
+    other = shown["concept"].iloc[0]
+    assert (None if pd.isna(other) else other) == label
+    assert "tB unit 0" in texts(at.markdown)
+    # tA unit 0's top images, then tB unit 0's two
+    assert len(at.image) == 2 and len(at.image[1].proto.imgs) == 2
