@@ -257,3 +257,34 @@ def test_units_page_shows_the_units_matches_with_labels_and_top_images(
     assert "tB unit 0" in texts(at.markdown)
     # tA unit 0's top images, then tB unit 0's two
     assert len(at.image) == 2 and len(at.image[1].proto.imgs) == 2
+
+
+def test_build_notes_say_why_pairs_are_not_matched() -> None:
+    """No two models with features: one note naming both marts; a pair below the image
+    minimum: one note naming the pair (once, though the mart has both orders)."""
+    from warehouse.stats.build_notes import match_notes
+
+    models = pd.DataFrame({"model": ["a", "b", "c"], "has_profile": [True, True, True]})
+    empty = matches.fct_unit_match_agreement(
+        pd.DataFrame(columns=["model", "other_model", "mutual", "same_label"]),
+        pd.DataFrame(columns=["model", "layer", "image"]),
+        pd.DataFrame({"model": ["a"], "primary_layer": ["l4"]}),
+        matches.Settings(),
+    ).to_pandas()
+    (note,) = match_notes(models, empty)
+    assert note.code == "no_unit_matches" and "fct_unit_matches" in note.message
+    index = pd.DataFrame(
+        [(m, "l4", f"i{k}") for m, n in (("a", 60), ("b", 60), ("c", 10)) for k in range(n)],
+        columns=["model", "layer", "image"],
+    )
+    agreement = matches.fct_unit_match_agreement(
+        pd.DataFrame(columns=["model", "other_model", "mutual", "same_label"]),
+        index,
+        pd.DataFrame({"model": ["a", "b", "c"], "primary_layer": ["l4"] * 3}),
+        matches.Settings(min_images=50),
+    ).to_pandas()
+    assert len(agreement) == 6 and agreement["n_mutual"].isna().sum() == 4
+    (note,) = match_notes(models, agreement)
+    assert note.code == "few_images_matches"
+    assert "2 model pairs" in note.message and "a / c and b / c" in note.message
+    assert match_notes(models.head(1), empty) == []  # one dissected model: nothing to match
