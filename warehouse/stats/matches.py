@@ -21,7 +21,8 @@ mutual units shuffled among them (both models' label counts kept, the pairing br
 observed share}) / (1 + K).
 
 Memory: the units x units correlations are formed a block of A's units at a time, with B's
-best match kept as a running maximum, never more than ``_BLOCK_VALUES`` of them at once.
+best match kept as a running maximum, never more than ``_BLOCK_VALUES`` of them at once; the
+pair's two standardised feature matrices are float64 copies (n x p x 8 bytes each).
 """
 
 from __future__ import annotations
