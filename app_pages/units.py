@@ -29,6 +29,7 @@ from lce.explore.units import (
     unit_categories,
     unit_layers,
     unit_link,
+    unit_matches,
     unit_threshold,
     units,
     units_for_display,
@@ -210,3 +211,33 @@ else:
         + ("" if threshold is None else f"; the unit's threshold is T = {threshold:.4g}")
         + ". Re-run `lce extract` for this model to draw it."
     )
+
+st.subheader("This unit's matches in other models")
+matched = ui.load(unit_matches, db, model, layer, int(unit))
+if matched.is_empty():
+    st.caption(
+        "No matches: units are matched across models by their mean activation on each probe "
+        "image (lake image_features, on the models' primary layers), and this unit's layer has "
+        "none beside another model's, or the unit does not vary over the images."
+    )
+else:
+    st.caption(
+        "Each other model's unit whose activations over the shared probe images correlate most "
+        "with this one's (Pearson r); mutual when this unit is its best match too. Concept: the "
+        "matched unit's label when it is interpretable (fct_unit_matches)."
+    )
+    table(
+        matched.drop("other_layer").rename({"other_model": "model", "other_unit": "unit",
+                                            "other_concept": "concept"}),
+        hide_index=True,
+        column_config={"r": st.column_config.NumberColumn("r", format="%.3f")},
+    )  # fmt: skip
+    if not problem:
+        for row in matched.iter_rows(named=True):
+            other = ui.load(top_images, db, row["other_model"], row["other_layer"],
+                            int(row["other_unit"]))  # fmt: skip
+            located = [resolve_probe_image(probe, name) for name in other["image"].to_list()]
+            match_tiles = [str(path) for path in located if path is not None]
+            if match_tiles:
+                st.markdown(f"**{md(row['other_model'])} unit {row['other_unit']}**'s top images")
+                st.image(match_tiles, width=112)

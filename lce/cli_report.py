@@ -50,6 +50,7 @@ def demo(
     print_correlations(db)
     print_rules(db)
     print_similarity(db)
+    print_unit_matches(db)
     print_notes(db)
     console.print(f"open the explorer: [bold]lce app --db {escape(str(db))}[/]")
 
@@ -66,6 +67,7 @@ def summarize(db: DbOpt = None) -> None:
     print_correlations(path)
     print_rules(path)
     print_similarity(path)
+    print_unit_matches(path)
     print_notes(path)
 
 
@@ -129,6 +131,19 @@ def print_similarity(db: Path) -> None:
             "Geometry vs concepts (Mantel: Spearman r of each measure's distances against the "
             "concept distances, permutation p)",
         )
+
+
+def print_unit_matches(db: Path) -> None:
+    """Units matched across models: per pair, how often mutual matches share a concept."""
+    pairs = summary.unit_match_agreement(db)
+    if pairs.is_empty():
+        return
+    print_frame(
+        pairs,
+        "Units matched across models (mutual best matches by Pearson r over the probe images; "
+        "the share of labelled ones with the same concept against a label-shuffling baseline, "
+        "permutation p)",
+    )
 
 
 def print_notes(db: Path) -> None:

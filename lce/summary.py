@@ -228,3 +228,20 @@ def similarity_skip_warning(db: Path, shown: int = 5) -> str | None:
         f"{skipped.height} model pair(s) share too few probe images for the similarity measures "
         f"(var similarity_min_images) and have null values in fct_model_similarity: {names}"
     )
+
+
+def unit_match_agreement(db: Path) -> pl.DataFrame:
+    """Per pair of models whose units were matched (fct_unit_match_agreement, one order): mutual
+    best matches, how many have both units labelled, the share with the same concept, the
+    label-shuffling baseline and its permutation p; no rows without image features."""
+    return query(
+        db,
+        """
+        select model_a, model_b, n_mutual as mutual, n_labelled as labelled,
+               n_same_label as same_label, same_label_share as share,
+               baseline_mean as baseline, baseline_p95, p_value
+        from fct_unit_match_agreement
+        where model_a < model_b and n_mutual is not null
+        order by share desc nulls last, model_a, model_b
+        """,
+    )

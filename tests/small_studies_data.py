@@ -30,17 +30,29 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
     "identical": (
         {"m1": A, "m2": A},
         set(),
-        {"identical_profiles", "no_variance", "categories_capped", "no_correlations"},
+        {
+            "identical_profiles",
+            "no_variance",
+            "categories_capped",
+            "no_correlations",
+            "no_unit_matches",
+        },
     ),
     "two_models": (
         {"m1": A, "m2": B},
         set(),
-        {"components_capped", "categories_capped", "one_model_per_category", "too_few_models"},
+        {
+            "components_capped",
+            "categories_capped",
+            "one_model_per_category",
+            "too_few_models",
+            "no_unit_matches",
+        },
     ),
     "three_k3": (
         {"m1": A, "m2": B, "m3": C},
         set(),
-        {"components_capped", "one_model_per_category", "few_models_bootstrap"},
+        {"components_capped", "one_model_per_category", "few_models_bootstrap", "no_unit_matches"},
     ),
     "no_interpretable": (
         {"m1": A, "m2": B, "m3": C, "dead": DEAD},
@@ -50,6 +62,7 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "components_capped",
             "one_model_per_category",
             "few_models_bootstrap",
+            "no_unit_matches",
         },  # fmt: skip
     ),
 }

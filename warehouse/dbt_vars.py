@@ -71,6 +71,8 @@ SPEC: dict[str, Var] = {
         Var("similarity_null_permutations", "integer", 99, "permutations of the image "
             "correspondence behind fct_model_similarity's null, p_value and calibrated score",
             least=1),
+        Var("match_permutations", "integer", 999, "label shufflings behind "
+            "fct_unit_match_agreement's baseline and p_value", least=1),
     )
 }  # fmt: skip
 

@@ -48,6 +48,8 @@ MARTS = (
     "fct_unit_top_images",
     "fct_unit_top_maps",
     "fct_unit_top_concepts",
+    "fct_unit_matches",
+    "fct_unit_match_agreement",
 )
 
 

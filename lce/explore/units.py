@@ -152,3 +152,17 @@ def unit_threshold(db: Path, model: str, layer: str, unit: int) -> float | None:
     if frame.is_empty() or frame["threshold"][0] is None:
         return None
     return float(frame["threshold"][0])
+
+
+def unit_matches(db: Path, model: str, layer: str, unit: int) -> pl.DataFrame:
+    """The unit's best match in each other model (fct_unit_matches), strongest r first, with
+    the matched unit's concept (null when it is not interpretable) and layer."""
+    return query(
+        db,
+        """
+        select other_model, other_unit, r, mutual, other_concept, other_layer
+        from fct_unit_matches where model = ? and layer = ? and unit = ?
+        order by r desc, other_model
+        """,
+        [model, layer, unit],
+    )

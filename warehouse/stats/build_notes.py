@@ -52,7 +52,8 @@ def min_mantel_models() -> int:
 
 @dataclass(frozen=True)
 class Note:
-    topic: str  # models, profiles, embedding, categories, correlations, distances, similarity
+    topic: str  # models, profiles, embedding, categories, correlations, distances, similarity,
+    # matches
     code: str  # a stable identifier of the decision (for tests and queries)
     message: str  # one plain sentence
 
@@ -70,6 +71,7 @@ def notes(inputs: marts.MartInputs) -> list[Note]:
         *correlation_notes(profiles.models, fit, inputs.benchmarks),
         *distance_notes(inputs.models),
         *small_study_notes(profiles.models, inputs.benchmarks, inputs.agreement),
+        *match_notes(inputs.models, inputs.match_agreement),
     ]
 
 
@@ -311,6 +313,40 @@ def distance_notes(models: pd.DataFrame) -> list[Note]:
             "no_distances",
             f"Cosine distances need two models with interpretable units and there is {which}, "
             "so fct_model_distances is empty.",
+        )
+    ]
+
+
+def match_notes(models: pd.DataFrame, agreement: pd.DataFrame | None) -> list[Note]:
+    """Units are matched across models by their activations on the probe images: why the match
+    marts are empty (no two models with image features) or leave pairs out (too few images)."""
+    if agreement is None or models["has_profile"].astype(bool).sum() < 2:
+        return []
+    if agreement.empty:
+        return [
+            Note(
+                "matches",
+                "no_unit_matches",
+                "fct_unit_matches and fct_unit_match_agreement are empty: units are matched "
+                "across models by their mean activation on each probe image (lake "
+                "image_features, written by lce extract), and fewer than two models have them "
+                "on their primary layer (precomputed labels such as the paper's published data "
+                "carry none).",
+            )
+        ]
+    skipped = agreement[
+        agreement["n_mutual"].isna() & (agreement["model_a"] < agreement["model_b"])
+    ]
+    if skipped.empty:
+        return []
+    pairs = [f"{a} / {b}" for a, b in zip(skipped["model_a"], skipped["model_b"], strict=True)]
+    return [
+        Note(
+            "matches",
+            "few_images_matches",
+            f"{plural(len(pairs), 'model pair')} share fewer probe images than var "
+            f"similarity_min_images, so their units are not matched (null counts in "
+            f"fct_unit_match_agreement): {join(pairs)}.",
         )
     ]
 

@@ -253,12 +253,30 @@ def read_features(lake: Path, model: str, layer: str) -> tuple[np.ndarray, np.nd
 # ---------------------------------------------------------------------------- the marts
 
 
-class _Features:
+def feature_layers(index: pd.DataFrame, models: pd.DataFrame) -> dict[str, str]:
+    """{model: primary layer} for the models with image features on their primary layer
+    (dim_models.primary_layer; ``index`` is stg_image_features): the layers the geometry and
+    unit-matching marts compare."""
+    primary = {
+        str(r.model): str(r.primary_layer)
+        for r in models.itertuples()
+        if isinstance(r.primary_layer, str)
+    }
+    have = index[["model", "layer"]].drop_duplicates()
+    return {
+        m: primary[m]
+        for m, la in zip(have["model"], have["layer"], strict=True)
+        if primary.get(m) == la
+    }
+
+
+class FeatureCache:
     """Feature matrices, their moments and neighbours, per (model, image set), read lazily and
     kept up to a memory budget (the common case, every model on the same images, computes each
-    model's moments and neighbours once)."""
+    model's moments and neighbours once). ``layers`` says which layer of each model is read;
+    ``k`` is the neighbours ``subset`` finds (readers of ``images`` alone leave it)."""
 
-    def __init__(self, lake: Path, layers: dict[str, str], k: int) -> None:
+    def __init__(self, lake: Path, layers: dict[str, str], k: int = 1) -> None:
         self.lake, self.layers, self.k = lake, layers, k
         self.raw: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self.derived: dict[tuple[str, bytes], tuple[Moments, np.ndarray | None]] = {}
@@ -373,19 +391,9 @@ def fct_model_similarity(
     orders, each measure over the images both have. A pair sharing fewer than
     ``settings.min_images`` images (or too few for k neighbours) keeps its rows with a null
     value, so the skip is visible; ``index`` is stg_image_features (which images each has)."""
-    primary = {
-        str(r.model): str(r.primary_layer)
-        for r in models.itertuples()
-        if isinstance(r.primary_layer, str)
-    }
-    have = index[["model", "layer"]].drop_duplicates()
-    layers = {
-        m: primary[m]
-        for m, la in zip(have["model"], have["layer"], strict=True)
-        if primary.get(m) == la
-    }
+    layers = feature_layers(index, models)
     names = sorted(layers)
-    cache = _Features(lake, layers, settings.k)
+    cache = FeatureCache(lake, layers, settings.k)
     rows: list[tuple] = []
     for i, a in enumerate(names):
         for j, b in enumerate(names[i + 1 :], start=i + 1):
