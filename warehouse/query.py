@@ -48,6 +48,7 @@ MARTS = (
     "fct_unit_top_images",
     "fct_unit_top_maps",
     "fct_unit_top_concepts",
+    "fct_unit_label_stability",
 )
 
 

@@ -25,6 +25,7 @@ class MartInputs:
     n_components: int = 3
     n_categories: int | str = 3
     agreement: pd.DataFrame | None = None  # fct_similarity_agreement (build notes only)
+    runs: pd.DataFrame | None = None  # stg_runs (build notes only: which runs kept fold tallies)
 
 
 def inputs(
@@ -34,6 +35,7 @@ def inputs(
     models: pd.DataFrame,
     benchmarks: pd.DataFrame | None = None,
     agreement: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> MartInputs:
     """MartInputs from a dbt Python model's refs and its (text) config values."""
     return MartInputs(
@@ -41,6 +43,7 @@ def inputs(
         models=models,
         benchmarks=benchmarks,
         agreement=agreement,
+        runs=runs,
         n_components=int(dbt_vars.from_dbt("n_components", n_components)),
         n_categories=dbt_vars.from_dbt("n_categories", n_categories),
     )

@@ -15,5 +15,6 @@ def model(dbt, session):
         models=dbt.ref("dim_models").df(),
         benchmarks=dbt.ref("fct_task_benchmarks").df(),
         agreement=dbt.ref("fct_similarity_agreement").df(),
+        runs=dbt.ref("stg_runs").df(),
     )
     return build_notes.fct_build_notes(inputs)
