@@ -34,6 +34,12 @@ DEFAULT_INIT_SEED = 0
 # Default seed of the null permutations: one seed for every run of a study, so each model is
 # compared with the same shuffled pairs of images.
 NULL_SEED = 0
+# Default seed of the fold assignment (extract/folds.py): one per study, so every model's probe
+# images fall into the same folds.
+FOLD_SEED = 0
+# The most folds a run may keep: each fold is a copy of the whole tally (units x concepts
+# integers) on the device, and a leave-one-fold-out estimate gains nothing from more.
+MAX_FOLDS = 100
 # The command line's loader processes: half the cores, at most 4. ExtractConfig's own default
 # stays 0 (load in-process), so a caller from Python (the demo, the tests) starts no processes
 # unless it asks; the one setting whose two defaults differ, on purpose.
@@ -94,6 +100,15 @@ class ExtractConfig:
     null_seed: int = setting(
         "Seed of the null permutations (one per study: the same pairs).", NULL_SEED
     )
+    folds: int = setting(
+        "K folds of the probe images (an image's fold: a hash of its name and the fold seed); "
+        "pass 3 also keeps each fold's tally (lake table unit_concept_tally_folds), for the "
+        "leave-one-fold-out estimates; 1 keeps none.",
+        5,
+    )
+    fold_seed: int = setting(
+        "Seed of the fold assignment (one per study: the same folds for every model).", FOLD_SEED
+    )
     seed: int = setting(
         "Seed of the random initialisation of an architecture given without weights "
         "(torchvision:, timm:, module:function): the same seed, the same random network; "
@@ -132,6 +147,12 @@ def check_config(cfg: ExtractConfig) -> None:
         raise LceError(f"null_permutations {cfg.null_permutations}: expected 0 to 1000")
     if cfg.null_seed < 0:
         raise LceError(f"null_seed {cfg.null_seed}: expected an integer >= 0")
+    if isinstance(cfg.folds, bool) or not isinstance(cfg.folds, int):
+        raise LceError(f"folds {cfg.folds!r}: expected an integer from 1 to {MAX_FOLDS}")
+    if not 1 <= cfg.folds <= MAX_FOLDS:
+        raise LceError(f"folds {cfg.folds}: expected an integer from 1 to {MAX_FOLDS}")
+    if isinstance(cfg.fold_seed, bool) or not isinstance(cfg.fold_seed, int) or cfg.fold_seed < 0:
+        raise LceError(f"fold_seed {cfg.fold_seed!r}: expected an integer >= 0")
     if not cfg.layers:
         raise LceError("layers: give at least one layer")
     if len(set(cfg.layers)) != len(cfg.layers):

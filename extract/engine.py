@@ -78,7 +78,8 @@ def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str
         weights = f"{Path(cfg.weights).resolve()}:{st.st_size}:{st.st_mtime_ns}"
     parts = [cfg.model, name, weights, cfg.layers, probe.fingerprint, cfg.quantile, cfg.basis,
              cfg.normalize, cfg.batch_size, cfg.top_images, cfg.skip_bad, cfg.cache, world,
-             cfg.null_permutations, cfg.null_seed, cfg.features, cfg.seed]  # fmt: skip
+             cfg.null_permutations, cfg.null_seed, cfg.features, cfg.seed, cfg.folds,
+             cfg.fold_seed]  # fmt: skip
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 DISSECTION_TABLES = (
     "runs", "unit_thresholds", "unit_concept_tally", "unit_top_images", "unit_null_iou", "concepts",
-    "image_features", "unit_top_maps",
+    "image_features", "unit_top_maps", "unit_concept_tally_folds",
 )  # fmt: skip
 
 
@@ -118,6 +118,7 @@ def write_results(
         tables = {
             "unit_thresholds": _thresholds_table(layer),
             "unit_concept_tally": _tally_table(layer, category_of, numbers),
+            "unit_concept_tally_folds": _fold_tally_table(layer, category_of, numbers),
             "unit_null_iou": pa.table(
                 _null_rows(layer, category_of, numbers, cfg.null_permutations)
             ),
@@ -193,6 +194,35 @@ def _tally_table(layer: LayerResult, category_of: np.ndarray, numbers: np.ndarra
             "activation_in_category": act[u, c],
             "label_pixels": label_pixels[c],
             "iou": iou[u, c],
+        }
+    )
+
+
+def _fold_tally_table(layer: LayerResult, category_of: np.ndarray, numbers: np.ndarray) -> pa.Table:
+    """unit_concept_tally_folds rows of one layer: for each (unit, concept) of the whole tally
+    (I > 0), every fold's I, A and G, zeros included, so a leave-one-fold-out tally is the whole
+    row minus the fold's, read from the lake alone; none without folds."""
+    tally = layer.tally
+    u, c = np.nonzero(tally.intersection.cpu().numpy())
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("unit", "concept_id", "fold", "intersection", "activation_in_category",
+                        "label_pixels", "iou")
+    }  # fmt: skip
+    for fold in range(tally.n_folds):
+        inter = tally.fold_intersection[fold].cpu().numpy()
+        act = tally.fold_activation[fold].cpu().numpy()[:, category_of]
+        parts["unit"].append(u)
+        parts["concept_id"].append(numbers[c])
+        parts["fold"].append(np.full(len(u), fold, dtype=np.int64))
+        parts["intersection"].append(inter[u, c])
+        parts["activation_in_category"].append(act[u, c])
+        parts["label_pixels"].append(tally.fold_label_pixels[fold].cpu().numpy()[c])
+        parts["iou"].append(tally.iou(category_of, fold=fold)[u, c])
+    empty = {"iou": np.zeros(0, dtype=np.float64)}
+    return pa.table(
+        {
+            k: np.concatenate(v) if v else empty.get(k, np.zeros(0, np.int64))
+            for k, v in parts.items()
         }
     )
 
@@ -326,7 +356,7 @@ def _null_rows(
 
 def _settings(cfg: ExtractConfig) -> dict[str, Any]:
     keep = ("model", "layers", "weights", "batch_size", "top_images", "cache", "skip_bad", "strict",
-            "null_permutations", "null_seed")  # fmt: skip
+            "null_permutations", "null_seed", "folds", "fold_seed")  # fmt: skip
     out = {k: v for k, v in asdict(cfg).items() if k in keep}
     if cfg.weights is None and registry.lookup(cfg.model) is None:
         # an architecture without weights is a random network: the seed makes it this one

@@ -11,6 +11,7 @@ their progress bars number them.
    the units that can fire, and tallies intersections against the label maps (and the null
    permutations' labels): a batch's labels go to the device in one copy, and each layer's tally
    takes the batch in one update; the tallies stay on the device until a checkpoint or the end.
+   With ``folds`` > 1 each image's counts also go to its fold's tally (extract/folds.py).
 
 Memory is bounded by the batch, one count table per layer and the tallies, never by the number
 of images; the cache on disk holds a small share of the dense maps.
@@ -42,6 +43,7 @@ from extract.feed import (
     progress_bar,
     readable,
 )
+from extract.folds import fold_index
 from extract.models import LayerTaps
 from extract.quantile import ThresholdRefine, ThresholdSelect
 from extract.tally import ActivationStats, ConceptTally, LabelBatch, TopImages
@@ -286,11 +288,15 @@ def pass3_tally(
 ) -> dict[str, ConceptTally]:
     cfg, probe, device = run.cfg, run.probe, run.device
     n_concepts, n_categories = len(probe.concepts), len(probe.categories)
+    n_folds = cfg.folds if cfg.folds > 1 else 0  # one fold is the whole tally: none kept
     tallies = {
-        n: ConceptTally(len(thresholds[n]), n_concepts, n_categories, device, cfg.null_permutations)
+        n: ConceptTally(
+            len(thresholds[n]), n_concepts, n_categories, device, cfg.null_permutations, n_folds
+        )
         for n in cfg.layers
     }
     kept = p1.kept_batches
+    fold = fold_index([r.image for r in probe.records], max(cfg.folds, 1), cfg.fold_seed)
     partners = null_partners(
         probe, [i for b in kept for i in b], cfg.null_permutations, cfg.null_seed
     )
@@ -311,7 +317,9 @@ def pass3_tally(
             labels = [it.labels for it in items if it.labels is not None]  # all: read checked
             nulls = [list(it.nulls) for it in items]  # decoded where the labels were
             sizes = [(probe.records[i].sh, probe.records[i].sw) for i in kept[position]]
-            batch = LabelBatch(labels, nulls, n_concepts, device)  # one copy for all layers
+            folds = [int(fold[it.image_index]) for it in items] if n_folds else []
+            # one copy for all layers
+            batch = LabelBatch(labels, nulls, n_concepts, device, folds, n_folds)
             for name in cfg.layers:
                 a = to_device(acts[name], device)
                 tallies[name].update_batch(a, on_device[name], batch)

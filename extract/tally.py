@@ -43,14 +43,22 @@ class LabelBatch:
         partners: Sequence[Sequence[ImageLabels]],
         n_concepts: int,
         device: torch.device,
+        folds: Sequence[int] = (),
+        n_folds: int = 0,
     ) -> None:
+        """``folds``: each image's fold (0 .. n_folds - 1), when the tally keeps fold tallies."""
         self.size = labels[0].size
+        self.folds = [int(f) for f in folds]
         pixels = np.zeros(n_concepts, dtype=np.int64)
-        ints: list[np.ndarray] = [pixels]
+        fold_pixels = np.zeros((n_folds, n_concepts), dtype=np.int64)
+        for fold, own in zip(self.folds, labels if self.folds else (), strict=True):
+            np.add.at(fold_pixels[fold], own.present, own.pixel_counts)
+            np.add.at(fold_pixels[fold], own.image_concepts, self.size[0] * self.size[1])
+        ints: list[np.ndarray] = [pixels, fold_pixels.reshape(-1)]
         bits: list[np.ndarray] = []
         spans: list[list[tuple[tuple[int, int], ...]]] = []
         self.rows: list[tuple[int, int]] = []
-        at, row = n_concepts, 0
+        at, row = n_concepts * (1 + n_folds), 0
         for own, others in zip(labels, partners, strict=True):
             np.add.at(pixels, own.present, own.pixel_counts)
             np.add.at(pixels, own.image_concepts, self.size[0] * self.size[1])
@@ -67,6 +75,9 @@ class LabelBatch:
         self.host_bits = np.concatenate(bits)
         self.bits = to_device(torch.from_numpy(self.host_bits), device)
         self.label_pixels = flat[:n_concepts]
+        self.fold_label_pixels = flat[n_concepts : n_concepts * (1 + n_folds)].view(
+            n_folds, n_concepts
+        )
         self.entries = [[tuple(flat[a:b] for a, b in entry) for entry in image] for image in spans]
 
     def onehot(self, j: int) -> torch.Tensor:
@@ -96,6 +107,11 @@ class ConceptTally:
     of every unit's mask against the labels of another image (``null_intersection[k]``,
     ``null_activation[k]``): how well a unit's masks match concepts they have nothing to do with.
     The permutations are bijections of the probe's images, so G is the same for every one.
+
+    With ``n_folds`` > 0 it also keeps I, A and G of each fold of the images apart
+    (``fold_intersection[f]``, ``fold_activation[f]``, ``fold_label_pixels[f]``): an image's
+    counts come from the one product that gives its whole counts and are added to its fold's
+    tables too, so the whole tally is exactly the sum of the fold tallies.
     """
 
     def __init__(
@@ -105,6 +121,7 @@ class ConceptTally:
         n_categories: int,
         device: torch.device | str = "cpu",
         n_null: int = 0,
+        n_folds: int = 0,
     ) -> None:
         self.device = torch.device(device)
         self.intersection = torch.zeros((n_units, n_concepts), dtype=torch.int64, device=device)
@@ -113,8 +130,20 @@ class ConceptTally:
         shape = (n_null, n_units)
         self.null_intersection = torch.zeros((*shape, n_concepts), dtype=torch.int64, device=device)
         self.null_activation = torch.zeros((*shape, n_categories), dtype=torch.int64, device=device)
+        folds = (n_folds, n_units)
+        self.fold_intersection = torch.zeros((*folds, n_concepts), dtype=torch.int64, device=device)
+        self.fold_activation = torch.zeros((*folds, n_categories), dtype=torch.int64, device=device)
+        self.fold_label_pixels = torch.zeros(
+            (n_folds, n_concepts), dtype=torch.int64, device=device
+        )
 
-    _COUNTS = ("intersection", "activation", "label_pixels", "null_intersection", "null_activation")
+    _COUNTS = ("intersection", "activation", "label_pixels", "null_intersection", "null_activation",
+               "fold_intersection", "fold_activation", "fold_label_pixels")  # fmt: skip
+    _FOLDS = _COUNTS[5:]
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.fold_label_pixels)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name).cpu() for name in self._COUNTS}
@@ -122,9 +151,13 @@ class ConceptTally:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.device = getattr(self, "device", torch.device("cpu"))
         for name in self._COUNTS:
+            if name in self._FOLDS and name not in state:  # a state of a tally without folds
+                state = {**state, name: _no_folds(name, state)}
             setattr(self, name, state[name].to(self.device))
 
     def merge(self, other: ConceptTally) -> None:
+        if other.n_folds != self.n_folds:
+            raise ValueError(f"cannot merge tallies of {other.n_folds} and {self.n_folds} folds")
         for name in self._COUNTS:
             getattr(self, name).add_(getattr(other, name).to(self.device))
 
@@ -134,10 +167,15 @@ class ConceptTally:
         thresholds: torch.Tensor,
         labels: ImageLabels,
         partners: Sequence[ImageLabels] = (),
+        fold: int | None = None,
     ) -> None:
         """Add one image: ``act`` is the layer's raw (units, h, w) map, on any device;
-        ``partners`` are the null permutations' images for this one (their labels, same size)."""
-        batch = LabelBatch([labels], [partners], len(self.label_pixels), self.device)
+        ``partners`` are the null permutations' images for this one (their labels, same size);
+        ``fold`` its fold, for a tally with folds."""
+        folds = () if fold is None else [fold]
+        batch = LabelBatch(
+            [labels], [partners], len(self.label_pixels), self.device, folds, self.n_folds
+        )
         self.update_batch(act.unsqueeze(0), thresholds, batch)
 
     def update_batch(self, acts: torch.Tensor, thresholds: torch.Tensor, batch: LabelBatch) -> None:
@@ -152,9 +190,14 @@ class ConceptTally:
         order of the additions changes nothing."""
         device = self.device
         thresholds = thresholds.to(device)
+        folded = self.n_folds > 0
+        if folded and len(batch.folds) != len(acts):
+            raise ValueError("a tally with folds needs each image's fold (LabelBatch folds)")
         self.label_pixels += batch.label_pixels
-        adds: dict[str, list[tuple[torch.Tensor, ...]]] = {n: [] for n in self._COUNTS[:2]}
-        adds.update({n: [] for n in self._COUNTS[3:]})
+        if folded:
+            self.fold_label_pixels += batch.fold_label_pixels
+        names = [n for n in self._COUNTS if n not in ("label_pixels", "fold_label_pixels")]
+        adds: dict[str, list[tuple[torch.Tensor, ...]]] = {n: [] for n in names}
         for j in range(len(acts)):
             # one product gives the intersections with every concept present in the image, then
             # with those of each null partner, and in the last (all-ones) column each mask's size.
@@ -173,26 +216,50 @@ class ConceptTally:
                     ("intersection", "activation") if k == 0
                     else ("null_intersection", "null_activation")
                 )  # fmt: skip
-                adds[act_name].append(_cells(null, units, annotated, mask_sums))
-                adds[inter].append(_cells(null, units, present, counts[:, start:stop]))
-                adds[inter].append(_cells(null, units, image_concepts, mask_sums))
+                image_cells = {
+                    act_name: [_cells(null, units, annotated, mask_sums)],
+                    inter: [
+                        _cells(null, units, present, counts[:, start:stop]),
+                        _cells(null, units, image_concepts, mask_sums),
+                    ],
+                }
+                for name, parts in image_cells.items():
+                    adds[name] += parts
+                    if k == 0 and folded:  # the same cells, in the image's fold's table
+                        fold = batch.folds[j]
+                        adds["fold_" + name] += [
+                            (torch.full_like(part[0], fold), *part) for part in parts
+                        ]
                 start = stop
         for name, cells in adds.items():
             if cells:
                 index = [torch.cat(parts) for parts in zip(*cells, strict=True)]
                 getattr(self, name).index_put_(tuple(index[:-1]), index[-1], accumulate=True)
 
-    def iou(self, category_of: np.ndarray, null: int | None = None) -> np.ndarray:
+    def iou(
+        self, category_of: np.ndarray, null: int | None = None, fold: int | None = None
+    ) -> np.ndarray:
         """IoU[u, c] = I / (A[u, cat(c)] + G[c] - I), 0 where the denominator is 0; of the
-        ``null``-th null permutation instead when given."""
-        intersection = self.intersection if null is None else self.null_intersection[null]
-        activation = self.activation if null is None else self.null_activation[null]
+        ``null``-th null permutation, or of the images of fold ``fold`` alone, when given."""
+        intersection, activation, pixels = self.intersection, self.activation, self.label_pixels
+        if null is not None:
+            intersection, activation = self.null_intersection[null], self.null_activation[null]
+        if fold is not None:
+            intersection, activation = self.fold_intersection[fold], self.fold_activation[fold]
+            pixels = self.fold_label_pixels[fold]
         inter = intersection.cpu().numpy().astype(np.float64)
         act = activation.cpu().numpy()[:, category_of].astype(np.float64)
-        denom = act + self.label_pixels.cpu().numpy()[None, :].astype(np.float64) - inter
+        denom = act + pixels.cpu().numpy()[None, :].astype(np.float64) - inter
         out = np.zeros_like(inter)
         np.divide(inter, denom, out=out, where=denom > 0)
         return out
+
+
+def _no_folds(name: str, state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The empty fold table ``name`` for a tally state that has none (0 folds)."""
+    like = {"fold_intersection": "intersection", "fold_activation": "activation",
+            "fold_label_pixels": "label_pixels"}[name]  # fmt: skip
+    return state[like].new_zeros((0, *state[like].shape))
 
 
 class TopImages:

@@ -40,6 +40,8 @@ CheckpointEveryOpt = Annotated[int, typer.Option(help=HELP["checkpoint_every"])]
 NullPermutationsOpt = Annotated[int, typer.Option(help=HELP["null_permutations"])]
 NullSeedOpt = Annotated[int, typer.Option(help=HELP["null_seed"])]
 SeedOpt = Annotated[int, typer.Option(help=HELP["seed"])]
+FoldsOpt = Annotated[int, typer.Option(help=HELP["folds"])]
+FoldSeedOpt = Annotated[int, typer.Option(help=HELP["fold_seed"])]
 FeaturesOpt = Annotated[bool, typer.Option("--features/--no-features", help=HELP["features"])]
 
 
@@ -74,6 +76,8 @@ def extract(
     null_permutations: NullPermutationsOpt = DEFAULTS["null_permutations"],
     null_seed: NullSeedOpt = DEFAULTS["null_seed"],
     seed: SeedOpt = DEFAULTS["seed"],
+    folds: FoldsOpt = DEFAULTS["folds"],
+    fold_seed: FoldSeedOpt = DEFAULTS["fold_seed"],
     features: FeaturesOpt = DEFAULTS["features"],
 ) -> None:
     """Dissect model layers on a probe set: exact thresholds and unit x concept tallies -> lake."""
@@ -85,7 +89,7 @@ def extract(
         top_images=top_images, normalize=normalize, strict=strict, skip_bad=skip_bad,
         cache=cache, resume=resume, new_study=new_study, workers=workers,
         checkpoint_every=max(1, checkpoint_every), null_permutations=null_permutations,
-        null_seed=null_seed, seed=seed,
+        null_seed=null_seed, seed=seed, folds=folds, fold_seed=fold_seed,
         features=features, progress=err.is_terminal,
     )  # fmt: skip
     result = run_extract(cfg)

@@ -63,6 +63,7 @@ def summarize(db: DbOpt = None) -> None:
     print_frame(summary.models(path), "Models")
     print_frame(summary.explained_variance(path), "Explained variance")
     print_stability(path)
+    print_label_stability(path)
     print_frame(summary.top_loadings(path), "Concepts loading most on each component")
     print_correlations(path)
     print_rules(path)
@@ -83,6 +84,13 @@ def print_rules(db: Path) -> None:
 def print_stability(db: Path) -> None:
     """The unit bootstrap in two lines: how often the categories come back, least stable first."""
     for line in summary.stability_lines(db):
+        say(line)
+
+
+def print_label_stability(db: Path) -> None:
+    """How many interpretable units keep their label when each fold of the probe is left out."""
+    line = summary.label_stability_line(db)
+    if line:
         say(line)
 
 

@@ -154,6 +154,33 @@ def stability_lines(db: Path) -> list[str]:
     return lines
 
 
+def label_stability_line(db: Path) -> str | None:
+    """One plain sentence on the leave-one-fold-out labels of the interpretable units of the
+    primary layers (fct_unit_label_stability); None when no such unit has fold tallies."""
+    row = query(
+        db,
+        """
+        select count(*) as units, count(*) filter (where s.agreement = 1) as kept,
+               median(s.iou_se) as median_se, min(s.n_folds) as k_min,
+               max(s.n_folds) as k_max, count(distinct s.model) as models
+        from fct_unit_label_stability s
+        join fct_unit_labels l using (model, layer, unit)
+        where l.is_interpretable and l.is_primary_layer
+        """,
+    ).row(0, named=True)
+    if not row["units"]:
+        return None
+    folds = (
+        f"{row['k_min']}" if row["k_min"] == row["k_max"] else f"{row['k_min']} to {row['k_max']}"
+    )
+    return (
+        f"Label stability over {folds} folds of the probe images (each left out in turn): "
+        f"{row['kept']} of {row['units']} interpretable primary-layer units ({100 * row['kept'] / row['units']:.0f}%) "
+        f"keep their label without every fold; the median jackknife standard error of a unit's "
+        f"best IoU is {row['median_se']:.4f} (fct_unit_label_stability)."
+    )
+
+
 def interpretable_by_rule(db: Path) -> pl.DataFrame:
     """Per model, the primary-layer units each rule keeps: the paper's fixed IoU threshold, and
     the null rule (also above the unit's own null IoU). Empty when no model was extracted with

@@ -46,12 +46,14 @@ def brute_force(
     to_map: Callable[[torch.Tensor], torch.Tensor] = lambda out: out,
     partner: Sequence[int] | None = None,
     device: str = "cpu",
+    only: Sequence[int] | None = None,
 ) -> dict[str, object]:
     """The reference: ``to_map`` turns the layer's raw output into (1, C, h, w) (a ViT test
     reshapes its tokens to the patch grid itself). With ``partner``, image i's masks are
     tallied against image ``partner[i]``'s labels (a null permutation). With ``device`` the
     model and the upsampling run there (CUDA's activations can differ from the CPU's in the
-    last bits); everything after that is numpy on the host."""
+    last bits); everything after that is numpy on the host. With ``only`` the tally counts
+    those images alone (a fold), the thresholds still coming from every image."""
     model = factory().eval().to(device)
     captured: dict[str, torch.Tensor] = {}
     module = dict(model.named_modules())[layer]
@@ -80,6 +82,8 @@ def brute_force(
     label_pixels = np.zeros(len(numbers), dtype=np.int64)
     shape = (probe.label_size, probe.label_size)
     for i, s in enumerate(ups):
+        if only is not None and i not in only:
+            continue
         img = probe.images[i if partner is None else partner[i]]
         annotated = [k for k, c in enumerate(CATEGORIES) if c in img.maps or c in img.image_labels]
         masks_l = []

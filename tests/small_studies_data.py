@@ -21,11 +21,18 @@ C = [("blue", "color", 2), ("disc", "object", 1), ("square", "object", 1), ("dot
 DEAD = [("red", "color", 4), ("disc", "object", 4)]  # every IoU 0.01: nothing interpretable
 
 
+# Every case is published labels only, without fold tallies: each says so (no_fold_tallies).
 CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]]] = {
     "one_model": (
         {"m1": A},
         set(),
-        {"single_model", "categories_capped", "no_correlations", "no_distances"},
+        {
+            "single_model",
+            "categories_capped",
+            "no_correlations",
+            "no_distances",
+            "no_fold_tallies",
+        },  # fmt: skip
     ),
     "identical": (
         {"m1": A, "m2": A},
@@ -36,7 +43,8 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "categories_capped",
             "no_correlations",
             "no_unit_matches",
-        },
+            "no_fold_tallies",
+        },  # fmt: skip
     ),
     "two_models": (
         {"m1": A, "m2": B},
@@ -47,12 +55,19 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "one_model_per_category",
             "too_few_models",
             "no_unit_matches",
-        },
+            "no_fold_tallies",
+        },  # fmt: skip
     ),
     "three_k3": (
         {"m1": A, "m2": B, "m3": C},
         set(),
-        {"components_capped", "one_model_per_category", "few_models_bootstrap", "no_unit_matches"},
+        {
+            "components_capped",
+            "one_model_per_category",
+            "few_models_bootstrap",
+            "no_unit_matches",
+            "no_fold_tallies",
+        },  # fmt: skip
     ),
     "no_interpretable": (
         {"m1": A, "m2": B, "m3": C, "dead": DEAD},
@@ -63,6 +78,7 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "one_model_per_category",
             "few_models_bootstrap",
             "no_unit_matches",
+            "no_fold_tallies",
         },  # fmt: skip
     ),
 }

@@ -85,6 +85,22 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("iou", pa.float64()),
         ]
     ),
+    # The tally of each fold of the probe images (lce extract --folds K): for every row of
+    # unit_concept_tally, one row per fold, whose integer columns sum over the folds to the
+    # row's (an image is in one fold); iou is the fold's own. Empty with --folds 1.
+    "unit_concept_tally_folds": _schema(
+        [
+            ("model", pa.string()),
+            ("layer", pa.string()),
+            ("unit", pa.int32()),
+            ("concept_id", pa.int32()),
+            ("fold", pa.int32()),
+            ("intersection", pa.int64()),
+            ("activation_in_category", pa.int64()),
+            ("label_pixels", pa.int64()),
+            ("iou", pa.float64()),
+        ]
+    ),
     "unit_top_images": _schema(
         [
             ("model", pa.string()),
@@ -183,6 +199,7 @@ PARTITION_KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("model", "layer"),
     "unit_thresholds": ("model", "layer"),
     "unit_concept_tally": ("model", "layer"),
+    "unit_concept_tally_folds": ("model", "layer"),
     "unit_top_images": ("model", "layer"),
     "unit_top_maps": ("model", "layer"),
     "unit_null_iou": ("model", "layer"),

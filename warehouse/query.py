@@ -50,6 +50,7 @@ MARTS = (
     "fct_unit_top_concepts",
     "fct_unit_matches",
     "fct_unit_match_agreement",
+    "fct_unit_label_stability",
 )
 
 

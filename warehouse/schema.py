@@ -23,7 +23,7 @@ from warehouse.query import MARTS, connect
 # Raised whenever a mart's columns (names or types) change or a mart is added or removed.
 # 0 stands for every file built before dim_study existed (lce 0.1.0 and earlier); the changes
 # of each version are listed in docs/guide.md (Schema versions).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ DISSECTION_KEYS: dict[str, tuple[type, Any]] = {
     "top_images": (int, DEFAULTS["top_images"]),
     "null_permutations": (int, DEFAULTS["null_permutations"]),
     "null_seed": (int, DEFAULTS["null_seed"]),
+    "folds": (int, DEFAULTS["folds"]),
+    "fold_seed": (int, DEFAULTS["fold_seed"]),
     "features": (bool, DEFAULTS["features"]),
     "device": (str, DEFAULTS["device"]),
     "workers": (int, DEFAULTS["workers"]),
@@ -66,6 +68,8 @@ class Dissection:
     top_images: int = DEFAULTS["top_images"]
     null_permutations: int = DEFAULTS["null_permutations"]
     null_seed: int = DEFAULTS["null_seed"]
+    folds: int = DEFAULTS["folds"]
+    fold_seed: int = DEFAULTS["fold_seed"]
     features: bool = DEFAULTS["features"]
     device: str = DEFAULTS["device"]
     workers: int = DEFAULTS["workers"]
@@ -134,6 +138,7 @@ class Study:
             strict=not m.non_strict, skip_bad=d.skip_bad, cache=d.cache, resume=True,
             workers=d.workers, checkpoint_every=max(1, d.checkpoint_every),
             null_permutations=d.null_permutations, null_seed=d.null_seed, seed=m.seed,
+            folds=d.folds, fold_seed=d.fold_seed,
             features=d.features, progress=progress, layer_offset=job.order,
         )  # fmt: skip
 

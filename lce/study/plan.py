@@ -84,6 +84,7 @@ def expected_identity(study: Study, job: Job, probe: Probe) -> dict[str, Any]:
         "null_permutations": d.null_permutations, "top_images": d.top_images,
         "strict": not m.non_strict, "skip_bad": d.skip_bad,
         "init_seed": m.seed if random_init else None,
+        "folds": d.folds, "fold_seed": d.fold_seed if d.folds > 1 else None,
     }  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from warehouse.stats import arrow, embedding, inference, marts
+from warehouse.stats import arrow, embedding, folds, inference, marts
 
 MIN_CORRELATION_MODELS = inference.MIN_POINTS  # r and p are undefined (null) below this
 # A 95% interval's tails hold 2.5% of the draws each. With n models, a draw holds at most two
@@ -53,7 +53,7 @@ def min_mantel_models() -> int:
 @dataclass(frozen=True)
 class Note:
     topic: str  # models, profiles, embedding, categories, correlations, distances, similarity,
-    # matches
+    # matches, labels
     code: str  # a stable identifier of the decision (for tests and queries)
     message: str  # one plain sentence
 
@@ -72,6 +72,7 @@ def notes(inputs: marts.MartInputs) -> list[Note]:
         *distance_notes(inputs.models),
         *small_study_notes(profiles.models, inputs.benchmarks, inputs.agreement),
         *match_notes(inputs.models, inputs.match_agreement),
+        *fold_notes(inputs.runs),
     ]
 
 
@@ -347,6 +348,45 @@ def match_notes(models: pd.DataFrame, agreement: pd.DataFrame | None) -> list[No
             f"{plural(len(pairs), 'model pair')} share fewer probe images than var "
             f"similarity_min_images, so their units are not matched (null counts in "
             f"fct_unit_match_agreement): {join(pairs)}.",
+        )
+    ]
+
+
+def fold_notes(runs: pd.DataFrame | None) -> list[Note]:
+    """Units without fold tallies have no leave-one-fold-out label (fct_unit_label_stability):
+    a lake of published labels only (the paper's data), or runs with --folds 1 or of an lce
+    from before the fold tallies."""
+    if runs is None:
+        return []
+    if runs.empty:
+        return [
+            Note(
+                "labels",
+                "no_fold_tallies",
+                "No dissection in this lake kept fold tallies (published labels, such as the "
+                "paper's data, come without any tallies), so fct_unit_label_stability is empty: "
+                "`lce extract --folds K` keeps them.",
+            )
+        ]
+    kept = folds.folded_runs(runs)
+    have = set(zip(kept["model"], kept["layer"], strict=True))
+    without = sorted(
+        f"{m} {layer}" for m, layer in zip(runs["model"], runs["layer"], strict=True)
+        if (m, layer) not in have
+    )  # fmt: skip
+    if not without:
+        return []
+    if not have:
+        what, where = "No dissected layer kept fold tallies", "is empty"
+    else:
+        verb, it = ("keeps", "it") if len(without) == 1 else ("keep", "them")
+        what, where = f"{join(without)} {verb} no fold tallies", f"has no row for {it}"
+    return [
+        Note(
+            "labels",
+            "no_fold_tallies",
+            f"{what} (extracted with --folds 1, or by an lce from before fold tallies), so "
+            f"fct_unit_label_stability {where}: `lce extract --folds K` keeps them.",
         )
     ]
 

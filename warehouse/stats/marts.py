@@ -26,6 +26,7 @@ class MartInputs:
     n_categories: int | str = 3
     agreement: pd.DataFrame | None = None  # fct_similarity_agreement (build notes only)
     match_agreement: pd.DataFrame | None = None  # fct_unit_match_agreement (build notes only)
+    runs: pd.DataFrame | None = None  # stg_runs (build notes only: which runs kept fold tallies)
 
 
 def inputs(
@@ -36,6 +37,7 @@ def inputs(
     benchmarks: pd.DataFrame | None = None,
     agreement: pd.DataFrame | None = None,
     match_agreement: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> MartInputs:
     """MartInputs from a dbt Python model's refs and its (text) config values."""
     return MartInputs(
@@ -44,6 +46,7 @@ def inputs(
         benchmarks=benchmarks,
         agreement=agreement,
         match_agreement=match_agreement,
+        runs=runs,
         n_components=int(dbt_vars.from_dbt("n_components", n_components)),
         n_categories=dbt_vars.from_dbt("n_categories", n_categories),
     )

@@ -16,5 +16,6 @@ def model(dbt, session):
         benchmarks=dbt.ref("fct_task_benchmarks").df(),
         agreement=dbt.ref("fct_similarity_agreement").df(),
         match_agreement=dbt.ref("fct_unit_match_agreement").df(),
+        runs=dbt.ref("stg_runs").df(),
     )
     return build_notes.fct_build_notes(inputs)
