@@ -46,6 +46,7 @@ def demo(
     print_frame(demo_mod.category_counts(db), "Interpretable units per concept category")
     print_frame(summary.models(db), "Models and their categories")
     print_frame(summary.explained_variance(db), "Explained variance")
+    print_label_stability(db)
     print_frame(summary.top_loadings(db), "Concepts loading most on each component")
     print_correlations(db)
     print_rules(db)
