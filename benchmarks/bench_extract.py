@@ -9,14 +9,16 @@ pair of runs can differ by 20% from one minute to the next.
 
     .venv/bin/python benchmarks/bench_extract.py [--n 200] [--models resnet18,resnet50] [--repeat 3]
         [--basis raw|upsampled|raw,upsampled] [--layer layer4] [--device cpu|cuda] [--workers 1]
-        [--null-permutations K] [--features-cost]
+        [--null-permutations K] [--features-cost] [--folds-cost]
 
 Both bases in one call share one generated probe set (and print one table).
 
 With --null-permutations K each round also runs the extraction with K null permutations, and
 a second table compares it with the plain extraction of the same round (pairs and medians).
 With --features-cost each round also runs the extraction with --no-features, and a table gives
-what keeping the image features (lake table image_features, the default) costs.
+what keeping the image features (lake table image_features, the default) costs. With
+--folds-cost each round also runs the extraction with --folds 1, and a table gives what the
+default five fold tallies (lake table unit_concept_tally_folds) cost.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def child(
     features: bool = True,
     workers: int = 1,
     layer: str = "layer4",
+    folds: int = 5,
 ) -> None:
     """Runs inside the subprocess; prints one JSON line. The forward-only baseline runs the
     whole network whatever ``layer`` is (extraction may stop at the layer)."""
@@ -92,6 +95,7 @@ def child(
                 progress=False,
                 null_permutations=null,
                 features=features,
+                folds=folds,
             )  # fmt: skip
         )
     seconds = time.perf_counter() - tic
@@ -116,13 +120,13 @@ def subset(probe: Path, n: int) -> Path:
 
 def measure(
     kind: str, arch: str, probe: Path, n: int, basis: str, device: str, batch: int, null: int = 0,
-    features: bool = True, workers: int = 1, layer: str = "layer4",
+    features: bool = True, workers: int = 1, layer: str = "layer4", folds: int = 5,
 ) -> dict:  # fmt: skip
     if kind == "extract":
         subset(probe, n)
     with tempfile.TemporaryDirectory() as lake:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch), str(null), str(int(features)), str(workers), layer],
+            [sys.executable, __file__, "--child", kind, arch, str(probe), str(n), lake, basis, device, str(batch), str(null), str(int(features)), str(workers), layer, str(folds)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -144,25 +148,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--features-cost", action="store_true", help="also time extraction with --no-features"
     )
+    parser.add_argument(
+        "--folds-cost", action="store_true", help="also time extraction with --folds 1"
+    )
     parser.add_argument("--layer", default="layer4", help="the layer extracted")
-    parser.add_argument("--child", nargs=12)
+    parser.add_argument("--child", nargs=13)
     return parser.parse_args()
 
 
 Row = tuple[str, dict, dict, dict | None, list[dict]]  # arch, forward, extract, 4N, with nulls
-Cost = tuple[str, dict, list[dict]]  # arch, extract, --no-features
+Cost = tuple[str, dict, list[dict], list[dict]]  # arch, extract, --no-features, --folds 1
 
 
 def run_model(args: argparse.Namespace, probe: Path, arch: str, basis: str) -> tuple[Row, Cost]:
     """--repeat alternating rounds of forward-only and extraction (and the optional variants)
     for one model, then the 4N memory run; medians and per-round pairs."""
-    fwds, exts, nulls, bare = [], [], [], []
+    fwds, exts, nulls, bare, unfolded = [], [], [], [], []
 
-    def run(kind: str, n: int, null: int = 0, features: bool = True) -> dict:
+    def run(kind: str, n: int, null: int = 0, features: bool = True, folds: int = 5) -> dict:
         out = measure(kind, arch, probe, n, basis, args.device, args.batch, null, features,
-                      args.workers, args.layer)  # fmt: skip
+                      args.workers, args.layer, folds)  # fmt: skip
         # each run as it ends, so a run cut off by a time limit still leaves the earlier ones
-        print(f"{arch} {basis} {kind} N={n} null={null}: {out['seconds']:.1f} s", file=sys.stderr)
+        print(f"{arch} {basis} {kind} N={n} null={null} features={features} folds={folds}: "
+              f"{out['seconds']:.1f} s", file=sys.stderr)  # fmt: skip
         return out
 
     for _ in range(args.repeat):
@@ -172,6 +180,8 @@ def run_model(args: argparse.Namespace, probe: Path, arch: str, basis: str) -> t
             nulls.append(run("extract", args.n, args.null_permutations))
         if args.features_cost:
             bare.append(run("extract", args.n, features=False))
+        if args.folds_cost:
+            unfolded.append(run("extract", args.n, folds=1))
     fwd = {"seconds": statistics.median(r["seconds"] for r in fwds)}
     ext = {
         "seconds": statistics.median(r["seconds"] for r in exts),
@@ -181,7 +191,7 @@ def run_model(args: argparse.Namespace, probe: Path, arch: str, basis: str) -> t
         "basis": basis,
     }
     big = None if args.no_4n else run("extract", args.n * 4)
-    return (arch, fwd, ext, big, nulls), (arch, ext, bare)
+    return (arch, fwd, ext, big, nulls), (arch, ext, bare, unfolded)
 
 
 def print_speed(args: argparse.Namespace, rows: list[Row]) -> None:
@@ -213,11 +223,18 @@ def print_nulls(k: int, rows: list[Row]) -> None:
         print(f"| {arch} | {plain:.1f} | {with_null:.1f} | {with_null / plain:.2f} ({pairs}) |")
 
 
-def print_features_cost(costs: list[Cost]) -> None:
-    print("\nimage features: extraction (features kept, the default) against --no-features")
-    print("| model | --no-features s | features s | cost (pairs) |")
+def print_cost(costs: list[Cost], which: int) -> None:
+    """What a default costs: the default extraction against the variant without it (which: 2
+    for --no-features, 3 for --folds 1), per round and as medians."""
+    if which == 2:
+        print("\nimage features: extraction (features kept, the default) against --no-features")
+        print("| model | --no-features s | features s | cost (pairs) |")
+    else:
+        print("\nfold tallies: extraction (--folds 5, the default) against --folds 1")
+        print("| model | --folds 1 s | --folds 5 s | cost (pairs) |")
     print("|---|---|---|---|")
-    for arch, ext, bare in costs:
+    for cost in costs:
+        arch, ext, bare = cost[0], cost[1], (cost[2] if which == 2 else cost[3])
         without = statistics.median(r["seconds"] for r in bare)
         pairs = ", ".join(
             f"{a / b['seconds'] - 1:+.1%}" for a, b in zip(ext["seconds_each"], bare, strict=True)
@@ -229,12 +246,12 @@ def print_features_cost(costs: list[Cost]) -> None:
 def main() -> None:
     args = parse_args()
     if args.child:
-        kind, arch, probe, n, lake, basis, device, batch, null, features, workers, layer = (
+        kind, arch, probe, n, lake, basis, device, batch, null, features, workers, layer, k = (
             args.child
         )
         child(
             kind, arch, probe, int(n), lake, basis, device, int(batch), int(null), features == "1",
-            int(workers), layer,
+            int(workers), layer, int(k),
         )  # fmt: skip
         return
     from probe_factory import make_probe
@@ -260,7 +277,9 @@ def main() -> None:
     if args.null_permutations:
         print_nulls(args.null_permutations, rows)
     if args.features_cost:
-        print_features_cost(costs)
+        print_cost(costs, 2)
+    if args.folds_cost:
+        print_cost(costs, 3)
 
 
 if __name__ == "__main__":
