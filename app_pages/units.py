@@ -92,12 +92,28 @@ st.caption(
     f"{frame.height} of {total['units']} units shown; {total['interpretable']} are interpretable "
     "(best IoU above the build's min_iou)."
 )
+shown_units = units_for_display(frame)
+if "label_kept" in shown_units.columns:
+    st.caption(
+        "Label stability, from the probe images' folds (`lce extract --folds K`): *label kept* is "
+        "the share of leave-one-fold-out labels equal to the unit's label, *IoU low / high* the "
+        "jackknife 95% interval of its IoU (fct_unit_label_stability)."
+    )
 table(
-    units_for_display(frame),
+    shown_units,
     hide_index=True,
     column_config={
         "iou": st.column_config.ProgressColumn("IoU", format="%.3f", min_value=0, max_value=0.5),
         "is_interpretable": "interpretable",
+        **(
+            {
+                "label_kept": st.column_config.NumberColumn("label kept", format="percent"),
+                "iou_low": st.column_config.NumberColumn("IoU low", format="%.3f"),
+                "iou_high": st.column_config.NumberColumn("IoU high", format="%.3f"),
+            }
+            if "label_kept" in shown_units.columns
+            else {}
+        ),
     },
 )
 

@@ -246,3 +246,70 @@ def test_units_on_the_demo_draws_the_layer_histogram_in_chromium(
     finally:
         driver.quit()
         server.close()
+
+
+def loo_agreement(lake: Path, model: str, layer: str) -> dict[int, float]:
+    """Unit -> share of its leave-one-fold-out labels equal to its label, in plain Python: each
+    fold's complement summed from the *other* folds' rows of unit_concept_tally_folds (not the
+    whole minus the fold, as the build does), IoU and best concept as in ranked_concepts (ties
+    to the lowest id, none when every IoU is 0)."""
+    rows = lake_layer(lake, "unit_concept_tally_folds", model, layer)
+    k = int(rows["fold"].max()) + 1
+    counts: dict[tuple[int, int], np.ndarray] = {}
+    for unit, concept, fold, i, a, g in zip(
+        rows["unit"], rows["concept_id"], rows["fold"], rows["intersection"],
+        rows["activation_in_category"], rows["label_pixels"], strict=True,
+    ):  # fmt: skip
+        counts.setdefault((int(unit), int(concept)), np.zeros((k, 3), dtype=np.int64))[
+            int(fold)
+        ] = (i, a, g)
+
+    def best(fold: int | None) -> dict[int, int]:
+        scores: dict[int, list[tuple[float, int]]] = {}
+        for (unit, concept), per_fold in counts.items():
+            i, a, g = (per_fold.sum(axis=0) if fold is None else
+                       np.delete(per_fold, fold, axis=0).sum(axis=0))  # fmt: skip
+            iou = i / (a + g - i) if a + g - i > 0 else 0.0
+            scores.setdefault(unit, []).append((-iou, concept))
+        return {u: min(s)[1] if min(s)[0] < 0 else -1 for u, s in scores.items()}
+
+    full = best(None)
+    loo = [best(f) for f in range(k)]
+    return {u: sum(labels.get(u, -1) == c for labels in loo) / k for u, c in full.items()}
+
+
+def test_units_table_shows_each_units_label_stability_from_the_folds(
+    open_page: Callable[..., AppTest], maps_home: Path
+) -> None:
+    lake = maps_home / "lake"
+    at = open_page(maps_home / "lce.duckdb", "units")
+    at.selectbox(key="units_model").set_value("cnnB").run()
+    at.selectbox(key="units_layer").set_value("block2").run()
+    assert_clean(at)
+    frame = table(at, "label_kept")
+    want = loo_agreement(lake, "cnnB", "block2")
+    shown = dict(zip(frame["unit"].tolist(), frame["label_kept"].tolist(), strict=True))
+    tallied = {u: v for u, v in shown.items() if u in want}
+    assert set(tallied) == set(want) and len(want) >= 3, "every tallied unit is listed"
+    assert tallied == pytest.approx(want)
+    assert min(want.values()) < 1, "the small study has units whose label moves with a fold"
+    low, iou, high = (frame[c].to_numpy(dtype=float) for c in ("iou_low", "iou", "iou_high"))
+    assert (low <= iou + 1e-12).all() and (iou <= high + 1e-12).all()
+    assert "Label stability" in " ".join(c.value for c in at.caption)
+
+
+def test_units_table_leaves_out_label_stability_without_fold_tallies() -> None:
+    """A layer whose run kept no folds (published labels, --folds 1) has null stability columns:
+    the table shows none rather than a column of blanks."""
+    import polars as pl
+
+    from lce.explore.units import units_for_display
+
+    frame = pl.DataFrame(
+        {"unit": [0, 1], "concept": ["sky", None], "iou": [0.2, 0.0],
+         "label_kept": [None, None], "iou_low": [None, None], "iou_high": [None, None]},
+        schema_overrides={c: pl.Float64 for c in ("label_kept", "iou_low", "iou_high")},
+    )  # fmt: skip
+    assert units_for_display(frame).columns == ["unit", "concept", "iou"]
+    kept = units_for_display(frame.with_columns(pl.Series("label_kept", [1.0, 0.8])))
+    assert kept.columns == ["unit", "concept", "iou", "label_kept", "iou_low", "iou_high"]

@@ -48,30 +48,42 @@ def units(
     interpretable_only: bool = False,
     search: str = "",
 ) -> pl.DataFrame:
-    """A layer's units with label, category and IoU, filtered; strongest IoU first."""
+    """A layer's units with label, category and IoU, filtered; strongest IoU first. With fold
+    tallies (``lce extract --folds K``) each unit also has its label stability: the share of the
+    leave-one-fold-out labels that agree with its label, and the jackknife 95% interval of its
+    IoU (fct_unit_label_stability); null where its run kept no folds."""
     sql = """
-        select unit, concept, category, iou, is_interpretable from fct_unit_labels
-        where model = ? and layer = ? and coalesce(iou, 0) >= ?
+        select l.unit, l.concept, l.category, l.iou, l.is_interpretable,
+               s.agreement as label_kept, s.iou_low, s.iou_high
+        from fct_unit_labels l
+        left join fct_unit_label_stability s
+            on s.model = l.model and s.layer = l.layer and s.unit = l.unit
+        where l.model = ? and l.layer = ? and coalesce(l.iou, 0) >= ?
     """
     params: list[Any] = [model, layer, float(min_iou)]
     if interpretable_only:
-        sql += " and is_interpretable"
+        sql += " and l.is_interpretable"
     if categories is not None:
-        sql += " and list_contains(?, category)"
+        sql += " and list_contains(?, l.category)"
         params.append(list(categories))
     if search.strip():
-        sql += " and contains(lower(concept), lower(?))"
+        sql += " and contains(lower(l.concept), lower(?))"
         params.append(search.strip())
     # Units whose best match is the background (null concept, often IoU 1.0 on a random
     # network) go after the units with a concept, not first.
-    sql += " order by concept is null, iou desc nulls last, unit"
+    sql += " order by l.concept is null, l.iou desc nulls last, l.unit"
     return query(db, sql, params)
 
 
 def units_for_display(frame: pl.DataFrame) -> pl.DataFrame:
     """The units table as users read it: a unit whose best match is the background (label
-    ``-``, a null concept in the warehouse) says so instead of "None"."""
+    ``-``, a null concept in the warehouse) says so instead of "None"; the label stability
+    columns are left out where no unit has them (a run without fold tallies)."""
     out = frame
+    # Label stability columns only where the layer's run kept fold tallies.
+    stability = [c for c in ("label_kept", "iou_low", "iou_high") if c in out.columns]
+    if stability and out.select(pl.col(stability[0]).is_null().all()).item():
+        out = out.drop(stability)
     if "concept" in out.columns:
         out = out.with_columns(pl.col("concept").fill_null(NO_CONCEPT))
     if "category" in out.columns:
