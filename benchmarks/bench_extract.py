@@ -228,18 +228,18 @@ def print_cost(costs: list[Cost], which: int) -> None:
     for --no-features, 3 for --folds 1), per round and as medians."""
     if which == 2:
         print("\nimage features: extraction (features kept, the default) against --no-features")
-        print("| model | --no-features s | features s | cost (pairs) |")
+        print("| model | basis | --no-features s | features s | cost (pairs) |")
     else:
         print("\nfold tallies: extraction (--folds 5, the default) against --folds 1")
-        print("| model | --folds 1 s | --folds 5 s | cost (pairs) |")
-    print("|---|---|---|---|")
+        print("| model | basis | --folds 1 s | --folds 5 s | cost (pairs) |")
+    print("|---|---|---|---|---|")
     for cost in costs:
         arch, ext, bare = cost[0], cost[1], (cost[2] if which == 2 else cost[3])
         without = statistics.median(r["seconds"] for r in bare)
         pairs = ", ".join(
             f"{a / b['seconds'] - 1:+.1%}" for a, b in zip(ext["seconds_each"], bare, strict=True)
         )
-        print(f"| {arch} | {without:.1f} | {ext['seconds']:.1f} | "
+        print(f"| {arch} | {ext['basis']} | {without:.1f} | {ext['seconds']:.1f} | "
               f"{ext['seconds'] / without - 1:+.1%} ({pairs}) |")  # fmt: skip
 
 
