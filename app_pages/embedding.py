@@ -6,6 +6,8 @@ import streamlit as st
 
 from lce import ui
 from lce.explore.embedding import (
+    BOOTSTRAP,
+    FOLDS,
     add_intervals,
     build_notes,
     coassignment,
@@ -14,6 +16,8 @@ from lce.explore.embedding import (
     embedding_figure,
     embedding_figure_3d,
     explained_variance,
+    intervals_caption,
+    lce_fold_intervals,
     lce_intervals,
     model_category_stability,
     nearest_models,
@@ -69,15 +73,22 @@ highlight = right.selectbox(
     format_func=lambda m: "(none)" if m is None else m,
 )  # fmt: skip
 
-intervals = ui.load(lce_intervals, db)
-show_intervals = not intervals.is_empty() and st.toggle(
-    "Show 95% intervals (unit bootstrap)", key="emb_intervals",
-    help="Each model's units resampled with replacement; every resample's scores rotated onto "
-    "these by orthogonal Procrustes (on the SQL page: `fct_lce_intervals`).",
+# Two resamplings, drawn side by side where the build has both: the unit bootstrap (always) and
+# the probe-image folds (only with fold tallies of `lce extract --folds K`).
+drawn = {BOOTSTRAP: ui.load(lce_intervals, db), FOLDS: ui.load(lce_fold_intervals, db)}
+kinds = [kind for kind, frame in drawn.items() if not frame.is_empty()]
+show_intervals = bool(kinds) and st.toggle(
+    f"Show 95% intervals ({' and '.join(kinds)})", key="emb_intervals",
+    help="Unit bootstrap: each model's units resampled with replacement (on the SQL page: "
+    "`fct_lce_intervals`). Probe-image folds: each fold of the probe images left out in turn "
+    "(`fct_lce_fold_intervals`). Every refit is rotated onto these scores by orthogonal "
+    "Procrustes.",
 )  # fmt: skip
 figure = embedding_figure(emb, x, y, evr, highlight)
 if show_intervals:
-    figure = add_intervals(figure, emb, intervals, x, y)
+    for kind in kinds:
+        figure = add_intervals(figure, emb, drawn[kind], x, y, kind)
+    st.caption(intervals_caption(kinds))
 ui.plotly_chart(figure, width="content")
 
 if highlight is not None:

@@ -89,10 +89,11 @@ def print_stability(db: Path) -> None:
 
 
 def print_label_stability(db: Path) -> None:
-    """How many interpretable units keep their label when each fold of the probe is left out."""
-    line = summary.label_stability_line(db)
-    if line:
-        say(line)
+    """How many interpretable units keep their label when each fold of the probe is left out, and
+    how much the profiles and categories move."""
+    for line in (summary.label_stability_line(db), summary.fold_embedding_line(db)):
+        if line:
+            say(line)
 
 
 def print_correlations(db: Path) -> None:

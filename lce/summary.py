@@ -181,6 +181,36 @@ def label_stability_line(db: Path) -> str | None:
     )
 
 
+def fold_embedding_line(db: Path) -> str | None:
+    """One plain sentence on the leave-one-fold-out profiles and categories: the median
+    jackknife standard error of the concept-category shares (fct_profile_fold_intervals; over the
+    (model, category) pairs with a unit in some leave-one-out build: a category a model never
+    has is 0 without error and would swamp the median) and the
+    median adjusted Rand index of the categories without each fold (fct_fold_resamples); None
+    when the build has no such rows."""
+    row = query(
+        db,
+        """
+        select (select median(share_se) from fct_profile_fold_intervals
+                where share > 0 or share_loo_mean > 0) as median_se,
+               (select max(n_folds) from fct_profile_fold_intervals) as k,
+               (select median(adjusted_rand_index)
+                from (select distinct fold, adjusted_rand_index from fct_fold_resamples))
+                   as median_ari
+        """,
+    ).row(0, named=True)
+    if row["k"] is None or row["median_ari"] is None:
+        return None
+    return (
+        f"Leaving out each of the {row['k']} folds of the probe images in turn: the median "
+        f"jackknife standard error of a model's share of a concept category (over the categories "
+        f"where it has units) is {row['median_se'] or 0:.4f} (fct_profile_fold_intervals), "
+        f"and the model categories' median "
+        f"adjusted Rand index against the published ones is {row['median_ari']:.3f} "
+        "(fct_fold_resamples)."
+    )
+
+
 def interpretable_by_rule(db: Path) -> pl.DataFrame:
     """Per model, the primary-layer units each rule keeps: the paper's fixed IoU threshold, and
     the null rule (also above the unit's own null IoU). Empty when no model was extracted with

@@ -21,7 +21,8 @@ C = [("blue", "color", 2), ("disc", "object", 1), ("square", "object", 1), ("dot
 DEAD = [("red", "color", 4), ("disc", "object", 4)]  # every IoU 0.01: nothing interpretable
 
 
-# Every case is published labels only, without fold tallies: each says so (no_fold_tallies).
+# Every case is published labels only, without fold tallies: each says so (no_fold_tallies), and
+# that the leave-one-fold-out embedding marts are empty (no_fold_embedding).
 CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]]] = {
     "one_model": (
         {"m1": A},
@@ -32,6 +33,7 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "no_correlations",
             "no_distances",
             "no_fold_tallies",
+            "no_fold_embedding",
         },  # fmt: skip
     ),
     "identical": (
@@ -44,6 +46,7 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "no_correlations",
             "no_unit_matches",
             "no_fold_tallies",
+            "no_fold_embedding",
         },  # fmt: skip
     ),
     "two_models": (
@@ -56,6 +59,7 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "too_few_models",
             "no_unit_matches",
             "no_fold_tallies",
+            "no_fold_embedding",
         },  # fmt: skip
     ),
     "three_k3": (
@@ -67,6 +71,7 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "few_models_bootstrap",
             "no_unit_matches",
             "no_fold_tallies",
+            "no_fold_embedding",
         },  # fmt: skip
     ),
     "no_interpretable": (
@@ -79,6 +84,7 @@ CASES: dict[str, tuple[dict[str, list[tuple[str, str, int]]], set[str], set[str]
             "few_models_bootstrap",
             "no_unit_matches",
             "no_fold_tallies",
+            "no_fold_embedding",
         },  # fmt: skip
     ),
 }

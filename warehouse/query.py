@@ -51,6 +51,9 @@ MARTS = (
     "fct_unit_matches",
     "fct_unit_match_agreement",
     "fct_unit_label_stability",
+    "fct_profile_fold_intervals",
+    "fct_lce_fold_intervals",
+    "fct_fold_resamples",
 )
 
 

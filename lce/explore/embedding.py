@@ -178,6 +178,22 @@ def embedding_figure_3d(
 
 
 INTERVAL_COLOUR = "rgba(90,90,90,0.55)"
+BOOTSTRAP = "unit bootstrap"
+FOLDS = "probe-image folds"
+# How each kind of cross is drawn: the unit bootstrap's grey and solid, the probe-image folds'
+# orange and dotted (drawn over the grey, so both stay visible where they coincide).
+INTERVAL_STYLE: dict[str, dict[str, Any]] = {
+    BOOTSTRAP: {"color": INTERVAL_COLOUR, "width": 1.5},
+    FOLDS: {"color": "rgba(230,120,0,0.85)", "width": 2.5, "dash": "dot"},
+}
+INTERVAL_CAPTIONS = {
+    BOOTSTRAP: "grey solid crosses, unit bootstrap: each model's units resampled with "
+    "replacement, every resample's scores rotated onto these by orthogonal Procrustes, the "
+    "2.5% and 97.5% quantiles (fct_lce_intervals)",
+    FOLDS: "orange dotted crosses, probe-image folds: each fold of the probe images left out "
+    "in turn, the units relabelled without it and the embedding refitted and rotated the same "
+    "way, the score +- t(0.975, K - 1) jackknife standard errors (fct_lce_fold_intervals)",
+}
 
 
 def lce_intervals(db: Path) -> pl.DataFrame:
@@ -185,11 +201,23 @@ def lce_intervals(db: Path) -> pl.DataFrame:
     return query(db, "select model, component, lo, hi from fct_lce_intervals order by all")
 
 
+def lce_fold_intervals(db: Path) -> pl.DataFrame:
+    """95% leave-one-fold-out jackknife intervals of every model's coordinates over the folds of
+    the probe images (fct_lce_fold_intervals; empty without fold tallies)."""
+    return query(db, "select model, component, lo, hi from fct_lce_fold_intervals order by all")
+
+
+def intervals_caption(kinds: list[str]) -> str:
+    """What each drawn kind of interval is, in one line."""
+    return "95% intervals: " + "; ".join(INTERVAL_CAPTIONS[k] for k in kinds) + "."
+
+
 def add_intervals(
-    fig: go.Figure, emb: pl.DataFrame, intervals: pl.DataFrame, x: int, y: int
-) -> go.Figure:
-    """A cross per model (its 95% interval on each axis) under the points, in one grey trace;
-    the axes grow to hold the crosses."""
+    fig: go.Figure, emb: pl.DataFrame, intervals: pl.DataFrame, x: int, y: int,
+    kind: str = BOOTSTRAP,
+) -> go.Figure:  # fmt: skip
+    """A cross per model (its 95% interval on each axis) under the points, in one trace named
+    and styled by its ``kind`` (BOOTSTRAP or FOLDS); the axes grow to hold the crosses."""
     xc, yc = f"pc{x}", f"pc{y}"
     bounds = {(m, c): (lo, hi) for m, c, lo, hi in intervals.iter_rows()}
     xs: list[float | None] = []
@@ -203,12 +231,15 @@ def add_intervals(
     if not xs:
         return fig
     fig.add_scatter(
-        x=xs, y=ys, mode="lines", name="95% interval (unit bootstrap)",
-        line={"color": INTERVAL_COLOUR, "width": 1.5}, hoverinfo="skip",
+        x=xs, y=ys, mode="lines", name=f"95% interval ({kind})", line=INTERVAL_STYLE[kind],
+        hoverinfo="skip",
     )  # fmt: skip
-    fig.data = (fig.data[-1], *fig.data[:-1])  # drawn first, under the points
-    x_values = [v for v in xs if v is not None] + emb[xc].to_list()
-    y_values = [v for v in ys if v is not None] + emb[yc].to_list()
+    # every cross under the points, this one over the crosses drawn before it
+    crosses = [t for t in fig.data if str(t.name or "").startswith("95% interval (")]
+    drawn = {id(t) for t in crosses}
+    fig.data = (*crosses, *(t for t in fig.data if id(t) not in drawn))
+    x_values = [v for t in crosses for v in t.x if v is not None] + emb[xc].to_list()
+    y_values = [v for t in crosses for v in t.y if v is not None] + emb[yc].to_list()
     set_equal_axes(fig, *equal_ranges(x_values, y_values, aspect=PLOT_ASPECT))
     return fig
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from warehouse.stats import arrow, embedding, folds, inference, marts
+from warehouse.stats import arrow, embedding, fold_embedding, folds, inference, marts
 
 MIN_CORRELATION_MODELS = inference.MIN_POINTS  # r and p are undefined (null) below this
 # A 95% interval's tails hold 2.5% of the draws each. With n models, a draw holds at most two
@@ -73,6 +73,7 @@ def notes(inputs: marts.MartInputs) -> list[Note]:
         *small_study_notes(profiles.models, inputs.benchmarks, inputs.agreement),
         *match_notes(inputs.models, inputs.match_agreement),
         *fold_notes(inputs.runs),
+        *fold_embedding_notes(inputs.models, inputs.runs),
     ]
 
 
@@ -387,6 +388,26 @@ def fold_notes(runs: pd.DataFrame | None) -> list[Note]:
             "no_fold_tallies",
             f"{what} (extracted with --folds 1, or by an lce from before fold tallies), so "
             f"fct_unit_label_stability {where}: `lce extract --folds K` keeps them.",
+        )
+    ]
+
+
+def fold_embedding_notes(models: pd.DataFrame, runs: pd.DataFrame | None) -> list[Note]:
+    """The leave-one-fold-out profiles and embedding need every embedded model's primary layer
+    with fold tallies of one K and fold seed (``fold_embedding.plan``); no note without an
+    embedding (other notes say why) or without the runs to judge by."""
+    if runs is None or not models["in_embedding"].astype(bool).any():
+        return []
+    reason = fold_embedding.plan(models, runs).reason
+    if reason is None:
+        return []
+    return [
+        Note(
+            "embedding",
+            "no_fold_embedding",
+            f"{reason}, so {join(list(fold_embedding.MARTS))} are empty: "
+            "the leave-one-fold-out profiles and embedding need every embedded model's primary "
+            "layer extracted with `lce extract --folds K` (one K and fold seed).",
         )
     ]
 

@@ -102,15 +102,17 @@ def jackknife(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, se
 
 
-def _layer_rows(
-    model: str, layer: str, n_units: int, k: int, whole: pd.DataFrame, folds: pd.DataFrame,
-    names: dict[int, tuple[str, str]],
-) -> dict[str, list]:  # fmt: skip
+def loo_best(
+    whole: pd.DataFrame, folds: pd.DataFrame, n_units: int, k: int, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One layer's labels without each fold: (label, theta, full_label, full_iou); label and
+    theta are (n_units, k) arrays of the best concept id (-1: none) and its IoU without fold f,
+    full_label and full_iou the same from the whole tally (its stored IoU)."""
     whole = whole.sort_values(["unit", "concept_id"]).reset_index(drop=True)
     units = whole["unit"].to_numpy(dtype=np.int64)
     concepts = whole["concept_id"].to_numpy(dtype=np.int64)
     full = best_per_unit(units, concepts, whole["iou"].to_numpy(dtype=np.float64))
-    parts = _aligned(whole, folds, k, f"{model} {layer}")
+    parts = _aligned(whole, folds, k, where)
     inter = whole["intersection"].to_numpy(dtype=np.int64)[:, None] - parts["intersection"]
     act = whole["activation_in_category"].to_numpy(dtype=np.int64)[:, None]
     act = act - parts["activation_in_category"]
@@ -119,7 +121,6 @@ def _layer_rows(
     loo = np.zeros(inter.shape, dtype=np.float64)
     np.divide(inter.astype(np.float64), denom, out=loo, where=denom > 0)
 
-    all_units = np.arange(n_units, dtype=np.int64)
     label = np.full((n_units, k), -1, dtype=np.int64)
     theta = np.zeros((n_units, k), dtype=np.float64)
     for f in range(k):
@@ -130,6 +131,15 @@ def _layer_rows(
     full_iou = np.zeros(n_units, dtype=np.float64)
     full_label[full["unit"].to_numpy()] = full["concept_id"].to_numpy()
     full_iou[full["unit"].to_numpy()] = full["iou"].to_numpy()
+    return label, theta, full_label, full_iou
+
+
+def _layer_rows(
+    model: str, layer: str, n_units: int, k: int, whole: pd.DataFrame, folds: pd.DataFrame,
+    names: dict[int, tuple[str, str]],
+) -> dict[str, list]:  # fmt: skip
+    label, theta, full_label, full_iou = loo_best(whole, folds, n_units, k, f"{model} {layer}")
+    all_units = np.arange(n_units, dtype=np.int64)
     mean, se = jackknife(theta)
     half = float(stats.t.ppf(0.975, k - 1)) * se
 
@@ -153,17 +163,22 @@ def _layer_rows(
     }
 
 
-def fct_unit_label_stability(
-    runs: pd.DataFrame, tally: pd.DataFrame, folds: pd.DataFrame, concepts: pd.DataFrame
-) -> pa.Table:
-    """One row per unit of every run with fold tallies (see the module docstring); empty when
-    no run kept any (`--folds 1`, an older lce, published labels)."""
-    names = {
+def concept_names(concepts: pd.DataFrame) -> dict[int, tuple[str, str]]:
+    """concept_id -> (concept, category) from stg_concepts rows (one per concept id)."""
+    return {
         int(c): (str(n), str(g))
         for c, n, g in zip(
             concepts["concept_id"], concepts["concept"], concepts["category"], strict=True
         )
     }
+
+
+def fct_unit_label_stability(
+    runs: pd.DataFrame, tally: pd.DataFrame, folds: pd.DataFrame, concepts: pd.DataFrame
+) -> pa.Table:
+    """One row per unit of every run with fold tallies (see the module docstring); empty when
+    no run kept any (`--folds 1`, an older lce, published labels)."""
+    names = concept_names(concepts)
     columns: dict[str, list] = {name: [] for name, _ in FIELDS}
     for run in folded_runs(runs).sort_values(["model", "layer"]).itertuples(index=False):
         mine = (tally["model"] == run.model) & (tally["layer"] == run.layer)

@@ -161,14 +161,27 @@ def bootstrap(
     with threadpool_limits(1):
         for b in range(n_resamples):
             matrix = resample_profiles(table, rng)
-            fit = embedding.fit_pca(matrix, int(inputs.n_components))
-            resampled = _pad(fit.scores, n_comp)
-            aligned = resampled @ procrustes_rotation(resampled, full_scores)
-            scores[b] = aligned
-            ratios[b] = _pad(fit.explained_variance_ratio[None, :], n_comp)[0]
-            raw = embedding.kmeans_labels(matrix, k) if n_models else np.zeros(0, dtype=int)
-            labels[b] = embedding.order_by_score(raw, aligned) if n_comp else raw + 1
+            scores[b], ratios[b], labels[b] = refit(
+                matrix, int(inputs.n_components), full_scores, k
+            )
     return Bootstrap(models, labels, scores, ratios)
+
+
+def refit(
+    matrix: np.ndarray, n_components: int, full_scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA and k-means refitted on another profile matrix (same models, same order) with the
+    full data's settings and k: (scores rotated onto ``full_scores`` by orthogonal Procrustes,
+    explained-variance ratios padded with 0 to the full components, category ids 1..k ordered
+    as dim_model_categories' by the aligned first component)."""
+    n_models, n_comp = full_scores.shape
+    fit = embedding.fit_pca(matrix, n_components)
+    resampled = _pad(fit.scores, n_comp)
+    aligned = resampled @ procrustes_rotation(resampled, full_scores)
+    ratios = _pad(fit.explained_variance_ratio[None, :], n_comp)[0]
+    raw = embedding.kmeans_labels(matrix, k) if n_models else np.zeros(0, dtype=int)
+    labels = embedding.order_by_score(raw, aligned) if n_comp else raw + 1
+    return aligned, ratios, labels
 
 
 def fct_lce_resamples(boot: Bootstrap) -> pa.Table:
@@ -214,7 +227,7 @@ def fct_model_category_stability(resamples: pd.DataFrame, categories: pd.DataFra
         full = categories.set_index("model").loc[list(wide.columns), "category_id"].to_numpy()
         for resample, labels in zip(wide.index.tolist(), wide.to_numpy(), strict=True):
             ari = adjusted_rand_index(labels, full)
-            rows.append((int(resample), ari, _same_partition(labels, full)))
+            rows.append((int(resample), ari, same_partition(labels, full)))
     return arrow.table(
         rows,
         [
@@ -225,7 +238,7 @@ def fct_model_category_stability(resamples: pd.DataFrame, categories: pd.DataFra
     )
 
 
-def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal up to renaming the categories."""
     pairs = set(zip(a.tolist(), b.tolist(), strict=True))
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
