@@ -176,7 +176,7 @@ def label_stability_line(db: Path) -> str | None:
     return (
         f"Label stability over {folds} folds of the probe images (each left out in turn): "
         f"{row['kept']} of {row['units']} interpretable primary-layer units ({100 * row['kept'] / row['units']:.0f}%) "
-        f"keep their label without every fold; the median jackknife standard error of a unit's "
+        f"keep their label whichever fold is left out; the median jackknife standard error of a unit's "
         f"best IoU is {row['median_se']:.4f} (fct_unit_label_stability)."
     )
 
