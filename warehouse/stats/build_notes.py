@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from warehouse.stats import arrow, embedding, fold_embedding, folds, inference, marts
+from warehouse.stats.wording import join, plural
 
 MIN_CORRELATION_MODELS = inference.MIN_POINTS  # r and p are undefined (null) below this
 # A 95% interval's tails hold 2.5% of the draws each. With n models, a draw holds at most two
@@ -410,20 +411,6 @@ def fold_embedding_notes(models: pd.DataFrame, runs: pd.DataFrame | None) -> lis
             "layer extracted with `lce extract --folds K` (one K and fold seed).",
         )
     ]
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def join(names: Sequence[str], limit: int = 8) -> str:
-    """'a', 'a and b', 'a, b and c'; long lists end in '... and N more'."""
-    names = list(names)
-    if len(names) > limit:
-        return f"{', '.join(names[:limit])} and {len(names) - limit} more"
-    if len(names) <= 1:
-        return "".join(names)
-    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def fct_build_notes(inputs: marts.MartInputs) -> pa.Table:

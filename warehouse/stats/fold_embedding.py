@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from warehouse import dbt_vars
 from warehouse.stats import arrow, folds, marts, stability
+from warehouse.stats.wording import join
 
 MARTS = ("fct_profile_fold_intervals", "fct_lce_fold_intervals", "fct_fold_resamples")
 
@@ -69,13 +69,6 @@ def _latest(runs: pd.DataFrame, model: str, layer: str) -> pd.Series | None:
     return mine.sort_values(order).iloc[-1] if order else mine.iloc[-1]
 
 
-def _fold_seed(settings: str | None) -> object:
-    try:
-        return json.loads(settings or "{}").get("fold_seed")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-
-
 def plan(models: pd.DataFrame, runs: pd.DataFrame | None) -> Plan:
     """K and the layers when every embedded model's primary layer has fold tallies with one K
     and one fold seed (its latest run's settings); else why not."""
@@ -91,10 +84,15 @@ def plan(models: pd.DataFrame, runs: pd.DataFrame | None) -> Plan:
         if run is None or k < 2:
             missing.append(model)
         else:
-            found[model] = (layer, int(run["n_units"]), k, _fold_seed(run["settings"]))
+            found[model] = (
+                layer,
+                int(run["n_units"]),
+                k,
+                folds.run_setting(run["settings"], "fold_seed"),
+            )
     if missing:
         layers = "layer" if len(missing) == 1 else "layers"
-        return Plan(0, {}, f"The primary {layers} of {_names(missing)} kept no fold tallies")
+        return Plan(0, {}, f"The primary {layers} of {join(missing)} kept no fold tallies")
     ks = sorted({v[2] for v in found.values()})
     if len(ks) > 1:
         counts = ", ".join(str(k) for k in ks)
@@ -102,13 +100,6 @@ def plan(models: pd.DataFrame, runs: pd.DataFrame | None) -> Plan:
     if len({json.dumps(v[3]) for v in found.values()}) > 1:
         return Plan(0, {}, "The embedded models' folds were drawn with different fold seeds")
     return Plan(ks[0], {m: (v[0], v[1]) for m, v in found.items()})
-
-
-def _names(models: list[str], limit: int = 8) -> str:
-    """'a', 'a and b', 'a, b and c'; long lists end in '... and N more'."""
-    if len(models) > limit:
-        return f"{', '.join(models[:limit])} and {len(models) - limit} more"
-    return models[0] if len(models) == 1 else f"{', '.join(models[:-1])} and {models[-1]}"
 
 
 def unit_sets(fi: FoldInputs, p: Plan) -> list[pd.DataFrame]:
@@ -159,14 +150,6 @@ def category_shares(units: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     return counts.div(total, axis=0).fillna(0.0)
 
 
-def _interval(estimate: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(loo mean, se, low, high) over the last axis of ``theta`` (K estimates)."""
-    k = theta.shape[-1]
-    mean, se = folds.jackknife(theta)
-    half = float(stats.t.ppf(0.975, k - 1)) * se
-    return mean, se, estimate - half, estimate + half
-
-
 PROFILE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("model", pa.string()),
     ("category", pa.string()),
@@ -196,7 +179,7 @@ def fct_profile_fold_intervals(fi: FoldInputs) -> pa.Table:
         [s.reindex(columns=categories, fill_value=0.0).to_numpy() for s in loo], axis=-1
     )
     share = full.to_numpy()
-    mean, se, low, high = _interval(share, theta)
+    mean, se, low, high = folds.jackknife_interval(share, theta)
     rows = [
         (model, category, share[i, j], mean[i, j], se[i, j],
          float(np.clip(low[i, j], 0.0, 1.0)), float(np.clip(high[i, j], 0.0, 1.0)), p.k)
@@ -258,7 +241,7 @@ def fct_lce_fold_intervals(fi: FoldInputs) -> pa.Table:
     if not p.k:
         return arrow.table([], LCE_FIELDS)
     fits = fold_fits(fi, p)
-    _, se, lo, hi = _interval(fits.full_scores, np.moveaxis(fits.scores, 0, -1))
+    _, se, lo, hi = folds.jackknife_interval(fits.full_scores, np.moveaxis(fits.scores, 0, -1))
     rows = [
         (model, c + 1, fits.full_scores[i, c], se[i, c], lo[i, c], hi[i, c], p.k)
         for i, model in enumerate(fits.models)

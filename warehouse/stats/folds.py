@@ -39,12 +39,18 @@ FIELDS: list[tuple[str, pa.DataType]] = [
 COUNTS = ("intersection", "activation_in_category", "label_pixels")
 
 
+def run_setting(settings: str | None, key: str, default: object = None) -> object:
+    """One value of a run's recorded settings (runs.settings, JSON); ``default`` where the run
+    recorded none (an older lce) or its settings do not parse."""
+    try:
+        return json.loads(settings or "{}").get(key, default)
+    except (json.JSONDecodeError, AttributeError):
+        return default
+
+
 def run_folds(settings: str | None) -> int:
     """The folds a run kept (runs.settings ``folds``; 1 where it recorded none: an older lce)."""
-    try:
-        value = json.loads(settings or "{}").get("folds", 1)
-    except (json.JSONDecodeError, AttributeError):
-        return 1
+    value = run_setting(settings, "folds", 1)
     return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
@@ -102,6 +108,14 @@ def jackknife(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, se
 
 
+def jackknife_interval(estimate: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(loo mean, se, low, high) over the last axis of ``theta`` (K leave-one-out estimates):
+    ``estimate +- t_{0.975, K-1} * se``, unclipped."""
+    mean, se = jackknife(theta)
+    half = float(stats.t.ppf(0.975, theta.shape[-1] - 1)) * se
+    return mean, se, estimate - half, estimate + half
+
+
 def loo_best(
     whole: pd.DataFrame, folds: pd.DataFrame, n_units: int, k: int, where: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -140,8 +154,7 @@ def _layer_rows(
 ) -> dict[str, list]:  # fmt: skip
     label, theta, full_label, full_iou = loo_best(whole, folds, n_units, k, f"{model} {layer}")
     all_units = np.arange(n_units, dtype=np.int64)
-    mean, se = jackknife(theta)
-    half = float(stats.t.ppf(0.975, k - 1)) * se
+    mean, se, low, high = jackknife_interval(full_iou, theta)
 
     def name(concept: int, i: int = 0) -> str | None:
         return names[concept][i] if concept >= 0 and concept in names else None
@@ -158,8 +171,8 @@ def _layer_rows(
         "agreement": (label == full_label[:, None]).mean(axis=1).tolist(),
         "iou_loo_mean": mean.tolist(),
         "iou_se": se.tolist(),
-        "iou_low": np.clip(full_iou - half, 0.0, 1.0).tolist(),
-        "iou_high": np.clip(full_iou + half, 0.0, 1.0).tolist(),
+        "iou_low": np.clip(low, 0.0, 1.0).tolist(),
+        "iou_high": np.clip(high, 0.0, 1.0).tolist(),
     }
 
 
