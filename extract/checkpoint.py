@@ -90,6 +90,10 @@ def _problem(
             return f"layer {name!r} has no thresholds"
     if state["pass"] == 3 and not set(state.get("top_maps", {})) >= set(layers):
         return "no top-image maps (a checkpoint of an older version)"
+    if state["pass"] == 3 and not all(
+        isinstance(state["top_maps"][n], dict) and "pairs" in state["top_maps"][n] for n in layers
+    ):
+        return "top-image maps stored one tensor each (a checkpoint of an older version)"
     activations = path.parent / "activations.bin"
     if cache and (not activations.is_file() or activations.stat().st_size < state["cache_bytes"]):
         return "its activation cache is missing or shorter than recorded"

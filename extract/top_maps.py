@@ -120,20 +120,38 @@ class TopMaps:
             for k, unit in enumerate(units.tolist()):  # units: a host tensor, no device wait
                 self.rows[name][(unit, image)] = (maps[k].clone(), packed[k].clone(), sizes[j])
 
-    def state_dict(self) -> dict[str, list[tuple[int, int, torch.Tensor, torch.Tensor, int, int]]]:
-        """Plain lists and tensors, for a checkpoint (torch.load weights_only)."""
-        return {
-            name: [(u, i, m.cpu(), p.cpu(), s[0], s[1]) for (u, i), (m, p, s) in rows.items()]
-            for name, rows in self.rows.items()
-        }
-
-    def load_state_dict(
-        self, state: dict[str, list[tuple[int, int, torch.Tensor, torch.Tensor, int, int]]]
-    ) -> None:
-        for name, rows in state.items():
-            self.rows[name] = {
-                (int(u), int(i)): (m, p, (int(sh), int(sw))) for u, i, m, p, sh, sw in rows
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Per layer a few flat tensors (torch.load weights_only): the pairs, their label sizes,
+        and every map and packed mask laid end to end. One small tensor per map and mask made
+        a checkpoint of ResNet-50 layer4 (2,048 units x 5 top images) 20,480 tensors that took
+        0.8 s to pickle, 5% of a 200-image run on the raw basis."""
+        out = {}
+        for name, rows in self.rows.items():
+            keys = list(rows)
+            maps = [rows[k][0].cpu() for k in keys]
+            masks = [rows[k][1].cpu() for k in keys]
+            out[name] = {
+                "pairs": torch.tensor(keys, dtype=torch.int64).view(-1, 2),
+                "sizes": torch.tensor([rows[k][2] for k in keys], dtype=torch.int64).view(-1, 2),
+                "map_shapes": torch.tensor([m.shape for m in maps], dtype=torch.int64).view(-1, 2),
+                "maps": torch.cat([m.reshape(-1) for m in maps]) if maps else torch.zeros(0),
+                "mask_bytes": torch.tensor([len(m) for m in masks], dtype=torch.int64),
+                "masks": torch.cat(masks) if masks else torch.zeros(0, dtype=torch.uint8),
             }
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, packed in state.items():
+            shapes = [tuple(s) for s in packed["map_shapes"].tolist()]
+            maps = packed["maps"].split([h * w for h, w in shapes])
+            masks = packed["masks"].split(packed["mask_bytes"].tolist())
+            self.rows[name] = {
+                (u, i): (m.view(shape), p, (sh, sw))
+                for (u, i), (sh, sw), m, p, shape in zip(
+                    packed["pairs"].tolist(), packed["sizes"].tolist(), maps, masks, shapes,
+                    strict=True,
+                )
+            }  # fmt: skip
 
     def for_pairs(self, name: str, pairs: set[tuple[int, int]]) -> MapRows:
         """The rows of the given (unit, image) pairs this process holds."""

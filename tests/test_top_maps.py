@@ -89,6 +89,41 @@ def test_a_resumed_run_keeps_identical_maps(probe: ProbeSet, tmp_path: Path) -> 
     assert_top_maps_match(plain, probe, "block2", 0.005, "raw")
 
 
+def test_a_checkpoint_with_one_tensor_a_map_is_discarded_not_misread(
+    probe: ProbeSet, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Checkpoints before 2026-12-06 held one small tensor per map and mask (a list per layer);
+    the packed layout reads them as an older version: discarded with a warning, started over."""
+    base = dict(model=MODEL, layers=LAYERS, probe=probe.root, name="cnn", batch_size=2,
+                progress=False, checkpoint_every=1, top_images=3)  # fmt: skip
+    plain, lake = tmp_path / "plain", tmp_path / "lake"
+    run_extract(ExtractConfig(lake=plain, **base))  # type: ignore[arg-type]
+    with pytest.raises(Interrupted):
+        run_extract(ExtractConfig(lake=lake, stop_after_batches=8, **base))  # type: ignore[arg-type]
+    (checkpoint,) = lake.glob(".tmp/extract-*/rank0/checkpoint.pt")
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["pass"] == 3
+    old = {}
+    for name, packed in state["top_maps"].items():
+        maps = packed["maps"].split([h * w for h, w in packed["map_shapes"].tolist()])
+        masks = packed["masks"].split(packed["mask_bytes"].tolist())
+        old[name] = [
+            (u, i, m.view(h, w), p, sh, sw)
+            for (u, i), (sh, sw), m, p, (h, w) in zip(
+                packed["pairs"].tolist(), packed["sizes"].tolist(), maps, masks,
+                packed["map_shapes"].tolist(), strict=True,
+            )
+        ]  # fmt: skip
+    assert sum(len(rows) for rows in old.values()) > 0
+    torch.save({**state, "top_maps": old}, checkpoint)
+    capfd.readouterr()
+    run_extract(ExtractConfig(lake=lake, resume=True, **base))  # type: ignore[arg-type]
+    err = capfd.readouterr().err
+    assert "checkpoint discarded" in err and "one tensor each" in err, err
+    for layer in LAYERS:
+        assert lake_rows(lake, layer) == lake_rows(plain, layer)
+
+
 def test_mask_packing_round_trips_and_is_numpys_packbits() -> None:
     rng = np.random.default_rng(0)
     mask = rng.random((7, 11)) > 0.5
