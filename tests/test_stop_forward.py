@@ -1,10 +1,15 @@
 """The forward pass stops at the last tapped layer, and only when that cannot change a table."""
 
+from pathlib import Path
+
+import pytest
 import torch
 from torch import nn
 
+from extract.engine import ExtractConfig, run_extract
 from extract.feed import forward
 from extract.models import LayerTaps
+from tests.probe_factory import make_probe
 
 
 class Counted(nn.Module):
@@ -73,3 +78,36 @@ def test_output_changed_in_place_later_keeps_whole_pass() -> None:
             assert torch.equal(got, expected)
     assert tail.calls == 2
     assert taps.whole_pass_reason is not None and "in place" in taps.whole_pass_reason
+
+
+class Tail(nn.Module):
+    """Counts the images that reach it, across every instance (the engine builds the model)."""
+
+    images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        Tail.images += x.shape[0]
+        return x * 2
+
+
+def tailed_cnn() -> nn.Module:
+    """A model spec (test_stop_forward:tailed_cnn): a tapped conv and ReLU, then a counted tail."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), Tail())
+
+
+def test_a_run_learns_to_stop_from_one_blank_image_not_its_first_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the shape check's blank image and the engine's blank image run the whole network:
+    no probe image reaches the tail, not even those of the first batch (batch 4 here)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    probe = make_probe(tmp_path / "probe", n_images=8)
+    Tail.images = 0
+    run_extract(
+        ExtractConfig(
+            model="test_stop_forward:tailed_cnn", layers=["1"], probe=probe.root,
+            lake=tmp_path / "lake", name="tailed", batch_size=4, progress=False,
+        )
+    )  # fmt: skip
+    assert Tail.images == 2
