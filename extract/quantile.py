@@ -24,6 +24,17 @@ refine round against the final bound. An order statistic that is not above L equ
 below it (k values are at or above L) and it is not above L. Both rounds' states are additive
 (sums of counts, max of bounds, min of minima), so shards and resumed runs merge exactly.
 
+How fast the bound rises, and why it is not guessed: the engine raises it after every batch on the
+raw basis and after every image on the upsampled one (an image's pixels are as many values a unit
+as a batch's raw cells). After n of N images it is about the k-th largest value of those n images,
+so the next image counts about k / n values a unit once n exceeds q N: about (1 + ln(1 / q)) k a
+unit in all (q = 1 - p), 6.3 k at q = 0.005, whatever N. A bound cannot start higher and stay
+exact: the k-th largest of a sample of images is a valid bound, but for a sample of a share f of
+the images it sits near the 1 - q / f quantile, far below the threshold; a sample's value at rank f
+k would be tight but is only a guess, too high for a unit whose top values sit in a few images the
+sample over-represents, and the activation cache, kept against the bound, would then lack cells the
+tally needs: the run would have to start over. lce keeps the guaranteed bound.
+
 Memory: one (units x 65,536) count table (int32 while N < 2^31), 256 MB per 1,024 units,
 independent of N. The float keys treat -0.0 as +0.0 (they compare equal, so masks S > T are the
 same; a threshold numpy would return as -0.0 is returned as +0.0).
