@@ -188,21 +188,20 @@ def _pass1_batch(run: Run, p1: Pass1, good: list) -> None:
         select = p1.select[name]
         if cfg.basis == "raw":
             select.update(*select.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)), above=True)
+            select.refresh()
             p1.n_seen[name] += a.shape[0] * a.shape[2] * a.shape[3]
         else:
             # one image at a time, as the semantics define S (upsample.py), and the bound is
             # raised after each: an image's pixels are (sh * sw) values a unit, as many as a
             # whole batch of raw cells, so a first batch counted against a bound of -inf would
-            # count every pixel of every unit (at N = 200 that was 16 of the 19 k values a unit
-            # that pass 1 counted); raised after the first image it already cuts most of them
+            # count every pixel of every unit (ResNet-50 layer4 at N = 200: 200,704 of the
+            # 239,210 values a unit that pass 1 counted; 84,098 in all now)
             for j in range(len(a)):
                 select.update(
                     *pixels_above(a[j], select.bounds, (record.sh, record.sw)), above=True
                 )
                 select.refresh()
             p1.n_seen[name] += len(a) * record.sh * record.sw
-        if cfg.basis == "raw":
-            select.refresh()
         if cfg.cache:
             whole = p1.top[name].holding(index).T.to(a.device)
             sparse.append((a, keep_cells(a, select.bounds, whole)))

