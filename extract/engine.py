@@ -71,6 +71,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# What a checkpoint's running state means; a checkpoint of another format is not resumed. 2: on
+# the upsampled basis pass 1 counts block floors, not pixels (extract/upsample.py block_floors).
+STATE_FORMAT = 2
+
+
 def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str:
     weights = ""
     if cfg.weights is not None and Path(cfg.weights).is_file():
@@ -79,7 +84,7 @@ def settings_key(cfg: ExtractConfig, probe: Probe, name: str, world: int) -> str
     parts = [cfg.model, name, weights, cfg.layers, probe.fingerprint, cfg.quantile, cfg.basis,
              cfg.normalize, cfg.batch_size, cfg.top_images, cfg.skip_bad, cfg.cache, world,
              cfg.null_permutations, cfg.null_seed, cfg.features, cfg.seed, cfg.folds,
-             cfg.fold_seed]  # fmt: skip
+             cfg.fold_seed, STATE_FORMAT]  # fmt: skip
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 

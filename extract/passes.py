@@ -2,11 +2,13 @@
 their progress bars number them.
 
 1. ``pass1_activations`` (``pass 1/3 activations``) runs the model once: activation stats, top
-   images, image means, round 1 of the exact thresholds (extract/quantile.py: counts above a
-   rising lower bound), and the sparse cache of the cells the later passes can use
-   (extract/cache.py).
+   images, image means, a rising lower bound of each threshold (extract/quantile.py: counts above
+   the bound of the raw values, or on the upsampled basis of block floors, which need no
+   upsampling), and the sparse cache of the cells the later passes can use (extract/cache.py).
 2. ``pass2_thresholds`` (``pass 2/3 exact thresholds``) reads the cache (or runs the model again
-   without it) and finishes the thresholds exactly (quantile.py round 2).
+   without it) and finishes the thresholds exactly (quantile.py round 2); on the upsampled basis
+   a sweep before it (``pass 2/3 counts above the bound``) counts the pixels above pass 1's
+   bound, which round 2 reads.
 3. ``pass3_tally`` (``pass 3/3 concept tally``) reads the cache again, thresholds, upsamples only
    the units that can fire, and tallies intersections against the label maps (and the null
    permutations' labels): a batch's labels go to the device in one copy, and each layer's tally
@@ -48,7 +50,7 @@ from extract.models import LayerTaps
 from extract.quantile import ThresholdRefine, ThresholdSelect
 from extract.tally import ActivationStats, ConceptTally, LabelBatch, TopImages
 from extract.top_maps import TopMaps
-from extract.upsample import pixels_above
+from extract.upsample import block_floors, pixels_above
 
 if TYPE_CHECKING:
     from extract.config import ExtractConfig
@@ -184,24 +186,22 @@ def _pass1_batch(run: Run, p1: Pass1, good: list) -> None:
         a = acts[name]
         check_finite(a, name, probe, indices)
         p1.stats[name].update(a)
-        p1.top[name].update(a.amax(dim=(2, 3)), index)
+        peak = a.amax(dim=(2, 3))
+        p1.top[name].update(peak, index)
         select = p1.select[name]
         if cfg.basis == "raw":
-            select.update(*select.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)), above=True)
-            select.refresh()
+            select.update_block(a.transpose(0, 1).reshape(a.shape[1], -1))
             p1.n_seen[name] += a.shape[0] * a.shape[2] * a.shape[3]
         else:
-            # one image at a time, as the semantics define S (upsample.py), and the bound is
-            # raised after each: an image's pixels are (sh * sw) values a unit, as many as a
-            # whole batch of raw cells, so a first batch counted against a bound of -inf would
-            # count every pixel of every unit (ResNet-50 layer4 at N = 200: 200,704 of the
-            # 239,210 values a unit that pass 1 counted; 84,098 in all now)
-            for j in range(len(a)):
-                select.update(
-                    *pixels_above(a[j], select.bounds, (record.sh, record.sw)), above=True
-                )
-                select.refresh()
+            # no upsampling here: the floors of blocks of pixels, weighted by their pixels,
+            # give a bound near 0.9 of the threshold from the first images on (upsample.py
+            # block_floors); pass 2 counts the pixels above it. Upsampling every image here
+            # against a bound that rises image by image counted (1 + ln(1 / q)) k pixels a unit
+            # and ran pass 1 at 38 images/s where the raw basis runs 450 (bench_scale, N = 3,000)
+            image, unit = torch.nonzero(peak > select.bounds, as_tuple=True)
+            select.update_rows(unit, *block_floors(a[image, unit], (record.sh, record.sw)))
             p1.n_seen[name] += len(a) * record.sh * record.sw
+        select.refresh()
         if cfg.cache:
             whole = p1.top[name].holding(index).T.to(a.device)
             sparse.append((a, keep_cells(a, select.bounds, whole)))
@@ -253,34 +253,66 @@ def pass2_thresholds(run: Run, p1: Pass1, dist: Any) -> dict[str, torch.Tensor]:
     """Pass 2: round 2 of the exact thresholds over the cache; every process ends with the same."""
     cfg, probe = run.cfg, run.probe
     refine: dict[str, ThresholdRefine] = {}
+    totals = {}
     for name in cfg.layers:
         distributed.sync(p1.select[name], dist)
-        total = distributed.sum_int(p1.n_seen[name], dist)  # p1 keeps this process's own
-        if total == 0:
+        totals[name] = distributed.sum_int(p1.n_seen[name], dist)  # p1 keeps this process's own
+        if totals[name] == 0:
             raise LceError(f"{probe.root}: no images could be read")
-        refine[name] = p1.select[name].refine(total)
+    if cfg.basis == "upsampled":
+        p1.select = _count_pixels(run, p1, dist)
+    for name in cfg.layers:
+        refine[name] = p1.select[name].refine(totals[name])
     p1.select.clear()  # round 1's count tables are spent: free them before round 2 fills its own
-    kept = p1.kept_batches
-    progress, task = progress_bar(cfg, sum(len(b) for b in kept), "pass 2/3 exact thresholds")
-    done, tic = 0, time.perf_counter()
-    with progress:
-        for position, (_, acts) in enumerate(inputs(run, p1, 0, labels=False)):
-            record = probe.records[kept[position][0]]
-            for name in cfg.layers:
-                a, r = acts[name].to(run.device), refine[name]
-                if cfg.basis == "raw":
-                    r.update(*r.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)), above=True)
-                else:
-                    for j in range(len(a)):
-                        r.update(*pixels_above(a[j], r.bounds, (record.sh, record.sw)), above=True)
-            done += len(kept[position])
-            rate = done / max(time.perf_counter() - tic, 1e-9)
-            progress.update(task, completed=done, rate=f"{rate:.1f}")
+    for record, acts in _sweep(run, p1, "pass 2/3 exact thresholds"):
+        for name in cfg.layers:
+            a, r = acts[name].to(run.device), refine[name]
+            if cfg.basis == "raw":
+                r.update(*r.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)), above=True)
+            else:
+                for j in range(len(a)):
+                    r.update(*pixels_above(a[j], r.bounds, (record.sh, record.sw)), above=True)
     out = {}
     for name in cfg.layers:
         distributed.sync(refine[name], dist)
         out[name] = torch.from_numpy(refine[name].thresholds())
     return out
+
+
+def _sweep(run: Run, p1: Pass1, title: str) -> Iterator[tuple[Any, dict[str, torch.Tensor]]]:
+    """Each kept batch's first probe record (a batch shares its sizes) and raw maps, from the
+    cache (or the model), under a progress bar."""
+    kept = p1.kept_batches
+    progress, task = progress_bar(run.cfg, sum(len(b) for b in kept), title)
+    done, tic = 0, time.perf_counter()
+    with progress:
+        for position, (_, acts) in enumerate(inputs(run, p1, 0, labels=False)):
+            yield run.probe.records[kept[position][0]], acts
+            done += len(kept[position])
+            rate = done / max(time.perf_counter() - tic, 1e-9)
+            progress.update(task, completed=done, rate=f"{rate:.1f}")
+
+
+def _count_pixels(run: Run, p1: Pass1, dist: Any) -> dict[str, ThresholdSelect]:
+    """Round 1 on the upsampled basis: pass 1 counted block floors, whose bound is valid for
+    the pixels (upsample.block_floors); this sweep counts the upsampled pixels above it, raising
+    it after each batch, so round 2 reads pixel counts. Every process starts from the same
+    synced bound, so the counts merge exactly (ThresholdSelect.merge)."""
+    floors = p1.select
+    select = {}
+    for name, f in floors.items():
+        select[name] = ThresholdSelect(f.n_units, f.n_values, f.p, run.device)
+        select[name].bounds = f.bounds.clone()
+    floors.clear()  # the floors' count tables are spent
+    for record, acts in _sweep(run, p1, "pass 2/3 counts above the bound"):
+        for name, s in select.items():
+            a = acts[name].to(run.device)
+            for j in range(len(a)):
+                s.update(*pixels_above(a[j], s.bounds, (record.sh, record.sw)), above=True)
+            s.refresh()
+    for s in select.values():
+        distributed.sync(s, dist)
+    return select
 
 
 def pass3_tally(

@@ -6,7 +6,8 @@ those are among the largest q N values; at Broden scale on the upsampled basis t
 about 4 million values per unit, too many to keep for 2,048 units. So lce never keeps values;
 it counts them, in two rounds over the data:
 
-1. ``ThresholdSelect`` (pass 1, streamed): per unit, a histogram of the values by the top 16 bits
+1. ``ThresholdSelect`` (pass 1, streamed; on the upsampled basis a sweep of pass 2, see below):
+   per unit, a histogram of the values by the top 16 bits
    of an order-preserving 32-bit key of each float32 (``float_keys``). It also keeps a running
    *lower bound* L of the threshold: the lower edge of the highest bin at or above which at least
    k values have been counted (k = N - prev; L only rises). Values at or below L can never be one
@@ -24,16 +25,22 @@ refine round against the final bound. An order statistic that is not above L equ
 below it (k values are at or above L) and it is not above L. Both rounds' states are additive
 (sums of counts, max of bounds, min of minima), so shards and resumed runs merge exactly.
 
-How fast the bound rises, and why it is not guessed: the engine raises it after every batch on the
-raw basis and after every image on the upsampled one (an image's pixels are as many values a unit
-as a batch's raw cells). After n of N images it is about the k-th largest value of those n images,
-so the next image counts about k / n values a unit once n exceeds q N: about (1 + ln(1 / q)) k a
-unit in all (q = 1 - p), 6.3 k at q = 0.005, whatever N. A bound cannot start higher and stay
-exact: the k-th largest of a sample of images is a valid bound, but for a sample of a share f of
-the images it sits near the 1 - q / f quantile, far below the threshold; a sample's value at rank f
-k would be tight but is only a guess, too high for a unit whose top values sit in a few images the
-sample over-represents, and the activation cache, kept against the bound, would then lack cells the
-tally needs: the run would have to start over. lce keeps the guaranteed bound.
+How fast the bound rises. The raw basis raises it after every batch; after n of N images it is
+about the k-th largest value of those n images, so the next image counts about k / n values a
+unit once n exceeds q N: about (1 + ln(1 / q)) k a unit in all (q = 1 - p), 6.3 k at q = 0.005,
+whatever N, which on raw cells is cheap. On the upsampled basis it was not: every image's pixels
+had to be upsampled and counted against a bound that was far below the threshold for the first
+images (pass 1 ran at 38 images/s where the raw basis ran 450, bench_scale N = 3,000). So pass 1
+counts no pixels there. It counts *block floors* (extract/upsample.py ``block_floors``): values,
+each weighted by the pixels of its block, that no pixel of the block is below, computed from
+the raw map by a small matrix product. Any value with at least k such weighted floors at or above
+it has at least k pixels at or above it, so the bound found from the floors is a valid bound of
+the pixels' threshold (``update_rows``; the cache and round 2 need nothing else), and it sits
+near 0.9 of the threshold (stand-in layer4: 0.92 median). A sweep over the cache in pass 2 then
+counts the upsampled pixels above that bound into a fresh table (about 1.4 k a unit), and round 2
+reads those counts as before. Nothing here is guessed: a sample's value at rank f k would be
+tighter but could be too high, and the cache, kept against the bound, would then lack cells the
+tally needs.
 
 Memory: one (units x 65,536) count table (int32 while N < 2^31), 256 MB per 1,024 units,
 independent of N. The float keys treat -0.0 as +0.0 (they compare equal, so masks S > T are the
@@ -185,19 +192,40 @@ class ThresholdSelect:
         units, cols = torch.nonzero(block > self.bounds.view(-1, 1), as_tuple=True)
         return units, block[units, cols]
 
-    def update(self, units: torch.Tensor, values: torch.Tensor, above: bool = False) -> None:
+    def update(
+        self,
+        units: torch.Tensor,
+        values: torch.Tensor,
+        above: bool = False,
+        weights: torch.Tensor | None = None,
+    ) -> None:
         """Count ``values`` of ``units`` that are above their bounds; ``above``: the caller kept
-        only such values (``candidates``, ``upsample.pixels_above``), which saves a pass."""
+        only such values (``candidates``, ``upsample.pixels_above``), which saves a pass.
+        ``weights``: each value counts as that many (the pixels a block floor stands for)."""
         if not above:
             keep = values > self.bounds[units]
             units, values = units[keep], values[keep]
+            weights = None if weights is None else weights[keep]
         high = top_bits(values)
         row = units.to(high.dtype) if self.n_units < 1 << 15 else units.long()
         fine = row * BINS + high
-        ones = torch.ones(1, dtype=self.fine.dtype, device=self.device).expand(len(fine))
+        if weights is None:
+            ones = torch.ones(1, dtype=self.fine.dtype, device=self.device).expand(len(fine))
+        else:
+            ones = weights.to(self.fine.dtype)
         self.fine.view(-1).index_add_(0, fine, ones)
         coarse = row * COARSE + (high >> 8)
         self.coarse.view(-1).index_add_(0, coarse, ones.to(torch.int64))
+
+    def update_block(self, block: torch.Tensor) -> None:
+        """Count a (units, n) block of values."""
+        self.update(*self.candidates(block), above=True)
+
+    def update_rows(self, units: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> None:
+        """Count (M, B) ``rows`` of values, row i of unit ``units[i]``, each value of column j
+        ``weights[j]`` times (the pixels a block floor stands for: upsample.block_floors)."""
+        row, col = torch.nonzero(rows > self.bounds[units].view(-1, 1), as_tuple=True)
+        self.update(units[row], rows[row, col], above=True, weights=weights[col])
 
     def refresh(self) -> None:
         """Raise each bound to the lower edge of the highest fine bin at or above which k

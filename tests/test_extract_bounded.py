@@ -62,10 +62,14 @@ def test_thresholds_bit_for_bit_on_adversarial_units(
     # at the smallest q, and is 0 where fewer than q of its values are positive
     assert thresholds[1] == 0.0 and thresholds[5] == 1.0 and thresholds[2] < -1.0
     # the cache keeps hot cells, their neighbours and the top images' maps: at a small q, on
-    # these 6 x 6 maps, well under the dense size (benchmarks/bench_scale.py: Broden scale)
+    # these 6 x 6 maps, under the dense size (benchmarks/bench_scale.py: Broden scale). The
+    # upsampled basis keeps cells against pass 1's block-floor bound, which at this 2x factor is
+    # the smallest of a cell quad (upsample.block_floors): lower, so more cells are hot (0.80
+    # of dense here; 0.75 with the pixel bound of 172f020)
     dense = 12 * 7 * 6 * 6 * 4
     if q <= 0.05:
-        assert 0 < result.cache_bytes < 0.75 * dense, (result.cache_bytes, dense)
+        limit = 0.75 if basis == "raw" else 0.85
+        assert 0 < result.cache_bytes < limit * dense, (result.cache_bytes, dense)
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(probe: ProbeSet, tmp_path: Path) -> None:

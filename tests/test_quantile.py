@@ -143,3 +143,25 @@ def test_top_and_low_bits_are_the_keys_halves() -> None:
     keys = float_keys(t)
     assert torch.equal(top_bits(t).long(), keys >> 16)
     assert torch.equal(low_bits(t).long(), keys & 0xFFFF)
+
+
+def test_weighted_rows_count_as_repeated_values() -> None:
+    """update_rows with weights fills the same tables and raises the same bound as the values
+    repeated that many times (numpy.repeat) through the unweighted path."""
+    rng = np.random.default_rng(7)
+    rows = rng.normal(size=(9, 20)).astype(np.float32)
+    units = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    weights = torch.from_numpy(rng.integers(1, 300, size=20).astype(np.int32))
+    n = 3 * 20 * 300
+    weighted, repeated = ThresholdSelect(3, n, 0.99), ThresholdSelect(3, n, 0.99)
+    for half in (slice(0, 10), slice(10, 20)):
+        weighted.update_rows(units, torch.from_numpy(rows[:, half]), weights[half])
+        weighted.refresh()
+        values = np.repeat(rows[:, half], weights[half].numpy(), axis=1)
+        for u in range(3):
+            v = torch.from_numpy(values[units.numpy() == u].ravel())
+            repeated.update(torch.full((len(v),), u), v)
+        repeated.refresh()
+        assert torch.equal(weighted.bounds, repeated.bounds)
+    assert torch.equal(weighted.fine, repeated.fine)
+    assert torch.equal(weighted.coarse, repeated.coarse)

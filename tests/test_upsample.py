@@ -13,7 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from extract.upsample import _dense_counts, label_counts, pixels_above, upsampling_plan
+from extract.upsample import (
+    _dense_counts,
+    block_floors,
+    label_counts,
+    pixels_above,
+    upsampling_plan,
+)
 
 
 def reference_counts(
@@ -133,3 +139,36 @@ def test_strips_only_for_power_of_two_row_factors() -> None:
     assert upsampling_plan(24, 12, 12, 12, 12) != "strips"
     assert upsampling_plan(24, 2, 2, 16, 16) != "strips"
     assert upsampling_plan(24, 7, 7, 100, 100) != "strips"
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "size"),
+    [(7, 7, (112, 112)), (6, 6, (24, 24)), (14, 14, (112, 112)), (13, 9, (100, 77)),
+     (1, 5, (9, 40)), (5, 1, (33, 7)), (3, 4, (3, 4)), (12, 12, (7, 5)), (28, 28, (112, 112))],
+)  # fmt: skip
+@pytest.mark.parametrize("relu", [False, True])
+def test_block_floors_never_exceed_the_pixels_they_stand_for(
+    h: int, w: int, size: tuple[int, int], relu: bool
+) -> None:
+    """The guarantee pass 1's bound rests on, checked against the full upsampling: for every
+    value v, at least as many pixels are >= v as block floors >= v counted with their weights
+    (the i-th largest pixel is >= the i-th largest weighted floor), and the weights count every
+    pixel once. Maps: random normals, ReLU'd and squared (heavy tails), a constant, magnitudes
+    of 1e30 and 1e-30."""
+    rng = np.random.default_rng(h * 100 + w)
+    maps = rng.normal(size=(6, h, w)).astype(np.float32) * 3
+    if relu:
+        maps = np.maximum(maps, 0) ** 2
+    maps[2] = 1.5
+    maps[3] *= 1e30
+    maps[4] *= 1e-30
+    act = torch.from_numpy(maps)
+    floors, weights = block_floors(act, size)
+    assert int(weights.sum()) == size[0] * size[1]
+    full = F.interpolate(act[None], size=size, mode="bilinear", align_corners=False)[0]
+    for u in range(len(maps)):
+        pixels = np.sort(full[u].numpy().ravel())[::-1]
+        expanded = np.sort(np.repeat(floors[u].numpy(), weights.numpy()))[::-1]
+        assert np.all(pixels >= expanded), u
+    # and close enough to be useful: the floors of a smooth map reach most of its peak
+    assert float(floors[2].min()) <= 1.5 and float(floors[2].max()) > 1.5 * (1 - 1e-3)
