@@ -4,15 +4,16 @@ The semantics threshold S = bilinear upsampling (NCHW ``F.interpolate``, align_c
 layer's whole (1, C, h, w) map for one image. Upsampling every unit costs most of the tally, yet a
 pixel can only fire next to a *hot* cell (a raw value within rounding of the threshold): bilinear
 values are convex combinations of the 2 x 2 cells around them. So lce upsamples only the units
-with a hot cell, and where it can, only horizontal strips of three cell rows around hot cells.
-Every plan runs on the map's own device (CPU or CUDA).
+with a hot cell, and where it can, only windows of whole cell rows around each unit's hot rows
+(``_windows``). Every plan runs on the map's own device (CPU or CUDA).
 
 That this equals the whole map's upsampling bit for bit is not something PyTorch promises, and on
 this CPU it is false for some shapes: small output planes are vectorised across channels, so a
-unit's values depend on its position in the stack; 3 x 3 crops, and strips of 28 x 28 maps, round
-differently. So each (C, h, w) -> (sh, sw) shape gets a plan once per process, from a check on
-random maps against the whole-map upsampling: "strips" if strips reproduce it for random subsets
-of units, else "units" if subsets do, else "whole" (upsample all C, then keep the units needed).
+unit's values depend on its position in the stack; 3 x 3 crops, and windows of 28 x 28 maps under
+five rows, round differently. So each (C, h, w) -> (sh, sw) shape gets a plan once per process,
+from a check on random maps against the whole-map upsampling: "windows" (with the window heights
+that reproduce it, ``window_heights``), else "units" if random subsets of units do, else "whole"
+(upsample all C, then keep the units needed).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def label_counts(
     the (sh * sw, k) float32 label matrix."""
     c, h, w = act.shape
     plan = upsampling_plan(c, h, w, size[0], size[1], str(act.device))
-    if plan == "strips":
-        return _strip_counts(act, thresholds, size, onehot)
+    if plan == "windows":
+        heights = window_heights(c, h, w, size[0], size[1], str(act.device))
+        return _window_counts(act, thresholds, size, onehot, heights)  # type: ignore[arg-type]
     return _dense_counts(act, thresholds, size, onehot, whole=plan == "whole")
 
 
@@ -84,52 +86,114 @@ def _dense_counts(
     return units, counts.round_().to(torch.int64)
 
 
-def _strips(
-    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """The strips around hot cell rows: (unit, start, upsampled (M, 3f, sw), owned (M, 3f) 0/1
-    rows), sorted by start; None when no unit has a hot cell."""
-    c, h, w = act.shape
-    sh, sw = size
-    f = sh // h
-    hot_rows = hot_cells(act, thresholds).any(dim=2)  # (C, h)
-    unit, row = torch.nonzero(hot_rows, as_tuple=True)
-    if unit.numel() == 0:
-        return None
-    # strip a covers cell rows a..a+2; a hot cell row i affects pixel rows upsampled from rows
-    # (i-1, i) and (i, i+1), which strip clamp(i-1) holds exactly. Windows sorted by strip first.
-    need = torch.zeros((h - 2, c), dtype=torch.bool, device=act.device)
-    need[(row - 1).clamp(0, h - 3), unit] = True
-    start, unit = torch.nonzero(need, as_tuple=True)
-    strips = act.unfold(1, 3, 1)[unit, start].transpose(1, 2)  # (M, 3, w)
-    up = upsample(strips.unsqueeze(0), (3 * f, sw))[0]
-    return unit, start, up, _owned_rows(need, start, unit, h, f)
+def _windows(
+    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], heights: tuple[int, int]
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The windows around hot cell rows, upsampled, one group per window height: (unit, start,
+    upsampled (M, H f, sw), exact (M, H f) 0/1 rows), sorted by start within a group; [] when
+    no unit has a hot cell.
+
+    A hot cell row i can only reach the pixel rows upsampled from the cell rows (i - 1, i) and
+    (i, i + 1), so each unit needs the cell rows next to its hot rows; those rows, merged into
+    runs, are its windows (disjoint, so no pixel is computed twice). ``heights`` = (lowest,
+    tallest) are the window heights checked to round as the whole map (``window_heights``): a
+    shorter run is widened to the lowest, a taller one to the whole map, and the runs are merged
+    again until every one has a checked height. Three-row strips, one per hot row (the earlier
+    plan), computed 15 rows of a 7 x 7 unit with five hot rows; its run computes 7."""
+    h = act.shape[1]
+    lowest, tallest = heights
+    hot = hot_cells(act, thresholds).any(dim=2)  # (C, h)
+    near = hot.clone()
+    near[:, 1:] |= hot[:, :-1]
+    near[:, :-1] |= hot[:, 1:]
+    unit, start, height = _runs(near)
+    while True:
+        short, tall = height < lowest, (height > tallest) & (height < h)
+        if not bool((short | tall).any()):
+            break
+        start = torch.where(short, start.clamp(max=h - lowest), torch.where(tall, 0, start))
+        height = torch.where(short, lowest, torch.where(tall, h, height))
+        edges = torch.zeros((act.shape[0], h + 1), dtype=torch.int32, device=act.device)
+        one = torch.ones(1, dtype=torch.int32, device=act.device).expand(len(unit))
+        edges.index_put_((unit, start), one, accumulate=True)
+        edges.index_put_((unit, start + height), -one, accumulate=True)
+        unit, start, height = _runs(edges.cumsum(1)[:, :h] > 0)
+    return upsampled_windows(act, unit, start, height, size)
 
 
-def _strip_counts(
-    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], onehot: torch.Tensor
+def _runs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(unit, start, height) of every maximal run of True in a (C, h) bool matrix."""
+    before = torch.zeros_like(rows)
+    before[:, 1:] = rows[:, :-1]
+    after = torch.zeros_like(rows)
+    after[:, :-1] = rows[:, 1:]
+    unit, start = torch.nonzero(rows & ~before, as_tuple=True)
+    _, end = torch.nonzero(rows & ~after, as_tuple=True)  # row-major: the same runs in order
+    return unit, start, end - start + 1
+
+
+def upsampled_windows(
+    act: torch.Tensor,
+    unit: torch.Tensor,
+    start: torch.Tensor,
+    height: torch.Tensor,
+    size: tuple[int, int],
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Windows of whole cell rows (unit, first row, rows) upsampled, stacked by height: per
+    height H, (unit, start, (M, H f, sw) values, (M, H f) 0/1 exact rows), sorted by start.
+
+    Local pixel row r of a window starting at cell row a is upsampled from its cell rows
+    (slot, slot + 1), slot = floor((r - f/2) / f): rows of slots 0 to H - 2 equal the whole
+    map's; slot -1 (the top f/2 rows) only where a = 0 and slot H - 1 (the bottom f/2) only
+    where the window ends at the map's last row, where the whole map clamps the same way."""
+    h, f, sw = act.shape[1], size[0] // act.shape[1], size[1]
+    groups = []
+    for rows in torch.unique(height).tolist():
+        pick = torch.nonzero(height == rows).squeeze(1)
+        order = torch.argsort(start[pick], stable=True)
+        u, a = unit[pick][order], start[pick][order]
+        stack = act.unfold(1, rows, 1)[u, a].transpose(1, 2)  # (M, rows, w)
+        up = upsample(stack.unsqueeze(0), (rows * f, sw))[0]
+        slot = torch.div(
+            torch.arange(rows * f, device=act.device) - f // 2, f, rounding_mode="floor"
+        )
+        exact = ((slot >= 0) & (slot <= rows - 2)).expand(len(u), -1).clone()
+        exact[:, slot < 0] = (a == 0).view(-1, 1)
+        exact[:, slot == rows - 1] = (a + rows == h).view(-1, 1)
+        groups.append((u, a, up, exact.float()))
+    return groups
+
+
+def _window_counts(
+    act: torch.Tensor,
+    thresholds: torch.Tensor,
+    size: tuple[int, int],
+    onehot: torch.Tensor,
+    heights: tuple[int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     h, sw, f = act.shape[1], size[1], size[0] // act.shape[1]
-    found = _strips(act, thresholds, size)
     device = act.device
-    if found is None:
+    found, parts = _windows(act, thresholds, size, heights), []
+    for unit, start, up, exact in found:
+        rows = up.shape[1] // f
+        masks = torch.empty_like(up)
+        torch.gt(up, thresholds[unit].view(-1, 1, 1), out=masks)
+        masks.mul_(exact.unsqueeze(2))
+        counts = torch.empty((unit.numel(), onehot.shape[1]), dtype=torch.float32, device=device)
+        bounds = torch.searchsorted(start, torch.arange(h - rows + 2, device=device)).tolist()
+        for a in range(h - rows + 1):
+            lo, hi = bounds[a], bounds[a + 1]
+            if hi > lo:
+                labels = onehot[a * f * sw : (a + rows) * f * sw]
+                torch.mm(masks[lo:hi].reshape(hi - lo, -1), labels, out=counts[lo:hi])
+        parts.append((unit, counts))
+    if not parts:
         return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(
             (0, onehot.shape[1]), dtype=torch.int64, device=device
         )
-    unit, start, up, owned = found
-    masks = torch.empty_like(up)
-    torch.gt(up, thresholds[unit].view(-1, 1, 1), out=masks)
-    masks.mul_(owned.unsqueeze(2))
-    counts = torch.empty((unit.numel(), onehot.shape[1]), dtype=torch.float32, device=device)
-    bounds = torch.searchsorted(start, torch.arange(h - 1, device=device)).tolist()
-    for a in range(h - 2):
-        lo, hi = bounds[a], bounds[a + 1]
-        if hi > lo:
-            rows = onehot[a * f * sw : (a + 3) * f * sw]
-            torch.mm(masks[lo:hi].reshape(hi - lo, -1), rows, out=counts[lo:hi])
-    units, inverse = torch.unique(unit, return_inverse=True)
+    units, inverse = torch.unique(torch.cat([u for u, _ in parts]), return_inverse=True)
     total = torch.zeros((units.numel(), onehot.shape[1]), dtype=torch.float32, device=device)
-    total.index_add_(0, inverse, counts)
+    total.index_add_(0, inverse, torch.cat([c for _, c in parts]))
     return units, total.round_().to(torch.int64)
 
 
@@ -143,20 +207,25 @@ def pixels_above(
     see the upsampled basis without upsampling every unit of every image."""
     c, h, w = act.shape
     plan = upsampling_plan(c, h, w, size[0], size[1], str(act.device))
-    if plan == "strips":
-        found = _strips(act, bounds, size)
-        if found is None:
+    if plan == "windows":
+        heights = window_heights(c, h, w, size[0], size[1], str(act.device))
+        found: list[torch.Tensor] = []
+        above: list[torch.Tensor] = []
+        for unit, _, up, exact in _windows(act, bounds, size, heights):  # type: ignore[arg-type]
+            # rows that are not exact get a bound of +inf: one comparison selects both, and the
+            # flat positions of one nonzero index the values and (divided by a window's size)
+            # the units. Profiled on ResNet-50 and MobileNetV2 maps, selecting cost more than
+            # upsampling; this took 1.24 s where a mask, an AND and a three-index gather took
+            # 1.48 s.
+            cut = torch.where(exact > 0, bounds[unit].view(-1, 1), float("inf")).unsqueeze(2)
+            flat = torch.nonzero((up > cut).view(-1)).squeeze(1)
+            found.append(unit[flat // (up.shape[1] * up.shape[2])])
+            above.append(up.view(-1)[flat])
+        if not found:
             return torch.zeros(0, dtype=torch.int64, device=act.device), torch.zeros(
                 0, device=act.device
             )
-        unit, _, up, owned = found
-        # rows a window does not own get a bound of +inf: one comparison selects both, and the
-        # flat positions of one nonzero index the values and (divided by a window's size) the
-        # units. Profiled on ResNet-50 and MobileNetV2 maps, selecting cost more than
-        # upsampling; this took 1.24 s where a mask, an AND and a three-index gather took 1.48 s.
-        cut = torch.where(owned > 0, bounds[unit].view(-1, 1), float("inf")).unsqueeze(2)
-        flat = torch.nonzero((up > cut).view(-1)).squeeze(1)
-        return unit[flat // (up.shape[1] * up.shape[2])], up.view(-1)[flat]
+        return torch.cat(found), torch.cat(above)
     units = torch.nonzero(hot_cells(act, bounds).flatten(1).any(dim=1)).flatten()
     if units.numel() == 0:
         return units, torch.zeros(0, device=act.device)
@@ -240,43 +309,17 @@ def _lattice(h: int, sh: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     return weights.float().to(device), counts.to(device)
 
 
-def _owned_rows(
-    need: torch.Tensor, start: torch.Tensor, unit: torch.Tensor, h: int, f: int
-) -> torch.Tensor:
-    """(M, 3f) float 0/1: the strip rows that are exact and not already counted by another strip.
-
-    Local row r of strip a is upsampled from local cell rows (slot, slot + 1) with
-    slot = floor((r - f/2) / f), i.e. global rows (a + slot, a + slot + 1). Slot 0 and 1 are
-    exact; slot -1 (top f/2 rows) only for a = 0, where the whole map clamps the same way; slot 2
-    (bottom f/2 rows) only for the last strip. Consecutive strips of one unit share slot 0 of the
-    later one, which the earlier one keeps.
-    """
-    device = start.device
-    slot_of_row = torch.div(torch.arange(3 * f, device=device) - f // 2, f, rounding_mode="floor")
-    slot_of_row += 1
-    owned = torch.zeros((start.numel(), 4), dtype=torch.bool, device=device)  # slots -1, 0, 1, 2
-    owned[:, 0] = start == 0
-    earlier = torch.zeros_like(start, dtype=torch.bool)
-    later = start > 0
-    earlier[later] = need[start[later] - 1, unit[later]]
-    owned[:, 1] = ~earlier
-    owned[:, 2] = True
-    owned[:, 3] = start == h - 3
-    return owned[:, slot_of_row].float()
+# Window heights checked above the lowest that rounds as the whole map: a run of hot rows taller
+# than that is upsampled as the whole unit (checked too), so a 56-row map's check upsamples 14
+# heights of windows, not 54.
+TALLER = 12
 
 
 @lru_cache(maxsize=64)
 def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu") -> str:
-    """ "strips", "units" or "whole" (see the module docstring), checked on random maps.
-
-    Strips need an integer power-of-two row factor, so that a strip's pixel-to-cell mapping is the
-    whole map's shifted by whole cells with the same float scale; on any device (the check runs
-    there: a CUDA kernel's rounding is checked on CUDA). The
-    check runs the production code (``_strips``: windows of many units and rows stacked, in the
-    order the tally stacks them) on several patterns of hot rows and compares every owned pixel
-    with the whole map: on small planes a window's rounding depends on its place in the stack
-    (seen: 6 x 6 -> 12 x 12 with 7 units), which checking one strip at a time does not catch.
-    """
+    """ "windows", "units" or "whole" (see the module docstring), checked on random maps."""
+    if window_heights(c, h, w, sh, sw, device) is not None:
+        return "windows"
     generator = torch.Generator().manual_seed(0)
     act = (torch.randn((c, h, w), generator=generator) * 3).to(device)
     full = upsample(act.unsqueeze(0), (sh, sw))[0]
@@ -284,27 +327,93 @@ def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu
     for k in (2, 3, 5, 13, 100):
         if k < c:
             subsets.append(torch.randperm(c, generator=generator)[:k].sort().values)
-    subsets = [s.to(device) for s in subsets]
-    f = sh // h
-    strips_possible = h >= 3 and sh == f * h and f >= 2 and not f & (f - 1)
-    if strips_possible and _strips_match(act, full, generator):
-        return "strips"
     if all(
-        torch.equal(upsample(act[units].unsqueeze(0), (sh, sw))[0], full[units])
+        torch.equal(upsample(act[units.to(device)].unsqueeze(0), (sh, sw))[0], full[units])
         for units in subsets
     ):
         return "units"
     return "whole"
 
 
-def _strips_match(act: torch.Tensor, full: torch.Tensor, generator: torch.Generator) -> bool:
-    """Whether ``_strips`` gives the whole map's values on every owned pixel, for thresholds
+@lru_cache(maxsize=64)
+def window_heights(
+    c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu"
+) -> tuple[int, int] | None:
+    """(lowest, tallest): the window heights (in cell rows) that give the whole map's values,
+    besides the whole map's own height h; None where windows do not (then "units" or "whole").
+
+    Windows need an integer power-of-two row factor, so that a window's pixel-to-cell mapping is
+    the whole map's shifted by whole cells with the same float scale; on any device (the check
+    runs there: a CUDA kernel's rounding is checked on CUDA). Each height is checked on stacks
+    of windows of many units and start rows, as ``upsampled_windows`` stacks them (on small
+    planes a window's rounding depends on its place in the stack: seen with 6 x 6 -> 12 x 12 and
+    7 units; short windows of 28 x 28 maps, under 2,048 pixels, round differently), then the
+    production path ``_windows`` on several patterns of hot rows."""
+    f = sh // h
+    if not (h >= 3 and sh == f * h and f >= 2 and not f & (f - 1)):
+        return None
+    generator = torch.Generator().manual_seed(0)
+    act = (torch.randn((c, h, w), generator=generator) * 3).to(device)
+    full = upsample(act.unsqueeze(0), (sh, sw))[0]
+    if not _height_matches(act, full, h):
+        return None
+    lowest, tallest = h, h
+    for rows in range(3, h):
+        if not _height_matches(act, full, rows):
+            lowest = tallest = h
+            continue
+        if lowest == h:
+            lowest = rows
+        tallest = rows
+        if rows - lowest >= TALLER:
+            break
+    if not _windows_match(act, full, (lowest, tallest), generator):
+        return None
+    return lowest, tallest
+
+
+def _height_matches(act: torch.Tensor, full: torch.Tensor, rows: int) -> bool:
+    """Whether windows of ``rows`` cell rows give the whole map's values on every exact pixel:
+    one window for each of the first 64 units (start rows cycling, both ends included), and a
+    window alone."""
+    c, h, _ = act.shape
+    f, size = full.shape[1] // h, (full.shape[1], full.shape[2])
+    k = min(c, 64)
+    start = torch.arange(k) % (h - rows + 1)
+    if k > 1:
+        start[1] = h - rows
+    cases = [(torch.arange(k), start), (torch.tensor([c - 1]), torch.tensor([h - rows]))]
+    for unit, first in cases:
+        height = torch.full_like(unit, rows)
+        found = upsampled_windows(
+            act, unit.to(act.device), first.to(act.device), height.to(act.device), size
+        )
+        if not _exact_match(found, full, f):
+            return False
+    return True
+
+
+def _exact_match(
+    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    full: torch.Tensor,
+    f: int,
+) -> bool:
+    for unit, start, up, exact in found:
+        window, row = torch.nonzero(exact > 0, as_tuple=True)  # every exact pixel row
+        if not torch.equal(up[window, row], full[unit[window], start[window] * f + row]):
+            return False
+    return True
+
+
+def _windows_match(
+    act: torch.Tensor, full: torch.Tensor, heights: tuple[int, int], generator: torch.Generator
+) -> bool:
+    """Whether ``_windows`` gives the whole map's values on every exact pixel, for thresholds
     that make every cell hot, a share of the cells (per unit, from its own values), or the cells
     of a single unit. The stacked patterns use the first 64 units (hundreds of windows, so every
     position of a vectorised loop occurs; more only costs time)."""
     c, h, w = act.shape
-    sh, sw = full.shape[1], full.shape[2]
-    f = sh // h
+    f = full.shape[1] // h
     k = min(c, 64)
     order = torch.sort(act[:k].reshape(k, -1), dim=1, descending=True).values
     patterns = [(k, torch.full((k,), float("-inf")))]
@@ -313,12 +422,9 @@ def _strips_match(act: torch.Tensor, full: torch.Tensor, generator: torch.Genera
     single = torch.full((c,), float("inf"))
     single[int(torch.randint(c, (1,), generator=generator))] = float("-inf")
     patterns.append((c, single))
+    size = (full.shape[1], full.shape[2])
     for n, thresholds in patterns:
-        found = _strips(act[:n], thresholds.to(act.device), (sh, sw))
-        if found is None:
-            continue
-        unit, start, up, owned = found
-        window, row = torch.nonzero(owned > 0, as_tuple=True)  # every owned pixel row
-        if not torch.equal(up[window, row], full[unit[window], start[window] * f + row]):
+        found = _windows(act[:n], thresholds.to(act.device), size, heights)
+        if not _exact_match(found, full, f):
             return False
     return True

@@ -2,7 +2,7 @@
 
 The reference upsamples every unit's whole map with F.interpolate (as docs/DESIGN.md states) and
 counts masks against labels with numpy. Thresholds are drawn from the upsampled values
-themselves, so a strip that rounded one pixel differently from the full map would flip that
+themselves, so a window that rounded one pixel differently from the full map would flip that
 pixel's mask.
 """
 
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from extract.upsample import (
     _dense_counts,
+    _windows,
     block_floors,
     label_counts,
     pixels_above,
@@ -71,10 +72,10 @@ SHAPES = [
     (5, 9, (20, 36)),
     (14, 14, (112, 112)),
     (4, 4, (32, 32)),
-    (28, 28, (112, 112)),  # strips round differently here: the full map is used
+    (28, 28, (112, 112)),  # windows under five rows round differently here
     (7, 10, (112, 80)),
     (7, 7, (21, 21)),  # not a power-of-two factor
-    (2, 2, (16, 16)),  # too few rows for a strip
+    (2, 2, (16, 16)),  # too few rows for a window
     (12, 12, (12, 12)),  # no upsampling
 ]
 
@@ -134,11 +135,11 @@ def test_one_unit_stays_on_the_nchw_kernel() -> None:
     np.testing.assert_array_equal(counts.numpy()[0], expected[5])
 
 
-def test_strips_only_for_power_of_two_row_factors() -> None:
-    assert upsampling_plan(24, 7, 7, 21, 21) != "strips"
-    assert upsampling_plan(24, 12, 12, 12, 12) != "strips"
-    assert upsampling_plan(24, 2, 2, 16, 16) != "strips"
-    assert upsampling_plan(24, 7, 7, 100, 100) != "strips"
+def test_windows_only_for_power_of_two_row_factors() -> None:
+    assert upsampling_plan(24, 7, 7, 21, 21) != "windows"
+    assert upsampling_plan(24, 12, 12, 12, 12) != "windows"
+    assert upsampling_plan(24, 2, 2, 16, 16) != "windows"
+    assert upsampling_plan(24, 7, 7, 100, 100) != "windows"
 
 
 @pytest.mark.parametrize(
@@ -172,3 +173,30 @@ def test_block_floors_never_exceed_the_pixels_they_stand_for(
         assert np.all(pixels >= expanded), u
     # and close enough to be useful: the floors of a smooth map reach most of its peak
     assert float(floors[2].min()) <= 1.5 and float(floors[2].max()) > 1.5 * (1 - 1e-3)
+
+
+def test_windows_are_disjoint_runs_of_the_rows_next_to_hot_rows() -> None:
+    """Each unit gets its hot rows' neighbours merged into runs, widened to a checked height
+    (a lone hot row at an edge, or two runs that meet once widened, become one window), and a
+    run taller than the tallest checked height becomes the whole map: hand-worked on 7 rows."""
+    act = torch.zeros((5, 7, 4))
+    for unit, rows in {0: [2, 3], 1: [0, 6], 2: [0, 3], 3: [3], 4: []}.items():
+        act[unit, rows] = 1.0
+    found = _windows(act, torch.full((5,), 0.5), (112, 64), (3, 4))
+    windows = sorted(
+        (int(u), int(a), up.shape[1] // 16)
+        for unit, start, up, _ in found
+        for u, a in zip(unit, start, strict=True)
+    )
+    # unit 0: rows 1..4; unit 1: {0, 1} -> 0..2 and {5, 6} -> 4..6; unit 2: {0, 1} and
+    # {2, 3, 4} touch, and 0..4 is taller than 4 rows: the whole map; unit 3: 2..4; unit 4: none
+    assert windows == [(0, 1, 4), (1, 0, 3), (1, 4, 3), (2, 0, 7), (3, 2, 3)]
+    for unit, start, up, exact in found:
+        rows = up.shape[1] // 16
+        for i in range(len(unit)):
+            # exact: the pixel rows between the window's first and last cell row, and the
+            # border rows (half a cell) only where the window reaches the map's edge
+            top, bottom = int(start[i]) == 0, int(start[i]) + rows == 7
+            assert bool(exact[i, :8].all()) == top and bool(exact[i, :8].any()) == top
+            assert bool(exact[i, -8:].all()) == bottom and bool(exact[i, -8:].any()) == bottom
+            assert exact[i, 8 : rows * 16 - 8].all()
