@@ -264,14 +264,15 @@ def pass2_thresholds(run: Run, p1: Pass1, dist: Any) -> dict[str, torch.Tensor]:
     for name in cfg.layers:
         refine[name] = p1.select[name].refine(totals[name])
     p1.select.clear()  # round 1's count tables are spent: free them before round 2 fills its own
+    ceilings = {name: r.ceilings() for name, r in refine.items()}
     for record, acts in _sweep(run, p1, "pass 2/3 exact thresholds"):
         for name in cfg.layers:
             a, r = acts[name].to(run.device), refine[name]
             if cfg.basis == "raw":
                 r.update(*r.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)), above=True)
             else:
-                for j in range(len(a)):
-                    r.update(*pixels_above(a[j], r.bounds, (record.sh, record.sw)), above=True)
+                size = (record.sh, record.sw)
+                r.update(*pixels_above(a, r.bounds, size, ceilings[name]), above=True)
     out = {}
     for name in cfg.layers:
         distributed.sync(refine[name], dist)
@@ -307,8 +308,7 @@ def _count_pixels(run: Run, p1: Pass1, dist: Any) -> dict[str, ThresholdSelect]:
     for record, acts in _sweep(run, p1, "pass 2/3 counts above the bound"):
         for name, s in select.items():
             a = acts[name].to(run.device)
-            for j in range(len(a)):
-                s.update(*pixels_above(a[j], s.bounds, (record.sh, record.sw)), above=True)
+            s.update(*pixels_above(a, s.bounds, (record.sh, record.sw)), above=True)
             s.refresh()
     for s in select.values():
         distributed.sync(s, dist)

@@ -211,11 +211,12 @@ class ThresholdSelect:
         fine = row * BINS + high
         if weights is None:
             ones = torch.ones(1, dtype=self.fine.dtype, device=self.device).expand(len(fine))
+            wide = torch.ones(1, dtype=torch.int64, device=self.device).expand(len(fine))
         else:
-            ones = weights.to(self.fine.dtype)
+            ones, wide = weights.to(self.fine.dtype), weights.to(torch.int64)
         self.fine.view(-1).index_add_(0, fine, ones)
         coarse = row * COARSE + (high >> 8)
-        self.coarse.view(-1).index_add_(0, coarse, ones.to(torch.int64))
+        self.coarse.view(-1).index_add_(0, coarse, wide)
 
     def update_block(self, block: torch.Tensor) -> None:
         """Count a (units, n) block of values."""
@@ -320,6 +321,13 @@ class ThresholdRefine:
     def candidates(self, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         units, cols = torch.nonzero(block > self.bounds.view(-1, 1), as_tuple=True)
         return units, block[units, cols]
+
+    def ceilings(self) -> torch.Tensor:
+        """Per unit, the lower edge of the bin above both order statistics' bins (+inf above
+        the last bin): ``update`` reads nothing at or above it, so a caller that selects values
+        (``upsample.pixels_above``) may leave those out."""
+        top = torch.maximum(self.bin_lo, self.bin_hi) + 1
+        return torch.where(top < BINS, bin_edges(top.clamp(max=BINS - 1)), float("inf"))
 
     def update(self, units: torch.Tensor, values: torch.Tensor, above: bool = False) -> None:
         if not above:

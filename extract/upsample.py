@@ -18,10 +18,15 @@ that reproduce it, ``window_heights``), else "units" if random subsets of units 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+
+# The most pixels upsampled in one stack of windows (128 MB of float32): a batch's windows go in
+# as few kernel calls as that allows, and a layer of large maps never holds them all at once.
+STACK_PIXELS = 1 << 25
 
 # A bilinear value exceeds the largest of its inputs by at most a few float32 roundings; a cell
 # below threshold - MARGIN * |threshold| cannot produce a pixel above the threshold.
@@ -88,10 +93,10 @@ def _dense_counts(
 
 def _windows(
     act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], heights: tuple[int, int]
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The windows around hot cell rows, upsampled, one group per window height: (unit, start,
-    upsampled (M, H f, sw), exact (M, H f) 0/1 rows), sorted by start within a group; [] when
-    no unit has a hot cell.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The windows around hot cell rows, upsampled, in stacks of one window height: (unit,
+    start, upsampled (M, H f, sw), exact (M, H f) 0/1 rows), sorted by start within a stack;
+    none when no unit has a hot cell.
 
     A hot cell row i can only reach the pixel rows upsampled from the cell rows (i - 1, i) and
     (i, i + 1), so each unit needs the cell rows next to its hot rows; those rows, merged into
@@ -107,7 +112,7 @@ def _windows(
     near[:, 1:] |= hot[:, :-1]
     near[:, :-1] |= hot[:, 1:]
     unit, start, height = _runs(near)
-    while True:
+    while unit.numel():
         short, tall = height < lowest, (height > tallest) & (height < h)
         if not bool((short | tall).any()):
             break
@@ -138,30 +143,32 @@ def upsampled_windows(
     start: torch.Tensor,
     height: torch.Tensor,
     size: tuple[int, int],
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Windows of whole cell rows (unit, first row, rows) upsampled, stacked by height: per
-    height H, (unit, start, (M, H f, sw) values, (M, H f) 0/1 exact rows), sorted by start.
+    height H, (unit, start, (M, H f, sw) values, (M, H f) 0/1 exact rows), sorted by start, in
+    stacks of at most ``STACK_PIXELS`` pixels (one window at least).
 
     Local pixel row r of a window starting at cell row a is upsampled from its cell rows
     (slot, slot + 1), slot = floor((r - f/2) / f): rows of slots 0 to H - 2 equal the whole
     map's; slot -1 (the top f/2 rows) only where a = 0 and slot H - 1 (the bottom f/2) only
     where the window ends at the map's last row, where the whole map clamps the same way."""
     h, f, sw = act.shape[1], size[0] // act.shape[1], size[1]
-    groups = []
     for rows in torch.unique(height).tolist():
         pick = torch.nonzero(height == rows).squeeze(1)
         order = torch.argsort(start[pick], stable=True)
-        u, a = unit[pick][order], start[pick][order]
-        stack = act.unfold(1, rows, 1)[u, a].transpose(1, 2)  # (M, rows, w)
-        up = upsample(stack.unsqueeze(0), (rows * f, sw))[0]
+        units, starts = unit[pick][order], start[pick][order]
         slot = torch.div(
             torch.arange(rows * f, device=act.device) - f // 2, f, rounding_mode="floor"
         )
-        exact = ((slot >= 0) & (slot <= rows - 2)).expand(len(u), -1).clone()
-        exact[:, slot < 0] = (a == 0).view(-1, 1)
-        exact[:, slot == rows - 1] = (a + rows == h).view(-1, 1)
-        groups.append((u, a, up, exact.float()))
-    return groups
+        step = max(1, STACK_PIXELS // (rows * f * sw))
+        for first in range(0, len(units), step):
+            u, a = units[first : first + step], starts[first : first + step]
+            stack = act.unfold(1, rows, 1)[u, a].transpose(1, 2)  # (M, rows, w)
+            up = upsample(stack.unsqueeze(0), (rows * f, sw))[0]
+            exact = ((slot >= 0) & (slot <= rows - 2)).expand(len(u), -1).clone()
+            exact[:, slot < 0] = (a == 0).view(-1, 1)
+            exact[:, slot == rows - 1] = (a + rows == h).view(-1, 1)
+            yield u, a, up, exact.float()
 
 
 def _window_counts(
@@ -198,44 +205,83 @@ def _window_counts(
 
 
 def pixels_above(
-    act: torch.Tensor, bounds: torch.Tensor, size: tuple[int, int]
+    act: torch.Tensor,
+    bounds: torch.Tensor,
+    size: tuple[int, int],
+    ceilings: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(units, values): every upsampled pixel of one image's (C, h, w) map that is above its
-    unit's bound, with its unit, bit for bit as the whole map's upsampling gives it. Pixels next
-    to no hot cell are never computed: they cannot be above the bound (they can equal a bound of
-    exactly 0, which callers count as not above). This is how pass 1 and pass 2 (the thresholds)
-    see the upsampled basis without upsampling every unit of every image."""
-    c, h, w = act.shape
+    """(units, values): every upsampled pixel of one image's (C, h, w) map, or of a batch's
+    (B, C, h, w) maps (one size), that is above its unit's bound (and below its ceiling, if
+    given: round 2 of the thresholds reads only the values of two bins), with its unit, bit for
+    bit as each image's whole map upsampling gives it. Pixels next to no hot cell are never computed:
+    they cannot be above the bound (they can equal a bound of exactly 0, which callers count
+    as not above). This is how pass 2 (the thresholds) sees the upsampled basis without
+    upsampling every unit of every image: the batch's windows of one height go to the kernel
+    in one stack, as the tally's windows of one image do (a call per image cost 1.3 ms of
+    Python and small kernels each, twice per image)."""
+    maps = act if act.dim() == 4 else act.unsqueeze(0)
+    b, c, h, w = maps.shape
     plan = upsampling_plan(c, h, w, size[0], size[1], str(act.device))
-    if plan == "windows":
-        heights = window_heights(c, h, w, size[0], size[1], str(act.device))
-        found: list[torch.Tensor] = []
-        above: list[torch.Tensor] = []
-        for unit, _, up, exact in _windows(act, bounds, size, heights):  # type: ignore[arg-type]
-            # rows that are not exact get a bound of +inf: one comparison selects both, and the
-            # flat positions of one nonzero index the values and (divided by a window's size)
-            # the units. Profiled on ResNet-50 and MobileNetV2 maps, selecting cost more than
-            # upsampling; this took 1.24 s where a mask, an AND and a three-index gather took
-            # 1.48 s.
-            cut = torch.where(exact > 0, bounds[unit].view(-1, 1), float("inf")).unsqueeze(2)
-            flat = torch.nonzero((up > cut).view(-1)).squeeze(1)
-            found.append(unit[flat // (up.shape[1] * up.shape[2])])
-            above.append(up.view(-1)[flat])
-        if not found:
-            return torch.zeros(0, dtype=torch.int64, device=act.device), torch.zeros(
-                0, device=act.device
-            )
-        return torch.cat(found), torch.cat(above)
+    if plan == "whole":  # each image's whole map: the layout in which that plan was checked
+        parts = [_dense_above(maps[j], bounds, ceilings, size, whole=True) for j in range(b)]
+        return torch.cat([u for u, _ in parts]), torch.cat([v for _, v in parts])
+    # the batch's maps as b * c units of one stack: unit i is image i // c's unit i % c
+    flat, every = maps.reshape(b * c, h, w), bounds.repeat(b)
+    tops = None if ceilings is None else ceilings.repeat(b)
+    if plan == "units":
+        units, values = _dense_above(flat, every, tops, size, whole=False)
+        return units % c, values
+    heights = window_heights(c, h, w, size[0], size[1], str(act.device))
+    found: list[torch.Tensor] = []
+    above: list[torch.Tensor] = []
+    for unit, _, up, exact in _windows(flat, every, size, heights):  # type: ignore[arg-type]
+        # rows that are not exact get a bound of +inf: one comparison selects both, and the
+        # flat positions of one nonzero index the values and (divided by a window's size) the
+        # units. Profiled on ResNet-50 and MobileNetV2 maps, selecting cost more than
+        # upsampling; this took 1.24 s where a mask, an AND and a three-index gather took 1.48 s.
+        cut = torch.where(exact > 0, every[unit].view(-1, 1), float("inf")).unsqueeze(2)
+        keep = up > cut
+        if tops is not None:
+            keep &= up < tops[unit].view(-1, 1, 1)
+        at = torch.nonzero(keep.view(-1)).squeeze(1)
+        found.append((unit % c)[at // (up.shape[1] * up.shape[2])])
+        above.append(up.view(-1)[at])
+    if not found:
+        return torch.zeros(0, dtype=torch.int64, device=act.device), torch.zeros(
+            0, device=act.device
+        )
+    return torch.cat(found), torch.cat(above)
+
+
+def _dense_above(
+    act: torch.Tensor,
+    bounds: torch.Tensor,
+    ceilings: torch.Tensor | None,
+    size: tuple[int, int],
+    whole: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pixels_above`` by upsampling whole maps: the units with a hot cell (``whole``: every
+    unit of the one image ``act`` holds, then those kept), in stacks of ``STACK_PIXELS``."""
     units = torch.nonzero(hot_cells(act, bounds).flatten(1).any(dim=1)).flatten()
     if units.numel() == 0:
         return units, torch.zeros(0, device=act.device)
-    if plan == "whole":
-        up = upsample(act.unsqueeze(0), size)[0][units]
+    if whole:
+        ups = [upsample(act.unsqueeze(0), size)[0][units]]
+        chunks = [units]
     else:
-        up = upsample(act[units].unsqueeze(0), size)[0]
-    flat = up.reshape(units.numel(), -1)
-    row, col = torch.nonzero(flat > bounds[units].view(-1, 1), as_tuple=True)
-    return units[row], flat[row, col]
+        step = max(1, STACK_PIXELS // (size[0] * size[1]))
+        chunks = [units[i : i + step] for i in range(0, len(units), step)]
+        ups = [upsample(act[part].unsqueeze(0), size)[0] for part in chunks]
+    found, above = [], []
+    for part, up in zip(chunks, ups, strict=True):
+        flat = up.reshape(part.numel(), -1)
+        keep = flat > bounds[part].view(-1, 1)
+        if ceilings is not None:
+            keep &= flat < ceilings[part].view(-1, 1)
+        row, col = torch.nonzero(keep, as_tuple=True)
+        found.append(part[row])
+        above.append(flat[row, col])
+    return torch.cat(found), torch.cat(above)
 
 
 # Lattice points per raw cell along an axis for ``block_floors``: about one per 4 pixels, at most
@@ -394,7 +440,7 @@ def _height_matches(act: torch.Tensor, full: torch.Tensor, rows: int) -> bool:
 
 
 def _exact_match(
-    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    found: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
     full: torch.Tensor,
     f: int,
 ) -> bool:

@@ -12,9 +12,13 @@ import torch
 from extract.quantile import ThresholdSelect, float_keys, key_floats
 
 
-def run_rounds(blocks: list[np.ndarray], q: float, shards: int = 1) -> np.ndarray:
+def run_rounds(
+    blocks: list[np.ndarray], q: float, shards: int = 1, ceilings: bool = False
+) -> np.ndarray:
     """Round 1 over the (units, n) blocks (round-robin over ``shards`` states, merged, then
-    each state_dict round-tripped), round 2 likewise, as the engine drives them."""
+    each state_dict round-tripped), round 2 likewise, as the engine drives them; ``ceilings``:
+    round 2 sees only the values below each unit's ceiling (as upsample.pixels_above gives
+    them on the upsampled basis)."""
     n_units = blocks[0].shape[0]
     n = sum(b.shape[1] for b in blocks)
     states = [ThresholdSelect(n_units, n, 1 - q) for _ in range(shards)]
@@ -30,7 +34,11 @@ def run_rounds(blocks: list[np.ndarray], q: float, shards: int = 1) -> np.ndarra
     refines = [again.refine(n) for _ in range(shards)]
     for i, block in enumerate(blocks):
         r = refines[i % shards]
-        r.update(*r.candidates(torch.from_numpy(block)))
+        units, values = r.candidates(torch.from_numpy(block))
+        if ceilings:
+            below = values < r.ceilings()[units]
+            units, values = units[below], values[below]
+        r.update(units, values)
     refine = refines[0]
     for other in refines[1:]:
         refine.merge(other)
@@ -69,12 +77,12 @@ def adversarial(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("q", [0.005, 0.08, 0.5, 0.9999])
-@pytest.mark.parametrize("shards", [1, 3])
-def test_equals_numpy_on_adversarial_rows(q: float, shards: int) -> None:
+@pytest.mark.parametrize(("shards", "ceilings"), [(1, False), (3, False), (1, True), (3, True)])
+def test_equals_numpy_on_adversarial_rows(q: float, shards: int, ceilings: bool) -> None:
     rng = np.random.default_rng(7)
     values = adversarial(rng, 3000)
     blocks = split(values, [7, 500, 1, 992, 1000, 500])
-    got = run_rounds(blocks, q, shards)
+    got = run_rounds(blocks, q, shards, ceilings)
     np.testing.assert_array_equal(got, numpy_thresholds(blocks, q))
 
 

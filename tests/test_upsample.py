@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from extract import upsample
 from extract.upsample import (
     _dense_counts,
     _windows,
@@ -115,6 +116,39 @@ def test_pixels_above_equal_full_upsampling(
             want = np.sort(flat[u][flat[u] > bounds[u]].numpy())
             got = np.sort(values[units == u].numpy())
             np.testing.assert_array_equal(got, want, err_msg=f"seed {seed} unit {u}")
+
+
+@pytest.mark.parametrize(("h", "w", "size"), SHAPES)
+@pytest.mark.parametrize(("stack", "ceiling"), [(upsample.STACK_PIXELS, False), (1, True)])
+def test_pixels_above_a_batch_equal_each_images_full_upsampling(
+    h: int,
+    w: int,
+    size: tuple[int, int],
+    stack: int,
+    ceiling: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch's maps in one call (pass 2 sends each batch so) give, per unit, the pixels above
+    its bound (and below its ceiling: round 2) of every image's own whole-map upsampling,
+    values bit for bit; also when the stacks are cut to one window or map each (``stack`` 1:
+    large maps are cut so). Ceilings are upsampled values themselves, or +inf."""
+    monkeypatch.setattr(upsample, "STACK_PIXELS", stack)
+    cases = [random_case(seed, 24, h, w, size, relu=seed == 1) for seed in range(3)]
+    bounds = cases[0][1]
+    batch = torch.stack([act for act, _, _ in cases])
+    top = torch.full_like(bounds, float("inf"))
+    if ceiling:  # the largest pixel of another case, or +inf for every fourth unit
+        other = F.interpolate(cases[2][0][None], size=size, mode="bilinear", align_corners=False)
+        top = torch.where(torch.arange(24) % 4 == 2, top, other[0].flatten(1).amax(dim=1))
+    units, values = pixels_above(batch, bounds, size, top if ceiling else None)
+    for u in range(batch.shape[1]):
+        want = []
+        for act, _, _ in cases:
+            full = F.interpolate(act[None], size=size, mode="bilinear", align_corners=False)[0]
+            want.append(full[u][(full[u] > bounds[u]) & (full[u] < top[u])].reshape(-1))
+        np.testing.assert_array_equal(
+            np.sort(values[units == u].numpy()), np.sort(torch.cat(want).numpy()), f"unit {u}"
+        )
 
 
 def test_dead_units_are_skipped() -> None:
