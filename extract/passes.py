@@ -8,7 +8,8 @@ their progress bars number them.
 2. ``pass2_thresholds`` (``pass 2/3 exact thresholds``) reads the cache (or runs the model again
    without it) and finishes the thresholds exactly (quantile.py round 2); on the upsampled basis
    a sweep before it (``pass 2/3 counts above the bound``) counts the pixels above pass 1's
-   bound, which round 2 reads.
+   bound, which round 2 reads. Both take a batch's maps in one ``pixels_above`` call, and round 2
+   selects only the pixels below each unit's ceiling (the two bins it reads).
 3. ``pass3_tally`` (``pass 3/3 concept tally``) reads the cache again, thresholds, upsamples only
    the units that can fire, and tallies intersections against the label maps (and the null
    permutations' labels): a batch's labels go to the device in one copy, and each layer's tally
@@ -50,7 +51,7 @@ from extract.models import LayerTaps
 from extract.quantile import ThresholdRefine, ThresholdSelect
 from extract.tally import ActivationStats, ConceptTally, LabelBatch, TopImages
 from extract.top_maps import TopMaps
-from extract.upsample import block_floors, pixels_above
+from extract.upsample import block_floors, pixels_above_chunks
 
 if TYPE_CHECKING:
     from extract.config import ExtractConfig
@@ -272,7 +273,8 @@ def pass2_thresholds(run: Run, p1: Pass1, dist: Any) -> dict[str, torch.Tensor]:
                 r.update(*r.candidates(a.transpose(0, 1).reshape(a.shape[1], -1)), above=True)
             else:
                 size = (record.sh, record.sw)
-                r.update(*pixels_above(a, r.bounds, size, ceilings[name]), above=True)
+                for found in pixels_above_chunks(a, r.bounds, size, ceilings[name]):
+                    r.update(*found, above=True)
     out = {}
     for name in cfg.layers:
         distributed.sync(refine[name], dist)
@@ -308,7 +310,8 @@ def _count_pixels(run: Run, p1: Pass1, dist: Any) -> dict[str, ThresholdSelect]:
     for record, acts in _sweep(run, p1, "pass 2/3 counts above the bound"):
         for name, s in select.items():
             a = acts[name].to(run.device)
-            s.update(*pixels_above(a, s.bounds, (record.sh, record.sw)), above=True)
+            for found in pixels_above_chunks(a, s.bounds, (record.sh, record.sw)):
+                s.update(*found, above=True)
             s.refresh()
     for s in select.values():
         distributed.sync(s, dist)

@@ -17,6 +17,8 @@ it counts them, in two rounds over the data:
 2. ``ThresholdRefine`` (a pass over the cache): the histogram locates, per unit, the 16-bit bin
    that holds each order statistic and its rank inside that bin; a second histogram over the
    low 16 bits of the values in that bin then gives the exact 32-bit key, i.e. the exact float.
+   Values above both bins are never read, so a caller that must select values one by one (the
+   upsampled pixels) selects only those below ``ceilings()``, the lower edge of the next bin.
 
 Why the counts are exact where they are used: a value above the final bound's bin was above the
 bound of its own moment (the bound only rises), so it was counted; the bins strictly above the

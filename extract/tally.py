@@ -15,7 +15,7 @@ import torch
 
 from extract.broden import ImageLabels
 from extract.devices import to_device
-from extract.upsample import label_counts
+from extract.upsample import batch_label_counts
 
 
 def _cells(
@@ -183,9 +183,10 @@ class ConceptTally:
         labels and their null partners', already on the device (one copy per batch, shared by
         the layers).
 
-        The masks are upsampled one image at a time, from the image's whole map as the semantics
-        define S; only units with a cell near their threshold are upsampled (extract/upsample.py:
-        bilinear upsampling cannot exceed the raw maximum by more than rounding). The counts of
+        The masks are each image's own, bit for bit as upsampling its whole map gives S; only
+        windows of cell rows near a unit's threshold are upsampled, the batch's together
+        (extract/upsample.py: bilinear upsampling cannot exceed the raw maximum by more than
+        rounding). The counts of
         every image and partner are then added with one scatter per table: integer sums, so the
         order of the additions changes nothing."""
         device = self.device
@@ -198,13 +199,13 @@ class ConceptTally:
             self.fold_label_pixels += batch.fold_label_pixels
         names = [n for n in self._COUNTS if n not in ("label_pixels", "fold_label_pixels")]
         adds: dict[str, list[tuple[torch.Tensor, ...]]] = {n: [] for n in names}
-        for j in range(len(acts)):
-            # one product gives the intersections with every concept present in the image, then
-            # with those of each null partner, and in the last (all-ones) column each mask's size.
-            # Sums of 0/1 are exact in float32, so the extra columns change no real count.
-            units, counts = label_counts(
-                acts[j].to(device), thresholds, batch.size, batch.onehot(j)
-            )
+        # one product per image gives the intersections with every concept present in it, then
+        # with those of each null partner, and in the last (all-ones) column each mask's size.
+        # Sums of 0/1 are exact in float32, so the extra columns change no real count.
+        found = batch_label_counts(
+            acts.to(device), thresholds, batch.size, [batch.onehot(j) for j in range(len(acts))]
+        )
+        for j, (units, counts) in enumerate(found):
             if units.numel() == 0:
                 continue
             mask_sums = counts[:, -1:]

@@ -24,9 +24,11 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-# The most pixels upsampled in one stack of windows (128 MB of float32): a batch's windows go in
-# as few kernel calls as that allows, and a layer of large maps never holds them all at once.
-STACK_PIXELS = 1 << 25
+# The most pixels upsampled in one stack of windows (4 MB of float32): a batch's windows go in a
+# few kernel calls, and each stack, its comparison and its selection stay in the CPU's caches
+# (measured on pass 2's counting sweep, stand-in layer4, 30 batches: 2.03 s at 2^20 pixels,
+# 2.06 s at 2^22, 2.57 s at 2^25, 2.49 s at 2^18; one call per image 3.2 s, strips 2.5 s).
+STACK_PIXELS = 1 << 20
 
 # A bilinear value exceeds the largest of its inputs by at most a few float32 roundings; a cell
 # below threshold - MARGIN * |threshold| cannot produce a pixel above the threshold.
@@ -62,12 +64,25 @@ def label_counts(
     """For the units that can fire: (units, counts) with counts[i, j] the number of pixels where
     S_unit > T_unit and onehot[:, j] is 1. ``act`` is one image's (C, h, w) raw map, ``onehot``
     the (sh * sw, k) float32 label matrix."""
-    c, h, w = act.shape
+    return batch_label_counts(act.unsqueeze(0), thresholds, size, [onehot])[0]
+
+
+def batch_label_counts(
+    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], onehots: list[torch.Tensor]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``label_counts`` of each image of a batch's (B, C, h, w) maps (one size), with its own
+    label matrix: the windows of the whole batch are found and upsampled together (one kernel
+    call per window height, not one per image and height; per image, windows cost more Python
+    than the three-row strips they replaced)."""
+    b, c, h, w = act.shape
     plan = upsampling_plan(c, h, w, size[0], size[1], str(act.device))
-    if plan == "windows":
-        heights = window_heights(c, h, w, size[0], size[1], str(act.device))
-        return _window_counts(act, thresholds, size, onehot, heights)  # type: ignore[arg-type]
-    return _dense_counts(act, thresholds, size, onehot, whole=plan == "whole")
+    if plan != "windows":
+        return [
+            _dense_counts(act[j], thresholds, size, onehots[j], whole=plan == "whole")
+            for j in range(b)
+        ]
+    heights = window_heights(c, h, w, size[0], size[1], str(act.device))
+    return _window_counts(act, thresholds, size, onehots, heights)  # type: ignore[arg-type]
 
 
 def _dense_counts(
@@ -92,7 +107,11 @@ def _dense_counts(
 
 
 def _windows(
-    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], heights: tuple[int, int]
+    act: torch.Tensor,
+    thresholds: torch.Tensor,
+    size: tuple[int, int],
+    heights: tuple[int, int],
+    per_image: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The windows around hot cell rows, upsampled, in stacks of one window height: (unit,
     start, upsampled (M, H f, sw), exact (M, H f) 0/1 rows), sorted by start within a stack;
@@ -123,7 +142,7 @@ def _windows(
         edges.index_put_((unit, start), one, accumulate=True)
         edges.index_put_((unit, start + height), -one, accumulate=True)
         unit, start, height = _runs(edges.cumsum(1)[:, :h] > 0)
-    return upsampled_windows(act, unit, start, height, size)
+    return upsampled_windows(act, unit, start, height, size, per_image)
 
 
 def _runs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -143,10 +162,12 @@ def upsampled_windows(
     start: torch.Tensor,
     height: torch.Tensor,
     size: tuple[int, int],
+    per_image: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Windows of whole cell rows (unit, first row, rows) upsampled, stacked by height: per
-    height H, (unit, start, (M, H f, sw) values, (M, H f) 0/1 exact rows), sorted by start, in
-    stacks of at most ``STACK_PIXELS`` pixels (one window at least).
+    height H, (unit, start, (M, H f, sw) values, (M, H f) 0/1 exact rows), in stacks of at most
+    ``STACK_PIXELS`` pixels (one window at least), sorted by start (with ``per_image`` = C
+    units an image, by image unit // C first).
 
     Local pixel row r of a window starting at cell row a is upsampled from its cell rows
     (slot, slot + 1), slot = floor((r - f/2) / f): rows of slots 0 to H - 2 equal the whole
@@ -155,8 +176,10 @@ def upsampled_windows(
     h, f, sw = act.shape[1], size[0] // act.shape[1], size[1]
     for rows in torch.unique(height).tolist():
         pick = torch.nonzero(height == rows).squeeze(1)
-        order = torch.argsort(start[pick], stable=True)
-        units, starts = unit[pick][order], start[pick][order]
+        units, starts = unit[pick], start[pick]
+        key = starts if not per_image else (units // per_image) * h + starts
+        order = torch.argsort(key, stable=True)
+        units, starts = units[order], starts[order]
         slot = torch.div(
             torch.arange(rows * f, device=act.device) - f // 2, f, rounding_mode="floor"
         )
@@ -175,33 +198,41 @@ def _window_counts(
     act: torch.Tensor,
     thresholds: torch.Tensor,
     size: tuple[int, int],
-    onehot: torch.Tensor,
+    onehots: list[torch.Tensor],
     heights: tuple[int, int],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    h, sw, f = act.shape[1], size[1], size[0] // act.shape[1]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    b, c, h, _ = act.shape
+    sw, f = size[1], size[0] // h
     device = act.device
-    found, parts = _windows(act, thresholds, size, heights), []
-    for unit, start, up, exact in found:
+    flat, every = act.reshape(b * c, *act.shape[2:]), thresholds.repeat(b)
+    parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(b)]
+    for unit, start, up, exact in _windows(flat, every, size, heights, c):
         rows = up.shape[1] // f
         masks = torch.empty_like(up)
-        torch.gt(up, thresholds[unit].view(-1, 1, 1), out=masks)
+        torch.gt(up, every[unit].view(-1, 1, 1), out=masks)
         masks.mul_(exact.unsqueeze(2))
-        counts = torch.empty((unit.numel(), onehot.shape[1]), dtype=torch.float32, device=device)
-        bounds = torch.searchsorted(start, torch.arange(h - rows + 2, device=device)).tolist()
-        for a in range(h - rows + 1):
-            lo, hi = bounds[a], bounds[a + 1]
+        # windows come sorted by image, then start row: each (image, start) is one slice, whose
+        # pixels meet one block of rows of that image's labels
+        key = (unit // c) * h + start
+        bounds = torch.searchsorted(key, torch.arange(b * h + 1, device=device)).tolist()
+        for slot in range(b * h):
+            lo, hi = bounds[slot], bounds[slot + 1]
             if hi > lo:
-                labels = onehot[a * f * sw : (a + rows) * f * sw]
-                torch.mm(masks[lo:hi].reshape(hi - lo, -1), labels, out=counts[lo:hi])
-        parts.append((unit, counts))
-    if not parts:
-        return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(
-            (0, onehot.shape[1]), dtype=torch.int64, device=device
-        )
-    units, inverse = torch.unique(torch.cat([u for u, _ in parts]), return_inverse=True)
-    total = torch.zeros((units.numel(), onehot.shape[1]), dtype=torch.float32, device=device)
-    total.index_add_(0, inverse, torch.cat([c for _, c in parts]))
-    return units, total.round_().to(torch.int64)
+                j, a = divmod(slot, h)
+                labels = onehots[j][a * f * sw : (a + rows) * f * sw]
+                parts[j].append((unit[lo:hi] % c, masks[lo:hi].reshape(hi - lo, -1) @ labels))
+    out = []
+    for j, found in enumerate(parts):
+        k = onehots[j].shape[1]
+        if not found:
+            empty = torch.zeros(0, dtype=torch.int64, device=device)
+            out.append((empty, torch.zeros((0, k), dtype=torch.int64, device=device)))
+            continue
+        units, inverse = torch.unique(torch.cat([u for u, _ in found]), return_inverse=True)
+        total = torch.zeros((units.numel(), k), dtype=torch.float32, device=device)
+        total.index_add_(0, inverse, torch.cat([n for _, n in found]))
+        out.append((units, total.round_().to(torch.int64)))
+    return out
 
 
 def pixels_above(
@@ -213,27 +244,43 @@ def pixels_above(
     """(units, values): every upsampled pixel of one image's (C, h, w) map, or of a batch's
     (B, C, h, w) maps (one size), that is above its unit's bound (and below its ceiling, if
     given: round 2 of the thresholds reads only the values of two bins), with its unit, bit for
-    bit as each image's whole map upsampling gives it. Pixels next to no hot cell are never computed:
-    they cannot be above the bound (they can equal a bound of exactly 0, which callers count
-    as not above). This is how pass 2 (the thresholds) sees the upsampled basis without
-    upsampling every unit of every image: the batch's windows of one height go to the kernel
-    in one stack, as the tally's windows of one image do (a call per image cost 1.3 ms of
-    Python and small kernels each, twice per image)."""
+    bit as each image's whole map upsampling gives it: ``pixels_above_chunks``, joined."""
+    chunks = list(pixels_above_chunks(act, bounds, size, ceilings))
+    if not chunks:
+        return torch.zeros(0, dtype=torch.int64, device=act.device), torch.zeros(
+            0, device=act.device
+        )
+    return torch.cat([u for u, _ in chunks]), torch.cat([v for _, v in chunks])
+
+
+def pixels_above_chunks(
+    act: torch.Tensor,
+    bounds: torch.Tensor,
+    size: tuple[int, int],
+    ceilings: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``pixels_above`` one stack of windows (or one image) at a time, each (units, values).
+    Pixels next to no hot cell are never computed: they cannot be above the bound (they can
+    equal a bound of exactly 0, which callers count as not above). This is how pass 2 (the
+    thresholds) sees the upsampled basis without upsampling every unit of every image: the
+    batch's windows of one height go to the kernel in stacks of ``STACK_PIXELS``, and callers
+    count each stack's pixels before the next (counting a batch's millions of values at once ran
+    out of the CPU's caches and cost more than per image)."""
     maps = act if act.dim() == 4 else act.unsqueeze(0)
     b, c, h, w = maps.shape
     plan = upsampling_plan(c, h, w, size[0], size[1], str(act.device))
     if plan == "whole":  # each image's whole map: the layout in which that plan was checked
-        parts = [_dense_above(maps[j], bounds, ceilings, size, whole=True) for j in range(b)]
-        return torch.cat([u for u, _ in parts]), torch.cat([v for _, v in parts])
+        for j in range(b):
+            yield from _dense_above(maps[j], bounds, ceilings, size, whole=True)
+        return
     # the batch's maps as b * c units of one stack: unit i is image i // c's unit i % c
     flat, every = maps.reshape(b * c, h, w), bounds.repeat(b)
     tops = None if ceilings is None else ceilings.repeat(b)
     if plan == "units":
-        units, values = _dense_above(flat, every, tops, size, whole=False)
-        return units % c, values
+        for units, values in _dense_above(flat, every, tops, size, whole=False):
+            yield units % c, values
+        return
     heights = window_heights(c, h, w, size[0], size[1], str(act.device))
-    found: list[torch.Tensor] = []
-    above: list[torch.Tensor] = []
     for unit, _, up, exact in _windows(flat, every, size, heights):  # type: ignore[arg-type]
         # rows that are not exact get a bound of +inf: one comparison selects both, and the
         # flat positions of one nonzero index the values and (divided by a window's size) the
@@ -244,13 +291,7 @@ def pixels_above(
         if tops is not None:
             keep &= up < tops[unit].view(-1, 1, 1)
         at = torch.nonzero(keep.view(-1)).squeeze(1)
-        found.append((unit % c)[at // (up.shape[1] * up.shape[2])])
-        above.append(up.view(-1)[at])
-    if not found:
-        return torch.zeros(0, dtype=torch.int64, device=act.device), torch.zeros(
-            0, device=act.device
-        )
-    return torch.cat(found), torch.cat(above)
+        yield (unit % c)[at // (up.shape[1] * up.shape[2])], up.view(-1)[at]
 
 
 def _dense_above(
@@ -259,29 +300,23 @@ def _dense_above(
     ceilings: torch.Tensor | None,
     size: tuple[int, int],
     whole: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``pixels_above`` by upsampling whole maps: the units with a hot cell (``whole``: every
-    unit of the one image ``act`` holds, then those kept), in stacks of ``STACK_PIXELS``."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``pixels_above_chunks`` by upsampling whole maps: the units with a hot cell (``whole``:
+    every unit of the one image ``act`` holds, then those kept), in stacks of ``STACK_PIXELS``."""
     units = torch.nonzero(hot_cells(act, bounds).flatten(1).any(dim=1)).flatten()
-    if units.numel() == 0:
-        return units, torch.zeros(0, device=act.device)
-    if whole:
-        ups = [upsample(act.unsqueeze(0), size)[0][units]]
-        chunks = [units]
-    else:
-        step = max(1, STACK_PIXELS // (size[0] * size[1]))
-        chunks = [units[i : i + step] for i in range(0, len(units), step)]
-        ups = [upsample(act[part].unsqueeze(0), size)[0] for part in chunks]
-    found, above = [], []
-    for part, up in zip(chunks, ups, strict=True):
+    step = len(units) if whole else max(1, STACK_PIXELS // (size[0] * size[1]))
+    for first in range(0, len(units), max(step, 1)):
+        part = units[first : first + step]
+        if whole:
+            up = upsample(act.unsqueeze(0), size)[0][part]
+        else:
+            up = upsample(act[part].unsqueeze(0), size)[0]
         flat = up.reshape(part.numel(), -1)
         keep = flat > bounds[part].view(-1, 1)
         if ceilings is not None:
             keep &= flat < ceilings[part].view(-1, 1)
         row, col = torch.nonzero(keep, as_tuple=True)
-        found.append(part[row])
-        above.append(flat[row, col])
-    return torch.cat(found), torch.cat(above)
+        yield part[row], flat[row, col]
 
 
 # Lattice points per raw cell along an axis for ``block_floors``: about one per 4 pixels, at most

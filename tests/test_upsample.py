@@ -17,6 +17,7 @@ from extract import upsample
 from extract.upsample import (
     _dense_counts,
     _windows,
+    batch_label_counts,
     block_floors,
     label_counts,
     pixels_above,
@@ -234,3 +235,24 @@ def test_windows_are_disjoint_runs_of_the_rows_next_to_hot_rows() -> None:
             assert bool(exact[i, :8].all()) == top and bool(exact[i, :8].any()) == top
             assert bool(exact[i, -8:].all()) == bottom and bool(exact[i, -8:].any()) == bottom
             assert exact[i, 8 : rows * 16 - 8].all()
+
+
+@pytest.mark.parametrize(("h", "w", "size"), SHAPES)
+def test_batch_label_counts_equal_each_images_full_upsampling(
+    h: int, w: int, size: tuple[int, int]
+) -> None:
+    """A batch's maps with their own label matrices in one call (the tally sends each batch
+    so) count as each image's whole-map upsampling does; the images' label matrices differ in
+    width, as images present different concepts."""
+    cases = [random_case(seed, 24, h, w, size, relu=seed == 1) for seed in range(3)]
+    cases[1] = (cases[1][0], cases[1][1], np.ascontiguousarray(cases[1][2][:, 2:]))
+    thresholds = cases[0][1]
+    batch = torch.stack([act for act, _, _ in cases])
+    found = batch_label_counts(
+        batch, thresholds, size, [torch.from_numpy(onehot) for _, _, onehot in cases]
+    )
+    for (act, _, onehot), (units, counts) in zip(cases, found, strict=True):
+        expected = reference_counts(act, thresholds, size, onehot)
+        got = np.zeros_like(expected)
+        got[units.numpy()] = counts.numpy()
+        np.testing.assert_array_equal(got, expected)
