@@ -455,15 +455,22 @@ def window_heights(
 
 def _height_matches(act: torch.Tensor, full: torch.Tensor, rows: int) -> bool:
     """Whether windows of ``rows`` cell rows give the whole map's values on every exact pixel:
-    one window for each of the first 64 units (start rows cycling, both ends included), and a
-    window alone."""
+    one window for each of the first 64 units (start rows cycling, both ends included), a
+    window alone, and a stack as large as production stacks get (``STACK_PIXELS``: a batch's
+    windows of one height, units and start rows cycling), so every position a window can take
+    in a stack is checked."""
     c, h, _ = act.shape
     f, size = full.shape[1] // h, (full.shape[1], full.shape[2])
     k = min(c, 64)
     start = torch.arange(k) % (h - rows + 1)
     if k > 1:
         start[1] = h - rows
-    cases = [(torch.arange(k), start), (torch.tensor([c - 1]), torch.tensor([h - rows]))]
+    n = max(1, STACK_PIXELS // (rows * f * size[1]))
+    cases = [
+        (torch.arange(k), start),
+        (torch.tensor([c - 1]), torch.tensor([h - rows])),
+        (torch.arange(n) % c, (torch.arange(n) + torch.arange(n) // c) % (h - rows + 1)),
+    ]
     for unit, first in cases:
         height = torch.full_like(unit, rows)
         found = upsampled_windows(
@@ -479,9 +486,11 @@ def _exact_match(
     full: torch.Tensor,
     f: int,
 ) -> bool:
+    """Whether every exact pixel of the windows equals the whole map's (``full``, (C, sh, sw))."""
     for unit, start, up, exact in found:
-        window, row = torch.nonzero(exact > 0, as_tuple=True)  # every exact pixel row
-        if not torch.equal(up[window, row], full[unit[window], start[window] * f + row]):
+        # window a's pixel rows are the whole map's rows a f .. a f + H f - 1
+        whole = full.unfold(1, up.shape[1], f)[unit, start].transpose(1, 2)
+        if bool(((up != whole) & (exact > 0).unsqueeze(2)).any()):
             return False
     return True
 
