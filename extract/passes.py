@@ -8,8 +8,9 @@ their progress bars number them.
 2. ``pass2_thresholds`` (``pass 2/3 exact thresholds``) reads the cache (or runs the model again
    without it) and finishes the thresholds exactly (quantile.py round 2); on the upsampled basis
    a sweep before it (``pass 2/3 counts above the bound``) counts the pixels above pass 1's
-   bound, which round 2 reads. Both take a batch's maps in one ``pixels_above`` call, and round 2
-   selects only the pixels below each unit's ceiling (the two bins it reads).
+   bound, which round 2 reads. Both take a batch's maps at once (``pixels_above_chunks``,
+   counted stack by stack), and round 2 selects only the pixels below each unit's ceiling (the
+   two bins it reads).
 3. ``pass3_tally`` (``pass 3/3 concept tally``) reads the cache again, thresholds, upsamples only
    the units that can fire, and tallies intersections against the label maps (and the null
    permutations' labels): a batch's labels go to the device in one copy, and each layer's tally

@@ -186,9 +186,8 @@ class ConceptTally:
         The masks are each image's own, bit for bit as upsampling its whole map gives S; only
         windows of cell rows near a unit's threshold are upsampled, the batch's together
         (extract/upsample.py: bilinear upsampling cannot exceed the raw maximum by more than
-        rounding). The counts of
-        every image and partner are then added with one scatter per table: integer sums, so the
-        order of the additions changes nothing."""
+        rounding). The counts of every image and partner are then added with one scatter per
+        table: integer sums, so the order of the additions changes nothing."""
         device = self.device
         thresholds = thresholds.to(device)
         folded = self.n_folds > 0

@@ -92,18 +92,35 @@ def _dense_counts(
     onehot: torch.Tensor,
     whole: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    found, parts = [], []
+    for units, up in _dense_stacks(act, thresholds, size, whole):
+        masks = torch.empty_like(up)  # M_u = S_u > T_u, written straight into 0/1 float32
+        torch.gt(up, thresholds[units].view(-1, 1, 1), out=masks)
+        # sums of 0/1 below 2^24 are exact in float32
+        found.append(units)
+        parts.append((masks.reshape(units.numel(), -1) @ onehot).round_().to(torch.int64))
+    if not found:
+        empty = torch.zeros(0, dtype=torch.int64, device=act.device)
+        return empty, torch.zeros((0, onehot.shape[1]), dtype=torch.int64, device=act.device)
+    return torch.cat(found), torch.cat(parts)
+
+
+def _dense_stacks(
+    act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], whole: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(units, upsampled (M, sh, sw) maps) of the units with a hot cell, by upsampling whole
+    maps: the "units" plan upsamples those units in stacks of ``STACK_PIXELS``; the "whole" plan
+    (``whole``) upsamples every unit of the one image ``act`` holds, as checked, and keeps them."""
     units = torch.nonzero(hot_cells(act, thresholds).flatten(1).any(dim=1)).flatten()
     if units.numel() == 0:
-        return units, torch.zeros((0, onehot.shape[1]), dtype=torch.int64, device=act.device)
+        return
     if whole:
-        up = upsample(act.unsqueeze(0), size)[0][units]
-    else:
-        up = upsample(act[units].unsqueeze(0), size)[0]
-    masks = torch.empty_like(up)  # M_u = S_u > T_u, written straight into 0/1 float32
-    torch.gt(up, thresholds[units].view(-1, 1, 1), out=masks)
-    # sums of 0/1 below 2^24 are exact in float32
-    counts = masks.reshape(units.numel(), -1) @ onehot
-    return units, counts.round_().to(torch.int64)
+        yield units, upsample(act.unsqueeze(0), size)[0][units]
+        return
+    step = max(1, STACK_PIXELS // (size[0] * size[1]))
+    for first in range(0, len(units), step):
+        part = units[first : first + step]
+        yield part, upsample(act[part].unsqueeze(0), size)[0]
 
 
 def _windows(
@@ -301,22 +318,14 @@ def _dense_above(
     size: tuple[int, int],
     whole: bool,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``pixels_above_chunks`` by upsampling whole maps: the units with a hot cell (``whole``:
-    every unit of the one image ``act`` holds, then those kept), in stacks of ``STACK_PIXELS``."""
-    units = torch.nonzero(hot_cells(act, bounds).flatten(1).any(dim=1)).flatten()
-    step = len(units) if whole else max(1, STACK_PIXELS // (size[0] * size[1]))
-    for first in range(0, len(units), max(step, 1)):
-        part = units[first : first + step]
-        if whole:
-            up = upsample(act.unsqueeze(0), size)[0][part]
-        else:
-            up = upsample(act[part].unsqueeze(0), size)[0]
-        flat = up.reshape(part.numel(), -1)
-        keep = flat > bounds[part].view(-1, 1)
+    """``pixels_above_chunks`` by upsampling whole maps (``_dense_stacks``)."""
+    for units, up in _dense_stacks(act, bounds, size, whole):
+        flat = up.reshape(units.numel(), -1)
+        keep = flat > bounds[units].view(-1, 1)
         if ceilings is not None:
-            keep &= flat < ceilings[part].view(-1, 1)
+            keep &= flat < ceilings[units].view(-1, 1)
         row, col = torch.nonzero(keep, as_tuple=True)
-        yield part[row], flat[row, col]
+        yield units[row], flat[row, col]
 
 
 # Lattice points per raw cell along an axis for ``block_floors``: about one per 4 pixels, at most
@@ -401,9 +410,7 @@ def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu
     """ "windows", "units" or "whole" (see the module docstring), checked on random maps."""
     if window_heights(c, h, w, sh, sw, device) is not None:
         return "windows"
-    generator = torch.Generator().manual_seed(0)
-    act = (torch.randn((c, h, w), generator=generator) * 3).to(device)
-    full = upsample(act.unsqueeze(0), (sh, sw))[0]
+    act, full, generator = _check_maps(c, h, w, sh, sw, device)
     subsets = [torch.tensor([0]), torch.tensor([c - 1])]
     for k in (2, 3, 5, 13, 100):
         if k < c:
@@ -433,9 +440,7 @@ def window_heights(
     f = sh // h
     if not (h >= 3 and sh == f * h and f >= 2 and not f & (f - 1)):
         return None
-    generator = torch.Generator().manual_seed(0)
-    act = (torch.randn((c, h, w), generator=generator) * 3).to(device)
-    full = upsample(act.unsqueeze(0), (sh, sw))[0]
+    act, full, generator = _check_maps(c, h, w, sh, sw, device)
     if not _height_matches(act, full, h):
         return None
     lowest, tallest = h, h
@@ -451,6 +456,16 @@ def window_heights(
     if not _windows_match(act, full, (lowest, tallest), generator):
         return None
     return lowest, tallest
+
+
+def _check_maps(
+    c: int, h: int, w: int, sh: int, sw: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """The plans' check maps: seeded random (C, h, w) maps, their whole-map upsampling (the
+    reference every plan must equal), and the generator, to draw the check's subsets from."""
+    generator = torch.Generator().manual_seed(0)
+    act = (torch.randn((c, h, w), generator=generator) * 3).to(device)
+    return act, upsample(act.unsqueeze(0), (sh, sw))[0], generator
 
 
 def _height_matches(act: torch.Tensor, full: torch.Tensor, rows: int) -> bool:
