@@ -13,6 +13,7 @@ import json
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from base.faults import pause_point
 from extract import checkpoint, distributed
 from extract.broden import Probe, open_probe
 from extract.config import ExtractConfig, check_config
-from extract.feed import batches_for, forward
+from extract.feed import batches_for
 from extract.lake_write import (
     DISSECTION_TABLES,
     ExtractResult,
@@ -37,6 +38,7 @@ from extract.lake_write import (
 )
 from extract.models import (
     LayerTaps,
+    StopForward,
     find_layers,
     infer_patch_size,
     load_model,
@@ -167,22 +169,21 @@ def _run_locked(
     workdir.mkdir(parents=True, exist_ok=True)
     mine = [i for i in range(len(probe.records)) if i % dist.world == dist.rank]
     batches = batches_for(probe, mine, cfg.batch_size)
-    shapes = layer_shapes(model, layers, probe, device, patch)
-    n_units = {name: next(iter(shapes[name].values()))[0] for name in cfg.layers}
-    n_values = {name: planned_values(probe, shapes[name], cfg.basis) for name in cfg.layers}
-    state = None
-    if cfg.resume:
-        state = checkpoint.load(
-            workdir / "checkpoint.pt", key, n_units, cache=cfg.cache, features=cfg.features
-        )
     timings: dict[str, float] = {}
     with LayerTaps(layers, patch) as taps:
-        # One blank image through the whole network teaches the taps whether a pass may stop
-        # at the last tapped layer (LayerTaps), so pass 1's first batch already stops there:
-        # otherwise that batch ran the rest of the network for nothing (for ResNet-50 layer2,
-        # layers 3 and 4 on 16 images, about 4% of a 200-image run).
-        first = probe.records[0]
-        forward(model, taps, torch.zeros((1, 3, first.ih, first.iw)), cfg.layers, device)
+        # The blank passes that find the layers' shapes also teach the taps whether a pass may
+        # stop at the last tapped layer (LayerTaps), so pass 1's first batch already stops
+        # there: otherwise that batch ran the rest of the network for nothing (for ResNet-50
+        # layer2, layers 3 and 4 on 16 images, about 4% of a 200-image run). One blank pass
+        # did each job before, so a single-size probe ran two.
+        shapes = layer_shapes(model, layers, probe, device, patch, taps)
+        n_units = {name: next(iter(shapes[name].values()))[0] for name in cfg.layers}
+        n_values = {name: planned_values(probe, shapes[name], cfg.basis) for name in cfg.layers}
+        state = None
+        if cfg.resume:
+            state = checkpoint.load(
+                workdir / "checkpoint.pt", key, n_units, cache=cfg.cache, features=cfg.features
+            )
         run = Run(cfg, probe, model, taps, device, workdir, key)
         tic = time.perf_counter()
         p1 = pass1_activations(run, batches, n_units, n_values, state)
@@ -285,19 +286,26 @@ def layer_shapes(
     probe: Probe,
     device: torch.device,
     patch: tuple[int, int] | None = None,
+    taps: LayerTaps | None = None,
 ) -> dict[str, dict[tuple[int, int], tuple[int, int, int]]]:
     """(C, h, w) of each layer for each distinct image size, from one blank forward pass each.
 
     This also rejects layers with unusable outputs, and models that cannot take the probe's image
-    size (a ViT built for 224 x 224), before any real work starts.
+    size (a ViT built for 224 x 224), before any real work starts. Given the run's ``taps``,
+    the first (whole) pass teaches them whether later passes may stop at the last tapped layer;
+    otherwise it uses taps of its own and closes them.
     """
     sizes = sorted({(r.ih, r.iw) for r in probe.records})
     out: dict[str, dict[tuple[int, int], tuple[int, int, int]]] = {n: {} for n in layers}
-    with LayerTaps(layers, patch) as taps:
+    with nullcontext(taps) if taps is not None else LayerTaps(layers, patch) as taps:
         for ih, iw in sizes:
+            taps.start()
             try:
                 with torch.no_grad():
                     model(torch.zeros((1, 3, ih, iw), device=device))
+                taps.finish()
+            except StopForward:
+                pass  # a later size, once the first pass taught the taps to stop
             except (RuntimeError, AssertionError, ValueError) as exc:
                 reason = (
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
