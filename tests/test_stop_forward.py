@@ -112,3 +112,66 @@ def test_a_run_learns_to_stop_from_one_blank_image_not_its_first_batch(
         )
     )  # fmt: skip
     assert Tail.images == 1
+
+
+def two_size_probe(root: Path) -> Path:
+    """A probe of 24 px images (labels 12 px) and 32 px images (labels 16 px): two blank passes
+    measure the layers' shapes."""
+    import csv
+    import shutil
+
+    small = make_probe(root / "small", n_images=4, size=24, label_size=12, seed=1).root
+    large = make_probe(root / "large", n_images=4, size=32, label_size=16, seed=2).root
+    both = root / "both"
+    shutil.copytree(small, both)
+    rows = list(csv.reader((large / "index.csv").open()))[1:]
+    for row in rows:
+        for j, cell in enumerate(row):
+            names = cell.split(";")
+            if any(n.endswith(".png") for n in names):
+                for n in names:
+                    shutil.copy(large / "images" / n, both / "images" / f"l_{n}")
+                row[j] = ";".join(f"l_{n}" for n in names)
+    with (both / "index.csv").open("a", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return both
+
+
+def test_two_image_sizes_run_one_whole_blank_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first size's blank pass runs the whole network and teaches the taps; the second
+    size's stops at the last tap (layer_shapes catches the stop) and still measures its shape.
+    The lake's thresholds equal a brute force (numpy.quantile) over the tapped maps computed
+    here by a plain forward of each image (batch size 1 in both: a convolution's last bits can
+    depend on the batch size)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from extract.broden import load_image, open_probe
+    from extract.config import NORMALIZATIONS
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    root = two_size_probe(tmp_path)
+    Tail.images = 0
+    run_extract(
+        ExtractConfig(
+            model="test_stop_forward:tailed_cnn", layers=["1"], probe=root, basis="raw",
+            lake=tmp_path / "lake", name="tailed", batch_size=1, progress=False, quantile=0.05,
+        )
+    )  # fmt: skip
+    assert Tail.images == 1
+    probe = open_probe(root)
+    assert {(r.ih, r.sh) for r in probe.records} == {(24, 12), (32, 16)}
+    model = tailed_cnn()
+    assert isinstance(model, nn.Sequential)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATIONS["imagenet"])
+    values = []
+    with torch.no_grad():
+        for r in probe.records:
+            pixels = torch.from_numpy(load_image(probe, r).copy()).permute(2, 0, 1).float() / 255
+            values.append(model[:2]((pixels - mean) / std).reshape(4, -1))
+    want = np.quantile(torch.cat(values, dim=1).numpy(), 0.95, axis=1)
+    table = pq.read_table(next((tmp_path / "lake" / "unit_thresholds").rglob("*.parquet")))
+    got = table.sort_by("unit").column("threshold").to_numpy()
+    np.testing.assert_array_equal(got, want.astype(np.float32))
