@@ -75,3 +75,63 @@ def test_cuda_resumed_run_and_nulls_equal_an_uninterrupted_one(
     for table in ("unit_thresholds", "unit_concept_tally", "unit_null_iou", "unit_top_maps"):
         assert read_table(tmp_path / "whole", table) == read_table(tmp_path / "resumed", table)
     assert read_table(tmp_path / "whole", "unit_null_iou").num_rows > 0
+
+
+# The batched paths of extract/upsample.py on the device, shape by shape: the small CNN above
+# has small maps, whose plans are "units" or "whole", so the windows of layer4-sized maps (and
+# their per-shape check, run on the device) are tried here directly.
+DEVICE_SHAPES = [
+    (7, 7, (112, 112)),  # ResNet layer4 on Broden: windows
+    (14, 14, (112, 112)),
+    (28, 28, (112, 112)),
+    (7, 10, (112, 80)),
+    (5, 9, (20, 36)),
+    (2, 2, (16, 16)),
+]
+
+
+def batched_paths_match(device: str) -> None:
+    """``pixels_above`` (with ceilings, as round 2 calls it) and ``batch_label_counts`` on a
+    batch of maps on ``device`` against each image's own whole-map ``F.interpolate`` on that
+    device, bit for bit; a plain function so it can also be run on the CPU by hand."""
+    import torch.nn.functional as F
+
+    from extract.upsample import batch_label_counts, pixels_above
+
+    for h, w, size in DEVICE_SHAPES:
+        gen = torch.Generator().manual_seed(h * 1000 + w)
+        batch = (torch.randn((3, 40, h, w), generator=gen) * 2).to(device)
+        batch[1] = batch[1].clamp(min=0)  # one image rectified, as after a ReLU
+        full = F.interpolate(batch, size=size, mode="bilinear", align_corners=False)
+        flat = full.transpose(0, 1).reshape(40, -1)
+        # bounds that are pixel values themselves, high quantiles, and -inf; ceilings likewise
+        picks = torch.randint(flat.shape[1], (40,), generator=gen).to(device)
+        bounds = torch.where(
+            torch.arange(40, device=device) % 3 == 0,
+            flat.gather(1, picks.view(-1, 1)).view(-1),
+            torch.quantile(flat, 0.99, dim=1),
+        )
+        bounds[5] = float("-inf")
+        tops = torch.where(
+            torch.arange(40, device=device) % 4 == 2, float("inf"), flat.amax(dim=1) * 0.999
+        )
+        units, values = pixels_above(batch, bounds, size, tops)
+        assert units.device.type == values.device.type == torch.device(device).type
+        for u in range(40):
+            want = flat[u][(flat[u] > bounds[u]) & (flat[u] < tops[u])]
+            got = values[units == u]
+            assert torch.equal(torch.sort(got).values, torch.sort(want).values), (h, w, u)
+        labels = [
+            (torch.rand((size[0] * size[1], k), generator=gen) < 0.3).float().to(device)
+            for k in (3, 5, 2)
+        ]
+        for j, (units_j, counts) in enumerate(batch_label_counts(batch, bounds, size, labels)):
+            masks = (full[j] > bounds.view(-1, 1, 1)).reshape(40, -1).float()
+            want_counts = (masks @ labels[j]).round().long()
+            got_counts = torch.zeros_like(want_counts)
+            got_counts[units_j] = counts
+            assert torch.equal(got_counts, want_counts), (h, w, j)
+
+
+def test_batched_upsampling_on_cuda_equals_whole_maps_on_cuda() -> None:
+    batched_paths_match("cuda")
