@@ -38,7 +38,6 @@ from extract.lake_write import (
 )
 from extract.models import (
     LayerTaps,
-    StopForward,
     find_layers,
     infer_patch_size,
     load_model,
@@ -299,13 +298,9 @@ def layer_shapes(
     out: dict[str, dict[tuple[int, int], tuple[int, int, int]]] = {n: {} for n in layers}
     with nullcontext(taps) if taps is not None else LayerTaps(layers, patch) as taps:
         for ih, iw in sizes:
-            taps.start()
             try:
-                with torch.no_grad():
-                    model(torch.zeros((1, 3, ih, iw), device=device))
-                taps.finish()
-            except StopForward:
-                pass  # a later size, once the first pass taught the taps to stop
+                with torch.no_grad():  # a later size's pass stops once the first has taught them
+                    taps.run(model, torch.zeros((1, 3, ih, iw), device=device))
             except (RuntimeError, AssertionError, ValueError) as exc:
                 reason = (
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from base.errors import LceError
 from extract.broden import ImageLabels, Probe, load_image, load_labels
 from extract.config import NORMALIZATIONS
-from extract.models import LayerTaps, StopForward
+from extract.models import LayerTaps
 
 if TYPE_CHECKING:
     from extract.config import ExtractConfig
@@ -157,14 +157,8 @@ def forward(
     layers: list[str],
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
-    taps.start()
     with torch.no_grad():
-        try:
-            model(images.to(device, non_blocking=True))
-        except StopForward:
-            pass  # every tapped layer has run; nothing after it is needed
-        else:
-            taps.finish()
+        taps.run(model, images.to(device, non_blocking=True))
     size = (images.shape[2], images.shape[3])
     return {name: taps.grid(name, size).float() for name in layers}
 

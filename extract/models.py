@@ -312,7 +312,7 @@ def to_grid(
 
 class StopForward(Exception):
     """Raised by the last tap's hook to end a forward pass whose remaining modules no table
-    needs; `forward` in extract/feed.py catches it."""
+    needs; `LayerTaps.run` catches it."""
 
 
 def _versions(output: object) -> tuple[int, ...]:
@@ -354,6 +354,17 @@ class LayerTaps:
 
     def grid(self, name: str, image_size: tuple[int, int]) -> torch.Tensor:
         return to_grid(self.outputs[name], name, image_size, self.patch)
+
+    def run(self, model: nn.Module, images: torch.Tensor) -> None:
+        """One forward pass of ``model`` on ``images`` (the caller picks the grad mode), stopped
+        after the last tap once a whole pass has shown that is safe; a pass that ran to its end
+        teaches the taps whether the next may stop. The outputs are in ``outputs``."""
+        self.start()
+        try:
+            model(images)
+        except StopForward:
+            return  # every tapped layer has run; nothing after it is needed
+        self.finish()
 
     def start(self) -> None:
         """Called before each forward pass."""
