@@ -45,6 +45,9 @@ DEFAULT_N_CATEGORIES: tuple[int | str, ...] = (2, 3, 4)
 # The scratch builds only need the embedding and the categories: one bootstrap resample keeps
 # them fast (the stability marts of the scratch files are thrown away).
 SCRATCH_VARS = {"stability_resamples": 1}
+# What read_outcome reads, with its ancestors: a scratch file is read for these and deleted, so
+# the similarity, matching, null and task marts (two thirds of the models) are not built there
+SCRATCH_SELECT = ("+dim_models", "+fct_lce_components", "+dim_model_categories")
 COLUMNS = (
     "setting", "min_iou", "n_components", "n_categories", "is_reference", "n_models",
     "components", "explained_variance", "explained_variance_pc1", "k", "n_common_models",
@@ -230,7 +233,12 @@ def run(
                 progress(i, len(settings), setting)
             scratch = Path(tmp) / f"setting-{i}.duckdb"
             try:
-                build_mod.build(lake, scratch, {**SCRATCH_VARS, **extra, **setting.vars()})
+                build_mod.build(
+                    lake,
+                    scratch,
+                    {**SCRATCH_VARS, **extra, **setting.vars()},
+                    select=SCRATCH_SELECT,
+                )
             except LceError as exc:
                 kept = db.with_name(f".{db.stem}.sensitivity.log")
                 scratch_log = scratch.with_name(f".{scratch.stem}.build.log")

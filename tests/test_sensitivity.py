@@ -147,11 +147,11 @@ def test_a_failing_setting_leaves_the_published_file(
     real = sensitivity.build_mod.build
     calls: list[dict] = []
 
-    def second_fails(lake: Path, target: Path, dbt_vars: dict) -> object:
+    def second_fails(lake: Path, target: Path, dbt_vars: dict, select: tuple) -> object:
         calls.append(dbt_vars)
         if len(calls) == 2:
             raise LceError(f"dbt build failed, {target} left as it was: boom")
-        return real(lake, target, dbt_vars)
+        return real(lake, target, dbt_vars, select)
 
     monkeypatch.setattr(sensitivity.build_mod, "build", second_fails)
     with pytest.raises(
@@ -210,3 +210,32 @@ def test_sensitivity_on_a_study_of_two_models(tmp_path: Path) -> None:
     assert table["n_models"].tolist() == [2, 2] and table["k"].tolist() == [2, 2]
     # two models in two categories either way: the partitions agree (scikit-learn's ARI)
     assert table["adjusted_rand_index"].tolist() == [adjusted_rand_score([0, 1], [1, 0])] * 2
+
+
+@pytest.mark.slow
+def test_a_scratch_build_is_the_full_builds_outcome(home: Path, tmp_path: Path) -> None:
+    """A setting's scratch file builds only what `read_outcome` reads (and its ancestors), with
+    their tests: those tables equal the published build's (same vars), and the marts it reads
+    not are left out."""
+    from warehouse import build as build_mod
+
+    scratch = tmp_path / "scratch.duckdb"
+    build_mod.build(home / "lake", scratch, {}, select=sensitivity.SCRATCH_SELECT)
+    with duckdb.connect(str(scratch), read_only=True) as conn:
+        built = {
+            name for (name,) in conn.execute("select table_name from duckdb_tables()").fetchall()
+        }
+    assert {"dim_models", "fct_lce_components", "dim_model_categories"} <= built
+    assert not {"fct_model_similarity", "fct_unit_matches", "fct_concept_task_correlations"} & built
+    for table, key in [
+        ("dim_models", "model"),
+        ("fct_lce_components", "component"),
+        ("dim_model_categories", "model"),
+    ]:
+        sql = f"select * from {table} order by {key}"
+        pd.testing.assert_frame_equal(_frame(scratch, sql), _frame(home / "lce.duckdb", sql))
+    assert sensitivity.read_outcome(scratch) == sensitivity.read_outcome(home / "lce.duckdb")
+    # the selected models' own tests ran; none on a model left out (it would fail: no table)
+    log = scratch.with_name(f".{scratch.stem}.build.log").read_text()
+    assert "PASS not_null_dim_models_model" in log
+    assert "fct_model_similarity" not in log

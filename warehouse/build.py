@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,12 +86,26 @@ def _failure_summary(output: str) -> str:
     return tail[-1] if tail else "no output"
 
 
-def build(lake: Path, db: Path, dbt_vars: dict[str, Any] | None = None) -> BuildResult:
+_WARNING_TABLES = ("+dim_models", "+fct_task_benchmarks")  # what model_warnings reads
+
+
+def build(
+    lake: Path,
+    db: Path,
+    dbt_vars: dict[str, Any] | None = None,
+    select: Sequence[str] = (),
+) -> BuildResult:
     """Build from ``lake`` and publish at ``db``; on any failure ``db`` is left untouched.
 
     One build per published file at a time (an advisory lock beside it); the lake is held
     still (its lock, shared) while dbt reads it, so a commit landing meanwhile cannot mix two
-    states of a study into one warehouse."""
+    states of a study into one warehouse.
+
+    ``select`` (dbt node selectors) builds only those models and their tests, for files that
+    are read for a few tables and thrown away (`lce sensitivity`'s scratch builds); a published
+    warehouse is always built whole. Each selector should carry its ancestors (``+model``): dbt
+    builds what is named, and a model whose parents are missing fails. ``dim_models`` and
+    ``fct_task_benchmarks`` are always added, since ``model_warnings`` reads them."""
     lake = lake.resolve()
     if not has_data(lake):
         raise LceError(
@@ -117,7 +131,7 @@ def build(lake: Path, db: Path, dbt_vars: dict[str, Any] | None = None) -> Build
         log = db.with_name(f".{db.stem}.build.log")
         try:
             with reading(lake):
-                output, code = _run_dbt(lake, work, dbt_vars or {})
+                output, code = _run_dbt(lake, work, dbt_vars or {}, select)
             log.write_text(output)
             if code != 0:
                 raise LceError(
@@ -180,7 +194,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _run_dbt(lake: Path, work: Path, dbt_vars: dict[str, Any]) -> tuple[str, int]:
+def _run_dbt(
+    lake: Path, work: Path, dbt_vars: dict[str, Any], select: Sequence[str] = ()
+) -> tuple[str, int]:
     """dbt build into ``work``; the child dies with us (Ctrl+C, SIGTERM or SIGKILL)."""
     project = dbt_project_dir()
     env = dict(
@@ -201,6 +217,13 @@ def _run_dbt(lake: Path, work: Path, dbt_vars: dict[str, Any]) -> tuple[str, int
             "--log-path", str(Path(scratch) / "logs"),
             "--vars", json.dumps(dbt_vars),
         ]  # fmt: skip
+        if select:
+            # "cautious": a test runs only when every model it reads was built (the default,
+            # "eager", would also run a relationships test into a model left out, and fail)
+            command += [
+                "--select", " ".join([*select, *_WARNING_TABLES]),
+                "--indirect-selection", "cautious",
+            ]  # fmt: skip
         proc = subprocess.Popen(
             command,
             env=env,
