@@ -168,7 +168,9 @@ def test_the_next_run_removes_the_scratch_a_killed_run_left(home: Path) -> None:
     """A `kill -9` ends no `with` block: the killed run's scratch folder stays beside the file.
     The next run removes it (its owner is gone) and leaves a live process's (this one's)."""
     db = home / "lce.duckdb"
-    args = ["sensitivity", "--lake", home / "lake", "--db", db, "--n-categories", "3"]
+    # one setting, the reference: the run is killed in it, and the next run builds only it
+    args = ["sensitivity", "--lake", home / "lake", "--db", db, "--min-iou", "0.04"]
+    args += ["--n-categories", "3"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "lce.cli", *map(str, args)], env=cli_env(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
