@@ -239,5 +239,5 @@ def test_a_scratch_build_is_the_full_builds_outcome(home: Path, tmp_path: Path) 
     assert sensitivity.read_outcome(scratch) == sensitivity.read_outcome(home / "lce.duckdb")
     # the selected models' own tests ran; none on a model left out (it would fail: no table)
     log = scratch.with_name(f".{scratch.stem}.build.log").read_text()
-    assert "PASS not_null_dim_models_model" in log
+    assert "PASS not_null_columns_dim_models" in log
     assert "fct_model_similarity" not in log

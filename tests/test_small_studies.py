@@ -339,6 +339,39 @@ def test_failed_dbt_tests_are_explained() -> None:
     assert dbt_failures.explain("Compilation Error in model x") is None
     staged = dbt_failures.explain("Failure in test not_null_stg_task_benchmarks_value (x)")
     assert staged == "the lake's task_benchmarks.value has empty (null) values"
+    # the project's one test per model for its non-null columns: without the failed build's
+    # file the column is unknown, so the table is named
+    whole = dbt_failures.explain("Failure in test not_null_columns_fct_unit_labels (x.yml)")
+    assert whole == "the table fct_unit_labels has empty (null) values"
+    parsed = dbt_failures.parse_test_name("not_null_columns_stg_task_benchmarks")
+    assert (parsed.kind, parsed.model, parsed.column) == (
+        "not_null_columns",
+        "stg_task_benchmarks",
+        None,
+    )
+
+
+def test_every_column_that_was_tested_not_null_still_is() -> None:
+    """The per-column not_null tests became one not_null_columns test per model, named after
+    it (dbt would otherwise cut a long name to a hash and lose the model): the columns each
+    lists, read from the YAML independently of dbt_failures, as the project declares them."""
+    import yaml
+
+    listed: dict[str, list[str]] = {}
+    for path in sorted((REPO / "dbt_project" / "models").rglob("*.yml")):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models") or []:
+            for column in model.get("columns") or []:
+                assert "not_null" not in (column.get("data_tests") or []), (path, column)
+            for test in model.get("data_tests") or []:
+                if isinstance(test, dict) and "not_null_columns" in test:
+                    spec = test["not_null_columns"]
+                    assert spec["name"] == f"not_null_columns_{model['name']}"
+                    names = {c["name"] for c in model.get("columns") or []}
+                    assert set(spec["arguments"]["columns"]) <= names, model["name"]
+                    listed[model["name"]] = spec["arguments"]["columns"]
+    assert {m: tuple(c) for m, c in listed.items()} == dbt_failures.not_null_columns()
+    assert sum(map(len, listed.values())) == 207  # the 207 per-column tests of 2026-12-06
+    assert listed["dim_models"][0] == "model" and "value" in listed["stg_task_benchmarks"]
 
 
 @pytest.mark.slow
@@ -366,6 +399,26 @@ def test_a_failed_dbt_test_says_what_it_means_for_the_data(tmp_path: Path) -> No
     assert code != 0
     assert "one unit (model, layer, unit) is labelled twice" in flat, flat
     assert "Failure in test unique_combination_" in flat  # dbt's name still there, for the log
+    assert not (tmp_path / "lce.duckdb").exists()
+
+
+@pytest.mark.slow
+def test_a_null_in_a_column_that_must_have_none_is_named(tmp_path: Path) -> None:
+    """One not_null_columns test checks a model's columns; the build's message still names the
+    column, read from the failed build's file."""
+    lake = tmp_path / "lake"
+    row = {"model": ["m1", "m2"], "task": ["cls"] * 2, "dataset": ["d"] * 2, "metric": ["acc"] * 2}
+    write_partition(
+        lake,
+        "task_benchmarks",
+        {"source": "mine"},
+        pa.table({**row, "value": [0.5, None], "higher_is_better": [True, True]}),
+    )
+    code, out = lce("build", "--lake", lake, "--db", tmp_path / "lce.duckdb")
+    flat = " ".join(out.split())
+    assert code != 0
+    assert "the lake's task_benchmarks.value has empty (null) values" in flat, flat
+    assert "Failure in test not_null_columns_stg_task_benchmarks" in flat
     assert not (tmp_path / "lce.duckdb").exists()
 
 

@@ -74,13 +74,15 @@ def dbt_executable() -> str:
     return found
 
 
-def _failure_summary(output: str) -> str:
+def _failure_summary(output: str, work: Path | None = None) -> str:
+    """The first failure in dbt's output, said as what it means; ``work``: the failed build's
+    file, which a failed not_null_columns test reads to name its column."""
     lines = [_ANSI.sub("", line).split("  ", 1)[-1].strip() for line in output.splitlines()]
     for i, line in enumerate(lines):
         if re.search(r"(Error|Failure) in |Compilation Error|Runtime Error|Parsing Error", line):
             detail = next((x for x in lines[i + 1 : i + 4] if x), "")
             found = f"{line}: {detail}" if detail else line
-            meaning = dbt_failures.explain(line)
+            meaning = dbt_failures.explain(line, work)
             return f"{meaning} ({found})" if meaning else found
     tail = [x for x in lines if x]
     return tail[-1] if tail else "no output"
@@ -135,7 +137,7 @@ def build(
             log.write_text(output)
             if code != 0:
                 raise LceError(
-                    f"dbt build failed, {db} left as it was: {_failure_summary(output)} "
+                    f"dbt build failed, {db} left as it was: {_failure_summary(output, work)} "
                     f"(full log: {log})"
                 )
             # Fold any WAL into the file so the single file is the whole database.

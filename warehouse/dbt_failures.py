@@ -8,6 +8,11 @@ does fail, ``lce build`` reports what the failure means, not only dbt's name for
 dbt names a generic test ``<test>_<model>_<column>__<arguments>`` (names of 64 characters or
 more are cut to 30 and given a hash); ``parse_test_name`` recovers the three parts where it
 can, and ``explain`` looks them up in ``MEANINGS``, falling back to a sentence per kind of test.
+
+The columns that must hold no null are checked by one ``not_null_columns`` test per model (one
+test node per column cost a fifth of a small build; docs/NOTES.md), whose name carries no
+column. Given the failed build's work file, ``explain`` finds the column by querying it and
+then answers as a per-column ``not_null`` test would.
 """
 
 from __future__ import annotations
@@ -15,10 +20,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+
+import duckdb
+import yaml
 
 from warehouse.paths import dbt_project_dir
 
 KINDS = (
+    "not_null_columns",  # before "not_null", whose prefix it shares
     "unique_combination",
     "expression_is_true",
     "accepted_values",
@@ -128,19 +138,52 @@ def parse_test_name(name: str) -> FailedTest:
     if model is None:
         return FailedTest(kind, None, None)
     column = None
-    if kind not in ("unique_combination", "expression_is_true"):
+    if kind not in ("unique_combination", "expression_is_true", "not_null_columns"):
         column = rest[len(model) + 1 :].split("__")[0] or None
     return FailedTest(kind, model, column)
 
 
-def explain(line: str) -> str | None:
-    """What the failed test named in dbt's ``Failure in test ...`` line means, or None."""
+@lru_cache(maxsize=1)
+def not_null_columns() -> dict[str, tuple[str, ...]]:
+    """model -> the columns its ``not_null_columns`` test lists, from the project's YAML files."""
+    found: dict[str, tuple[str, ...]] = {}
+    for path in sorted((dbt_project_dir() / "models").rglob("*.yml")):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models") or []:
+            for test in model.get("data_tests") or []:
+                if isinstance(test, dict) and "not_null_columns" in test:
+                    found[model["name"]] = tuple(test["not_null_columns"]["arguments"]["columns"])
+    return found
+
+
+def null_column(db: Path, model: str) -> str | None:
+    """The first column of ``model`` in ``db`` that its not_null_columns test lists and that
+    holds a null; None when there is none or the file cannot be read."""
+    try:
+        with duckdb.connect(str(db), read_only=True) as conn:
+            for column in not_null_columns().get(model, ()):
+                sql = f'select count(*) from "{model}" where "{column}" is null'
+                row = conn.execute(sql).fetchone()
+                if row and row[0]:
+                    return column
+    except duckdb.Error:
+        return None
+    return None
+
+
+def explain(line: str, db: Path | None = None) -> str | None:
+    """What the failed test named in dbt's ``Failure in test ...`` line means, or None.
+    ``db``: the failed build's work file, where a not_null_columns failure finds its column."""
     found = _FAILED_TEST.search(line)
     if not found:
         return None
     test = parse_test_name(found.group(1))
-    if test.kind is None:
+    kind = test.kind
+    if kind is None:
         return None
+    if kind == "not_null_columns":  # answered as the per-column not_null test would be
+        kind = "not_null"
+        column = null_column(db, test.model) if db is not None and test.model else None
+        test = FailedTest(kind, test.model, column)
     if test.model is not None:
         for key in (
             (test.model, test.column, test.kind),
@@ -157,4 +200,4 @@ def explain(line: str) -> str | None:
         where = f"the table {test.model}"
     else:
         where = f"{test.model}.{test.column}"
-    return GENERIC[test.kind].format(where=where)
+    return GENERIC[kind].format(where=where)
