@@ -405,9 +405,19 @@ def _lattice(h: int, sh: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
 TALLER = 12
 
 
-@lru_cache(maxsize=64)
+def _threads(device: str) -> int:
+    """The intra-op threads of the CPU kernels (0 on another device), part of every plan's key:
+    the kernels' rounding on stacks of windows depends on it (below)."""
+    return torch.get_num_threads() if device == "cpu" else 0
+
+
 def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu") -> str:
     """ "windows", "units" or "whole" (see the module docstring), checked on random maps."""
+    return _upsampling_plan(c, h, w, sh, sw, device, _threads(device))
+
+
+@lru_cache(maxsize=64)
+def _upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str, threads: int) -> str:
     if window_heights(c, h, w, sh, sw, device) is not None:
         return "windows"
     act, full, generator = _check_maps(c, h, w, sh, sw, device)
@@ -423,7 +433,6 @@ def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu
     return "whole"
 
 
-@lru_cache(maxsize=64)
 def window_heights(
     c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu"
 ) -> tuple[int, int] | None:
@@ -436,7 +445,23 @@ def window_heights(
     of windows of many units and start rows, as ``upsampled_windows`` stacks them (on small
     planes a window's rounding depends on its place in the stack: seen with 6 x 6 -> 12 x 12 and
     7 units; short windows of 28 x 28 maps, under 2,048 pixels, round differently), then the
-    production path ``_windows`` on several patterns of hot rows."""
+    production path ``_windows`` on several patterns of hot rows.
+
+    Never on one CPU thread (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``, and torchrun's
+    default for its workers): there the checks below pass, yet on other maps a window's pixels
+    differ from the whole map's by one float32 step (tests/test_upsample.py at one thread: 2 to 6
+    of 72 units of 7 x 7 -> 112 x 112, 28 x 28 -> 112 x 112 and 7 x 10 -> 112 x 80 maps, seed 2;
+    the whole map itself is the same at 1, 2, 3, 4 and 8 threads, and the windows match it at 2
+    and more). So one thread takes the "units" or "whole" plan, which matched at every count."""
+    return _window_heights(c, h, w, sh, sw, device, _threads(device))
+
+
+@lru_cache(maxsize=64)
+def _window_heights(
+    c: int, h: int, w: int, sh: int, sw: int, device: str, threads: int
+) -> tuple[int, int] | None:
+    if threads == 1:
+        return None
     f = sh // h
     if not (h >= 3 and sh == f * h and f >= 2 and not f & (f - 1)):
         return None

@@ -152,6 +152,31 @@ def test_pixels_above_a_batch_equal_each_images_full_upsampling(
         )
 
 
+def test_one_cpu_thread_takes_no_windows_and_stays_exact() -> None:
+    """On one CPU thread (torchrun's default for its workers) windows of these maps round
+    differently from the whole map on some data (seed 2 below: 6 of 24 units, one float32 step)
+    although the plan's own checks pass; the plan is keyed by the thread count and one thread
+    takes no windows. Compared with the whole map upsampled at the same thread count."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        for h, w, size in [(7, 7, (112, 112)), (28, 28, (112, 112)), (7, 10, (112, 80))]:
+            assert upsampling_plan(24, h, w, *size) != "windows"
+            for seed in range(3):
+                act, bounds, _ = random_case(seed, 24, h, w, size, relu=False)
+                full = F.interpolate(act[None], size=size, mode="bilinear", align_corners=False)
+                flat = full[0].reshape(24, -1)
+                units, values = pixels_above(act, bounds, size)
+                for u in range(24):
+                    want = np.sort(flat[u][flat[u] > bounds[u]].numpy())
+                    got = np.sort(values[units == u].numpy())
+                    np.testing.assert_array_equal(
+                        got, want, err_msg=f"{h}x{w} seed {seed} unit {u}"
+                    )
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_dead_units_are_skipped() -> None:
     act, thresholds, onehot = random_case(0, 24, 7, 7, (112, 112), relu=True)
     units, _ = label_counts(act, thresholds, (112, 112), torch.from_numpy(onehot))
