@@ -23,18 +23,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from extract.upsample import upsample
+from extract.upsample import kernel_threads, upsample
 
 # (unit, probe image index) -> (raw map (h, w) float32, packed mask uint8, (sh, sw)); the tensors
 # stay on the device the tally runs on until a checkpoint (state_dict) or the end (for_pairs)
 MapRows = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]
 
 
-@lru_cache(maxsize=64)
 def subsets_exact(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu") -> bool:
     """Whether upsampling a few units' maps gives the whole map's values bit for bit for this
     shape (random maps; single units and small subsets), so the few needed units can be
-    upsampled alone. Otherwise the whole map is upsampled and the units picked from it."""
+    upsampled alone. Otherwise the whole map is upsampled and the units picked from it. Checked
+    once per CPU thread count, as the upsampling plans are (PyTorch picks kernels by it)."""
+    return _subsets_exact(c, h, w, sh, sw, device, kernel_threads(device))
+
+
+@lru_cache(maxsize=64)
+def _subsets_exact(c: int, h: int, w: int, sh: int, sw: int, device: str, threads: int) -> bool:
     generator = torch.Generator().manual_seed(1)
     act = (torch.randn((c, h, w), generator=generator) * 3).to(device)
     full = upsample(act.unsqueeze(0), (sh, sw))[0]

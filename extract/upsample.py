@@ -10,10 +10,15 @@ with a hot cell, and where it can, only windows of whole cell rows around each u
 That this equals the whole map's upsampling bit for bit is not something PyTorch promises, and on
 this CPU it is false for some shapes: small output planes are vectorised across channels, so a
 unit's values depend on its position in the stack; 3 x 3 crops, and windows of 28 x 28 maps under
-five rows, round differently. So each (C, h, w) -> (sh, sw) shape gets a plan once per process,
-from a check on random maps against the whole-map upsampling: "windows" (with the window heights
-that reproduce it, ``window_heights``), else "units" if random subsets of units do, else "whole"
-(upsample all C, then keep the units needed).
+five rows, round differently. (ATen's CPU rule, read in its UpSampleKernel.cpp: an output with
+height + width <= 128 takes the channels-last kernel, which vectorises across channels; so does a
+channels-last input with C > 3, and on one thread an input with C == 3, which ``upsample`` pads
+away; the rest take the generic NCHW kernel. A 28 x 28 map's windows of 3 or 4 rows, 12 or 16 x
+112 pixels, fall under 128 while the whole 112 x 112 map does not.) The rule is PyTorch's to
+change, so each (C, h, w) -> (sh, sw) shape gets a plan once per process, device and CPU thread
+count, from a check on random maps against the whole-map upsampling: "windows" (with the window
+heights that reproduce it, ``window_heights``), else "units" if random subsets of units do, else
+"whole" (upsample all C, then keep the units needed).
 """
 
 from __future__ import annotations
@@ -36,15 +41,24 @@ MARGIN = 1e-6
 
 
 def upsample(act: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The semantics' upsampling of a (N, C, h, w) stack, kept in NCHW layout.
+    """The semantics' upsampling of a (N, C, h, w) stack, kept in NCHW layout, rounded the same
+    at every CPU thread count.
 
-    A (1, 1, h, w) tensor is contiguous in both layouts and could take the channels-last kernel,
-    which rounds differently; a second channel keeps it on the NCHW one.
+    PyTorch's CPU bilinear upsampling picks one of two kernels, which round differently: the
+    channels-last one for inputs contiguous in that layout with C > 3, for outputs with
+    height + width <= 128, and, on one thread only (``torch.get_num_threads() == 1``), for
+    C == 3 (a speed choice for RGB images, ``upsample_bilinear2d_kernel_impl_float`` in
+    ATen's UpSampleKernel.cpp); else the generic NCHW one. Stacks of windows or units can have
+    any C, so a stack of three would change kernels with the thread count (found at
+    ``OMP_NUM_THREADS=1``: windows one float32 step off the whole map). A fourth channel, a
+    copy, keeps C == 3 on the kernel the other thread counts use. A (1, 1, h, w) tensor is
+    contiguous in both layouts and could take the channels-last kernel; a second channel keeps
+    it on the NCHW one.
     """
-    if act.shape[0] * act.shape[1] == 1:
-        return F.interpolate(
-            act.expand(1, 2, -1, -1).contiguous(), size=size, mode="bilinear", align_corners=False
-        )[:, :1]
+    c = act.shape[1]
+    if act.shape[0] * c == 1 or c == 3:
+        padded = torch.cat([act, act[:, :1]], dim=1)
+        return F.interpolate(padded, size=size, mode="bilinear", align_corners=False)[:, :c]
     return F.interpolate(act.contiguous(), size=size, mode="bilinear", align_corners=False)
 
 
@@ -405,15 +419,16 @@ def _lattice(h: int, sh: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
 TALLER = 12
 
 
-def _threads(device: str) -> int:
+def kernel_threads(device: str) -> int:
     """The intra-op threads of the CPU kernels (0 on another device), part of every plan's key:
-    the kernels' rounding on stacks of windows depends on it (below)."""
+    PyTorch picks kernels by it (``upsample`` pads the one case known), so each count is checked
+    rather than assumed."""
     return torch.get_num_threads() if device == "cpu" else 0
 
 
 def upsampling_plan(c: int, h: int, w: int, sh: int, sw: int, device: str = "cpu") -> str:
     """ "windows", "units" or "whole" (see the module docstring), checked on random maps."""
-    return _upsampling_plan(c, h, w, sh, sw, device, _threads(device))
+    return _upsampling_plan(c, h, w, sh, sw, device, kernel_threads(device))
 
 
 @lru_cache(maxsize=64)
@@ -447,21 +462,18 @@ def window_heights(
     7 units; short windows of 28 x 28 maps, under 2,048 pixels, round differently), then the
     production path ``_windows`` on several patterns of hot rows.
 
-    Never on one CPU thread (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``, and torchrun's
-    default for its workers): there the checks below pass, yet on other maps a window's pixels
-    differ from the whole map's by one float32 step (tests/test_upsample.py at one thread: 2 to 6
-    of 72 units of 7 x 7 -> 112 x 112, 28 x 28 -> 112 x 112 and 7 x 10 -> 112 x 80 maps, seed 2;
-    the whole map itself is the same at 1, 2, 3, 4 and 8 threads, and the windows match it at 2
-    and more). So one thread takes the "units" or "whole" plan, which matched at every count."""
-    return _window_heights(c, h, w, sh, sw, device, _threads(device))
+    The checks never stack exactly three windows, and on one CPU thread PyTorch gives a stack of
+    three channels another kernel (``upsample``): before ``upsample`` padded such stacks, the
+    checks passed at one thread while windows of other maps came out one float32 step off the
+    whole map's (tests/test_upsample.py at ``OMP_NUM_THREADS=1``, torchrun's default for its
+    workers). The plans stay keyed by the thread count, so each count is checked on its own."""
+    return _window_heights(c, h, w, sh, sw, device, kernel_threads(device))
 
 
 @lru_cache(maxsize=64)
 def _window_heights(
     c: int, h: int, w: int, sh: int, sw: int, device: str, threads: int
 ) -> tuple[int, int] | None:
-    if threads == 1:
-        return None
     f = sh // h
     if not (h >= 3 and sh == f * h and f >= 2 and not f & (f - 1)):
         return None
@@ -496,9 +508,10 @@ def _check_maps(
 def _height_matches(act: torch.Tensor, full: torch.Tensor, rows: int) -> bool:
     """Whether windows of ``rows`` cell rows give the whole map's values on every exact pixel:
     one window for each of the first 64 units (start rows cycling, both ends included), a
-    window alone, and a stack as large as production stacks get (``STACK_PIXELS``: a batch's
-    windows of one height, units and start rows cycling), so every position a window can take
-    in a stack is checked."""
+    window alone, stacks of two and three (PyTorch has chosen kernels by small channel counts),
+    and a stack as large as production stacks get (``STACK_PIXELS``: a batch's windows of one
+    height, units and start rows cycling), so every position a window can take in a stack is
+    checked."""
     c, h, _ = act.shape
     f, size = full.shape[1] // h, (full.shape[1], full.shape[2])
     k = min(c, 64)
@@ -509,6 +522,8 @@ def _height_matches(act: torch.Tensor, full: torch.Tensor, rows: int) -> bool:
     cases = [
         (torch.arange(k), start),
         (torch.tensor([c - 1]), torch.tensor([h - rows])),
+        (torch.arange(2) % c, torch.arange(2) % (h - rows + 1)),
+        (torch.arange(3) % c, torch.arange(3) % (h - rows + 1)),
         (torch.arange(n) % c, (torch.arange(n) + torch.arange(n) // c) % (h - rows + 1)),
     ]
     for unit, first in cases:
