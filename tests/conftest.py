@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
+# Torch runs on one CPU thread in each test process and in the processes tests start (they
+# inherit the variable): two xdist workers with two OpenMP threads each on two cores spent much
+# of their time waiting on each other (README, "Tests": the suite 704 s against 873 s). A value
+# set outside is kept. tests/test_upsample.py sets two threads itself, the production default.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from lce.cli import app
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from lce.cli import app  # noqa: E402
 
 # The explorer's warehouses (app_db, toy_home) and its page driver (open_page), shared by
 # tests/test_app*.py.

@@ -33,3 +33,20 @@ def test_each_group_runs_whole_on_one_worker() -> None:
         workers.setdefault(module, set()).add(worker)
     assert set(workers) == {"tests/test_stop_forward.py", "tests/test_running.py"}, out.stdout
     assert all(len(w) == 1 for w in workers.values()), workers
+
+
+def test_torch_runs_on_the_suites_thread_count_here_and_in_the_processes_tests_start() -> None:
+    """tests/conftest.py gives torch one thread unless OMP_NUM_THREADS says otherwise, in this
+    process and, through the environment, in every process a test starts (results computed here
+    and in a subprocess are compared bit for bit, and kernels can round by the thread count)."""
+    import os
+
+    import torch
+
+    want = int(os.environ["OMP_NUM_THREADS"])
+    assert torch.get_num_threads() == want
+    child = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert int(child.stdout) == want

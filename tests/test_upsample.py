@@ -8,6 +8,8 @@ pixel's mask.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -23,6 +25,16 @@ from extract.upsample import (
     pixels_above,
     upsampling_plan,
 )
+
+
+@pytest.fixture(autouse=True)
+def two_threads() -> Iterator[None]:
+    """Two CPU threads, the production default's kind (the suite runs torch on one,
+    tests/conftest.py); the tests below that want one thread set it themselves."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 def reference_counts(
