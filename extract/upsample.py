@@ -460,13 +460,9 @@ def window_heights(
     of windows of many units and start rows, as ``upsampled_windows`` stacks them (on small
     planes a window's rounding depends on its place in the stack: seen with 6 x 6 -> 12 x 12 and
     7 units; short windows of 28 x 28 maps, under 2,048 pixels, round differently), then the
-    production path ``_windows`` on several patterns of hot rows.
-
-    The checks never stack exactly three windows, and on one CPU thread PyTorch gives a stack of
-    three channels another kernel (``upsample``): before ``upsample`` padded such stacks, the
-    checks passed at one thread while windows of other maps came out one float32 step off the
-    whole map's (tests/test_upsample.py at ``OMP_NUM_THREADS=1``, torchrun's default for its
-    workers). The plans stay keyed by the thread count, so each count is checked on its own."""
+    production path ``_windows`` on several patterns of hot rows. Keyed by the CPU thread count
+    (``kernel_threads``): PyTorch picks kernels by it (``upsample``; docs/NOTES.md, "No windows
+    on one CPU thread")."""
     return _window_heights(c, h, w, sh, sw, device, kernel_threads(device))
 
 

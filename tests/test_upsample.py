@@ -169,43 +169,33 @@ def test_one_cpu_thread_keeps_windows_and_stays_exact() -> None:
     three channels its channels-last kernel, which rounds differently; unpadded, windows of these
     maps came out one float32 step off the whole map on seed 2 (6 of 24 units) although the
     plan's own checks passed. ``upsample`` pads such stacks, so one thread keeps the windows and
-    equals the whole map upsampled at the same thread count."""
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        for h, w, size in [(7, 7, (112, 112)), (28, 28, (112, 112)), (7, 10, (112, 80))]:
-            assert upsampling_plan(24, h, w, *size) == "windows"
-            for seed in range(3):
-                act, bounds, _ = random_case(seed, 24, h, w, size, relu=False)
-                full = F.interpolate(act[None], size=size, mode="bilinear", align_corners=False)
-                flat = full[0].reshape(24, -1)
-                units, values = pixels_above(act, bounds, size)
-                for u in range(24):
-                    want = np.sort(flat[u][flat[u] > bounds[u]].numpy())
-                    got = np.sort(values[units == u].numpy())
-                    np.testing.assert_array_equal(
-                        got, want, err_msg=f"{h}x{w} seed {seed} unit {u}"
-                    )
-    finally:
-        torch.set_num_threads(threads)
+    equals the whole map upsampled at the same thread count (``two_threads`` restores)."""
+    torch.set_num_threads(1)
+    for h, w, size in [(7, 7, (112, 112)), (28, 28, (112, 112)), (7, 10, (112, 80))]:
+        assert upsampling_plan(24, h, w, *size) == "windows"
+        for seed in range(3):
+            act, bounds, _ = random_case(seed, 24, h, w, size, relu=False)
+            full = F.interpolate(act[None], size=size, mode="bilinear", align_corners=False)
+            flat = full[0].reshape(24, -1)
+            units, values = pixels_above(act, bounds, size)
+            for u in range(24):
+                want = np.sort(flat[u][flat[u] > bounds[u]].numpy())
+                got = np.sort(values[units == u].numpy())
+                np.testing.assert_array_equal(got, want, err_msg=f"{h}x{w} seed {seed} unit {u}")
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_stack_of_three_rounds_as_in_a_larger_stack(threads: int) -> None:
     """Any three units upsampled together equal the same units in a stack of 24 (the generic
     NCHW kernel), at one thread too, where F.interpolate alone would switch kernels for C = 3."""
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        maps = torch.from_numpy(np.random.default_rng(5).normal(size=(1, 24, 7, 7)) * 3).float()
-        whole = F.interpolate(maps, size=(112, 112), mode="bilinear", align_corners=False)
-        for first in range(0, 24, 3):
-            np.testing.assert_array_equal(
-                upsample.upsample(maps[:, first : first + 3], (112, 112)).numpy(),
-                whole[:, first : first + 3].numpy(),
-            )
-    finally:
-        torch.set_num_threads(before)
+    torch.set_num_threads(threads)  # ``two_threads`` restores
+    maps = torch.from_numpy(np.random.default_rng(5).normal(size=(1, 24, 7, 7)) * 3).float()
+    whole = F.interpolate(maps, size=(112, 112), mode="bilinear", align_corners=False)
+    for first in range(0, 24, 3):
+        np.testing.assert_array_equal(
+            upsample.upsample(maps[:, first : first + 3], (112, 112)).numpy(),
+            whole[:, first : first + 3].numpy(),
+        )
 
 
 def test_dead_units_are_skipped() -> None:
